@@ -1,0 +1,248 @@
+//! The envelope: `{"id"?, "type", "data", "timestamp"}`, one JSON object per
+//! WebSocket text frame and per Redis payload.
+//!
+//! Publishers build envelopes with [`encode`]; the history path then puts the
+//! `id` in front with [`insert_id`] (the Lua script in `publisher` does the
+//! same splice inside Redis). The gateway runs every payload it receives from
+//! its bus through [`decode`] exactly once per event, on one node, and sends
+//! the resulting text to every client untouched.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::event_id::EventId;
+use crate::kind::{KindError, validate_kind};
+
+/// RFC 3339, UTC, milliseconds: `2026-11-25T10:00:00.123Z`.
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize)]
+struct Outgoing<'a, D: Serialize + ?Sized> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a D,
+    timestamp: String,
+}
+
+/// Encodes an envelope without an id (live-only, or before the history path
+/// assigns one).
+pub fn encode<D: Serialize + ?Sized>(kind: &str, data: &D, at: DateTime<Utc>) -> String {
+    encode_inner(None, kind, data, at)
+}
+
+/// Encodes an envelope that carries `id`.
+pub fn encode_with_id<D: Serialize + ?Sized>(
+    id: EventId,
+    kind: &str,
+    data: &D,
+    at: DateTime<Utc>,
+) -> String {
+    encode_inner(Some(id), kind, data, at)
+}
+
+fn encode_inner<D: Serialize + ?Sized>(
+    id: Option<EventId>,
+    kind: &str,
+    data: &D,
+    at: DateTime<Utc>,
+) -> String {
+    let envelope = Outgoing {
+        id: id.map(|id| id.to_string()),
+        kind,
+        data,
+        timestamp: format_timestamp(at),
+    };
+    // Serializing a struct of strings and an already-valid JSON value to a
+    // String cannot fail; a `D` whose Serialize impl fails is a caller bug.
+    serde_json::to_string(&envelope).expect("envelope serializes")
+}
+
+/// Puts `"id":"<id>"` first in an encoded envelope, without re-serializing
+/// it. `None` if `payload` is not a non-empty JSON object text.
+pub fn insert_id(payload: &str, id: EventId) -> Option<String> {
+    insert_field(payload, "id", &format!("\"{id}\""))
+}
+
+fn insert_field(payload: &str, key: &str, json_value: &str) -> Option<String> {
+    let rest = payload.trim_start().strip_prefix('{')?;
+    if rest.trim_start().starts_with('}') {
+        return None;
+    }
+    Some(format!("{{\"{key}\":{json_value},{rest}"))
+}
+
+/// Why a payload from the bus was dropped instead of sent to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("payload is not valid UTF-8 JSON: {0}")]
+    NotJson(String),
+    #[error("payload is not a JSON object")]
+    NotAnObject,
+    #[error("payload has no string \"type\" field")]
+    MissingType,
+    #[error("payload has an invalid \"type\": {0}")]
+    BadType(KindError),
+    #[error("payload \"timestamp\" {0:?} is not RFC 3339")]
+    BadTimestamp(String),
+}
+
+/// A payload the gateway accepted, ready to fan out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub kind: String,
+    /// Set by the history path; `None` for raw `PUBLISH`es (live-only), or
+    /// when a raw publisher put something that is not an event id there.
+    pub id: Option<EventId>,
+    pub published_at: DateTime<Utc>,
+    /// The frame to send: the payload as published, or with a `timestamp`
+    /// put in front when the publisher left it out.
+    pub text: String,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// Validates one payload from the bus. `received_at` stamps payloads that
+/// came without a `timestamp` (a hand-written `PUBLISH`): they are delivered,
+/// not dropped.
+pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, DecodeError> {
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    if !text.trim_start().starts_with('{') {
+        // Checked first: serde would read a JSON array as a struct too.
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => DecodeError::NotAnObject,
+            Err(e) => DecodeError::NotJson(e.to_string()),
+        });
+    }
+    let head: Head<'_> =
+        serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let kind = head.kind.ok_or(DecodeError::MissingType)?;
+    validate_kind(&kind).map_err(DecodeError::BadType)?;
+    let id = head.id.and_then(|id| id.parse().ok());
+    let (published_at, text) = match head.timestamp {
+        Some(ts) => {
+            let at = DateTime::parse_from_rfc3339(&ts)
+                .map_err(|_| DecodeError::BadTimestamp(ts.chars().take(64).collect()))?;
+            (at.with_timezone(&Utc), text.to_owned())
+        }
+        None => {
+            let stamp = format!("\"{}\"", format_timestamp(received_at));
+            let text = insert_field(text, "timestamp", &stamp).ok_or(DecodeError::MissingType)?;
+            (received_at, text)
+        }
+    };
+    Ok(Decoded {
+        kind: kind.into_owned(),
+        id,
+        published_at,
+        text,
+    })
+}
+
+/// The `data` and `timestamp` of an accepted envelope, for re-issuing it
+/// with another id (the initial `analytics_update`).
+#[derive(Debug, Deserialize)]
+pub struct Parts<'a> {
+    #[serde(borrow)]
+    pub data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub timestamp: Cow<'a, str>,
+}
+
+pub fn parts(text: &str) -> Result<Parts<'_>, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn encode_writes_the_spec_envelope() {
+        let text = encode("alert", &json!({"tutor_id": "t-17"}), at());
+        assert_eq!(
+            text,
+            r#"{"type":"alert","data":{"tutor_id":"t-17"},"timestamp":"2026-11-25T10:00:00.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn insert_id_puts_the_id_first_and_keeps_the_rest_byte_for_byte() {
+        let text = encode("alert", &json!({"b": 1, "a": [2]}), at());
+        let with_id = insert_id(&text, EventId::new(5, 1)).unwrap();
+        assert_eq!(with_id, format!("{{\"id\":\"5-1\",{}", &text[1..]));
+        let value: Value = serde_json::from_str(&with_id).unwrap();
+        assert_eq!(value["id"], "5-1");
+        assert_eq!(insert_id("{}", EventId::ZERO), None);
+        assert_eq!(insert_id("[1]", EventId::ZERO), None);
+    }
+
+    #[test]
+    fn decode_accepts_a_published_envelope_untouched() {
+        let text = insert_id(&encode("alert", &json!({"z": 1, "a": 2}), at()), EventId::new(9, 0))
+            .unwrap();
+        let decoded = decode(text.as_bytes(), Utc::now()).unwrap();
+        assert_eq!(decoded.kind, "alert");
+        assert_eq!(decoded.id, Some(EventId::new(9, 0)));
+        assert_eq!(decoded.published_at, at());
+        assert_eq!(decoded.text, text, "data must pass through untouched");
+    }
+
+    #[test]
+    fn decode_stamps_a_raw_publish_that_has_no_timestamp() {
+        let decoded = decode(br#"{"type":"test_message","data":[1,2]}"#, at()).unwrap();
+        let value: Value = serde_json::from_str(&decoded.text).unwrap();
+        assert_eq!(value["timestamp"], "2026-11-25T10:00:00.123Z");
+        assert_eq!(value["data"], json!([1, 2]));
+        assert_eq!(decoded.id, None);
+    }
+
+    #[test]
+    fn decode_refuses_what_would_reach_clients_as_garbage() {
+        let cases: [(&[u8], fn(&DecodeError) -> bool); 7] = [
+            (b"not json", |e| matches!(e, DecodeError::NotJson(_))),
+            (b"{\"type\":\"alert\"", |e| matches!(e, DecodeError::NotJson(_))),
+            (b"[\"alert\"]", |e| matches!(e, DecodeError::NotAnObject)),
+            (b"{\"data\":1}", |e| matches!(e, DecodeError::MissingType)),
+            (b"{\"type\":\"a b\"}", |e| matches!(e, DecodeError::BadType(_))),
+            (b"{\"type\":\"alert\",\"timestamp\":\"yesterday\"}", |e| {
+                matches!(e, DecodeError::BadTimestamp(_))
+            }),
+            (&[0xff, 0xfe], |e| matches!(e, DecodeError::NotJson(_))),
+        ];
+        for (payload, expected) in cases {
+            let err = decode(payload, at()).unwrap_err();
+            assert!(expected(&err), "{:?} gave {err:?}", String::from_utf8_lossy(payload));
+        }
+    }
+
+    #[test]
+    fn parts_gives_back_data_and_timestamp() {
+        let text = encode("analytics_update", &json!({"total_tutors": 3}), at());
+        let parts = parts(&text).unwrap();
+        assert_eq!(parts.data.unwrap().get(), r#"{"total_tutors":3}"#);
+        assert_eq!(parts.timestamp, "2026-11-25T10:00:00.123Z");
+    }
+}

@@ -1,0 +1,57 @@
+//! Redis channel and key names, all under one `CHANNEL_PREFIX` so several
+//! deployments can share a Redis.
+
+/// `{prefix}:events:{type}`: one pub/sub channel per message type.
+pub fn events_channel(prefix: &str, kind: &str) -> String {
+    format!("{prefix}:events:{kind}")
+}
+
+/// The pattern that matches every type's channel. Types are open-ended
+/// (publishers pick them), so a node subscribes to the pattern.
+pub fn events_pattern(prefix: &str) -> String {
+    format!("{prefix}:events:*")
+}
+
+/// The type part of a channel name, if the channel is one of ours.
+pub fn kind_of_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+    channel
+        .strip_prefix(prefix)?
+        .strip_prefix(":events:")
+        .filter(|kind| !kind.is_empty())
+}
+
+/// `{prefix}:analytics:latest`: the latest `analytics_update` payload.
+pub fn analytics_key(prefix: &str) -> String {
+    format!("{prefix}:analytics:latest")
+}
+
+/// `{prefix}:history`: the Redis stream holding the bounded event history.
+pub fn history_key(prefix: &str) -> String {
+    format!("{prefix}:history")
+}
+
+/// `{prefix}:nodes:{node_id}`: one node's status, with an expiry.
+pub fn node_key(prefix: &str, node_id: &str) -> String {
+    format!("{prefix}:nodes:{node_id}")
+}
+
+/// `{prefix}:nodes`: sorted set of node ids scored by last heartbeat (ms), so
+/// `/ws/status` finds live nodes without `KEYS`/`SCAN`.
+pub fn nodes_index_key(prefix: &str) -> String {
+    format!("{prefix}:nodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_spec() {
+        assert_eq!(events_channel("ws", "alert"), "ws:events:alert");
+        assert_eq!(events_pattern("ws"), "ws:events:*");
+        assert_eq!(analytics_key("ws"), "ws:analytics:latest");
+        assert_eq!(kind_of_channel("ws", "ws:events:test_message"), Some("test_message"));
+        assert_eq!(kind_of_channel("ws", "other:events:alert"), None);
+        assert_eq!(kind_of_channel("ws", "ws:events:"), None);
+    }
+}

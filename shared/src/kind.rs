@@ -1,0 +1,124 @@
+//! Message type names.
+//!
+//! Four types are the product's own; publishers may pick any other name that
+//! is safe inside a Redis channel name and a Prometheus label.
+
+use thiserror::Error;
+
+pub const METRICS_UPDATE: &str = "metrics_update";
+pub const ALERT: &str = "alert";
+pub const INTERVENTION: &str = "intervention";
+pub const ANALYTICS_UPDATE: &str = "analytics_update";
+/// The four types every dashboard understands.
+pub const KNOWN: [&str; 4] = [METRICS_UPDATE, ALERT, INTERVENTION, ANALYTICS_UPDATE];
+
+/// Sent by the server only: after a replay (`?since=`).
+pub const RECOVERY: &str = "recovery";
+/// Sent by the server only: a reply to input it does not understand.
+pub const ERROR: &str = "error";
+
+pub const MAX_KIND_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KindError {
+    #[error("message type is empty")]
+    Empty,
+    #[error("message type is longer than {MAX_KIND_LEN} characters")]
+    TooLong,
+    #[error("message type {0:?} may only contain letters, digits, '_', '-' and '.'")]
+    BadCharacter(String),
+    #[error("message type {0:?} is reserved for messages the server itself sends")]
+    Reserved(String),
+}
+
+/// Checks that `kind` may be published: 1–64 characters of `[A-Za-z0-9_.-]`
+/// (so it is safe in a channel name, never a glob), and not one of the
+/// server's own types.
+pub fn validate_kind(kind: &str) -> Result<(), KindError> {
+    if kind.is_empty() {
+        return Err(KindError::Empty);
+    }
+    if kind.len() > MAX_KIND_LEN {
+        return Err(KindError::TooLong);
+    }
+    if !kind
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(KindError::BadCharacter(kind.to_owned()));
+    }
+    if kind == RECOVERY || kind == ERROR {
+        return Err(KindError::Reserved(kind.to_owned()));
+    }
+    Ok(())
+}
+
+/// Which broadcast types a client asked for with `?types=a,b`.
+///
+/// The initial `analytics_update`, pong replies, `recovery` and `error` are
+/// addressed to the client itself and always pass; the filter only decides
+/// which broadcast events reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeFilter {
+    /// `None`: everything.
+    only: Option<Vec<String>>,
+}
+
+impl TypeFilter {
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Parses the value of `?types=`. Blank entries are ignored; an empty
+    /// list means "everything" (what `?types=` alone would suggest).
+    pub fn parse(value: &str) -> Result<Self, KindError> {
+        let mut only = Vec::new();
+        for kind in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            validate_kind(kind)?;
+            if !only.iter().any(|k| k == kind) {
+                only.push(kind.to_owned());
+            }
+        }
+        Ok(Self {
+            only: (!only.is_empty()).then_some(only),
+        })
+    }
+
+    pub fn allows(&self, kind: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|k| k == kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_and_custom_types_are_valid() {
+        for kind in KNOWN.iter().copied().chain(["test_message", "a.b-c_9"]) {
+            assert_eq!(validate_kind(kind), Ok(()), "{kind}");
+        }
+    }
+
+    #[test]
+    fn unsafe_or_reserved_types_are_refused() {
+        assert_eq!(validate_kind(""), Err(KindError::Empty));
+        assert_eq!(validate_kind(&"x".repeat(65)), Err(KindError::TooLong));
+        assert!(matches!(validate_kind("a*"), Err(KindError::BadCharacter(_))));
+        assert!(matches!(validate_kind("a:b"), Err(KindError::BadCharacter(_))));
+        assert!(matches!(validate_kind("recovery"), Err(KindError::Reserved(_))));
+        assert!(matches!(validate_kind("error"), Err(KindError::Reserved(_))));
+    }
+
+    #[test]
+    fn type_filter_lets_through_only_what_was_asked() {
+        let filter = TypeFilter::parse("alert, intervention,,alert").unwrap();
+        assert!(filter.allows("alert"));
+        assert!(filter.allows("intervention"));
+        assert!(!filter.allows("metrics_update"));
+        assert!(TypeFilter::parse("").unwrap().allows("anything"));
+        assert!(TypeFilter::parse("alert,bad type").is_err());
+    }
+}
