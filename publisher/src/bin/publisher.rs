@@ -1,0 +1,145 @@
+//! `publisher`: push dashboard events onto Redis from a shell or a job.
+//!
+//! ```text
+//! publisher send --type alert --data '{"tutor_id":"t-17","severity":"critical"}'
+//! publisher simulate --rate 20
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use publisher::simulate::Generator;
+use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
+use publisher::{HistoryPolicy, Publisher, WireFormat};
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Parser)]
+#[command(version, about = "Publish dashboard events to the gateway's Redis bus")]
+struct Cli {
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct RedisArgs {
+    /// Redis to publish to.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, global = true)]
+    redis_url: String,
+    /// Key and channel namespace; must match the gateways' CHANNEL_PREFIX.
+    #[arg(long, env = "CHANNEL_PREFIX", default_value = "ws", global = true)]
+    channel_prefix: String,
+    /// Events kept for resume (`?since=`).
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE, global = true)]
+    history_size: usize,
+    /// Seconds an event is kept for resume (0: until pushed out by size).
+    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(), global = true)]
+    history_ttl_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish one event; prints its id and exits 0 once Redis has it.
+    Send {
+        /// Message type: metrics_update, alert, intervention, analytics_update or your own.
+        #[arg(long = "type")]
+        kind: String,
+        /// The event's data, as JSON.
+        #[arg(long)]
+        data: String,
+    },
+    /// Publish a realistic, continuous stream of tutor metrics, alerts,
+    /// interventions and analytics until stopped.
+    Simulate {
+        /// Events per second.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: u32,
+        /// Stop after this many events (default: never).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Seed for a repeatable stream (default: random).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("publisher: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let wire = WireFormat::new(
+        &cli.redis.channel_prefix,
+        HistoryPolicy {
+            max_len: cli.redis.history_size,
+            ttl: Duration::from_secs(cli.redis.history_ttl_secs),
+        },
+    );
+    match cli.command {
+        Command::Send { kind, data } => {
+            shared::validate_kind(&kind).context("--type")?;
+            let data: serde_json::Value =
+                serde_json::from_str(&data).context("--data is not valid JSON")?;
+            let publisher = Publisher::connect_with(&cli.redis.redis_url, wire).await?;
+            let id = publisher.publish(&kind, &data).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Simulate { rate, count, seed } => {
+            simulate(&cli.redis.redis_url, wire, rate, count, seed).await
+        }
+    }
+}
+
+/// Publishes until `count` events went out (or forever), riding out Redis
+/// restarts: a failed publish is logged and retried after a pause.
+async fn simulate(url: &str, wire: WireFormat, rate: u32, count: Option<u64>, seed: Option<u64>) -> Result<()> {
+    let mut generator = Generator::new(rate, seed.unwrap_or_else(|| fastrand::u64(..)));
+    let mut publisher = Publisher::connect_with(url, wire.clone()).await?;
+    let mut ticker = tokio::time::interval(generator.interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(rate, "simulating dashboard traffic; ctrl-c to stop");
+    let mut sent = 0u64;
+    let mut event = generator.next_event();
+    while count.is_none_or(|count| sent < count) {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        match publisher.publish(event.kind, &event.data).await {
+            Ok(_) => {
+                sent += 1;
+                event = generator.next_event();
+            }
+            Err(err) => {
+                tracing::warn!("publish failed, retrying in 1 s: {err}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(fresh) = Publisher::connect_with(url, wire.clone()).await {
+                    publisher = fresh;
+                }
+            }
+        }
+    }
+    tracing::info!(sent, "simulation stopped");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The Redis wire format, written by one atomic script.
+//!
+//! One `EVALSHA` per event, so the history order and the live order are the
+//! same order (Redis runs a script alone), and no subscriber ever sees a live
+//! event that the history lacks:
+//! 1. `XADD {prefix}:history MAXLEN <size>`: the event gets its id, the Redis
+//!    stream id; the oldest entries beyond `size` are trimmed.
+//! 2. `XTRIM MINID`: entries older than the history's age limit are trimmed.
+//! 3. `SET {prefix}:analytics:latest` for `analytics_update`.
+//! 4. `PUBLISH {prefix}:events:{type}` the envelope with its `id` in front.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::aio::ConnectionLike;
+use serde::Serialize;
+use shared::{EventId, keys, kind};
+
+use crate::PublishError;
+
+pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
+
+/// How much history is kept for resume: at most `max_len` events, none
+/// older than `ttl` (a zero `ttl` keeps events until `max_len` pushes them
+/// out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPolicy {
+    pub max_len: usize,
+    pub ttl: Duration,
+}
+
+impl Default for HistoryPolicy {
+    fn default() -> Self {
+        Self {
+            max_len: DEFAULT_HISTORY_SIZE,
+            ttl: DEFAULT_HISTORY_TTL,
+        }
+    }
+}
+
+/// The stream field holding the envelope (without its id: the entry's own id
+/// is the event id, and is spliced back in on replay).
+pub const HISTORY_FIELD: &str = "e";
+
+const PUBLISH_SCRIPT: &str = r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'e', ARGV[2])
+local ttl_ms = tonumber(ARGV[4])
+if ttl_ms > 0 then
+  local now = redis.call('TIME')
+  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
+  if cutoff > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
+  end
+end
+local payload = '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2)
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[2], payload)
+end
+redis.call('PUBLISH', ARGV[1], payload)
+return id
+"#;
+
+/// Everything needed to write events in the gateway's format: the prefix,
+/// the history policy and the script. Cheap to clone.
+#[derive(Clone)]
+pub struct WireFormat {
+    prefix: String,
+    history: HistoryPolicy,
+    script: redis::Script,
+}
+
+impl WireFormat {
+    pub fn new(prefix: &str, history: HistoryPolicy) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            history,
+            script: redis::Script::new(PUBLISH_SCRIPT),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn history(&self) -> HistoryPolicy {
+        self.history
+    }
+
+    /// Encodes `data` as an envelope of `kind`, stamped now, and publishes it
+    /// on any Redis connection (a pooled one in the gateway).
+    pub async fn publish<C, D>(&self, conn: &mut C, kind: &str, data: &D) -> Result<EventId, PublishError>
+    where
+        C: ConnectionLike + Send,
+        D: Serialize + ?Sized,
+    {
+        shared::validate_kind(kind)?;
+        let data = serde_json::value::to_raw_value(data)?;
+        let payload = shared::encode(kind, &data, Utc::now());
+        let id: String = self
+            .script
+            .key(keys::history_key(&self.prefix))
+            .key(keys::analytics_key(&self.prefix))
+            .arg(keys::events_channel(&self.prefix, kind))
+            .arg(&payload)
+            .arg(self.history.max_len.max(1))
+            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(if kind == kind::ANALYTICS_UPDATE { "1" } else { "0" })
+            .invoke_async(conn)
+            .await?;
+        id.parse().map_err(|_| PublishError::BadId(id))
+    }
+}
