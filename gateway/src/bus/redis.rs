@@ -1,0 +1,463 @@
+//! The Redis bus: N stateless nodes behave as one gateway.
+//!
+//! - Live: one pub/sub subscription per node to the pattern
+//!   `{prefix}:events:*` (every type's channel: types are open-ended, so a
+//!   node cannot list them up front). Each payload goes to the hub once.
+//! - History: the stream `{prefix}:history`, written atomically with the live
+//!   publication by [`publisher::WireFormat`], read for `?since=` and for
+//!   this node's own catch-up after it lost Redis.
+//! - Cluster count: every second each node writes its status to
+//!   `{prefix}:nodes:{id}` with a 5 s expiry and scores its id in the sorted
+//!   set `{prefix}:nodes`; a node killed outright drops out within 5 s, a
+//!   draining node deletes its entry at once.
+//!
+//! Losing Redis never touches local clients: the subscriber task reconnects
+//! with capped, jittered backoff, resubscribes, replays what it missed from
+//! the history (the hub drops the overlap), and only then reports ready.
+//!
+//! No unbounded buffer grows on the path: redis-rs hands pub/sub messages
+//! over an internal channel that this task drains without ever waiting on a
+//! client (the hub's broadcast never blocks).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use futures_util::StreamExt;
+use metrics::{counter, gauge};
+use publisher::WireFormat;
+use redis::AsyncCommands;
+use serde_json::value::RawValue;
+use shared::{EventId, keys};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Bus, BusError, NodeStatus, Replay, ReplayEvent};
+use crate::hub::{Dispatched, Hub};
+use crate::node::Node;
+use crate::telemetry::{
+    BUS_CATCHUP_GAPS, BUS_CONNECTED, BUS_MESSAGES_RECEIVED, BUS_RECONNECTS,
+};
+
+/// Any one Redis round trip (or a group of them) may take this long.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often this node refreshes its status entry.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a node's entry outlives its last heartbeat.
+const NODE_TTL: Duration = Duration::from_secs(5);
+/// How often an idle subscription is checked with PING.
+const SUBSCRIPTION_HEALTH: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// History is read in pages of this many entries.
+const PAGE: usize = 1000;
+
+pub struct RedisBus {
+    client: redis::Client,
+    pool: Pool,
+    wire: WireFormat,
+    hub: Arc<Hub>,
+    node: Arc<Node>,
+    ready: AtomicBool,
+}
+
+impl RedisBus {
+    /// Creates the bus and starts its background tasks (subscriber,
+    /// heartbeat) on `tracker`. Returns at once: a Redis that is down at
+    /// start-up is retried like one that goes down later.
+    pub fn start(
+        url: &str,
+        wire: WireFormat,
+        hub: Arc<Hub>,
+        node: Arc<Node>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Arc<Self>, BusError> {
+        let client = redis::Client::open(url)?;
+        let mut pool_config = PoolConfig::new(16);
+        pool_config.timeouts = Timeouts {
+            wait: Some(REDIS_TIMEOUT),
+            create: Some(REDIS_TIMEOUT),
+            recycle: Some(REDIS_TIMEOUT),
+        };
+        let mut config = deadpool_redis::Config::from_url(url);
+        config.pool = Some(pool_config);
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| BusError::Pool(e.to_string()))?;
+        gauge!(BUS_CONNECTED).set(0.0);
+        let bus = Arc::new(Self {
+            client,
+            pool,
+            wire,
+            hub,
+            node,
+            ready: AtomicBool::new(false),
+        });
+        tracker.spawn(bus.clone().subscriber(shutdown.clone()));
+        tracker.spawn(bus.clone().heartbeat(shutdown));
+        Ok(bus)
+    }
+
+    fn prefix(&self) -> &str {
+        self.wire.prefix()
+    }
+
+    fn set_ready(&self, ready: bool) {
+        if self.ready.swap(ready, Ordering::SeqCst) != ready {
+            gauge!(BUS_CONNECTED).set(if ready { 1.0 } else { 0.0 });
+            if ready {
+                tracing::info!("bus connected: subscribed to {}", keys::events_pattern(self.prefix()));
+            } else {
+                tracing::warn!("bus lost: serving local clients, reconnecting");
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, BusError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_redis::PoolError::Backend(e) => BusError::Redis(e),
+            deadpool_redis::PoolError::Timeout(_) => BusError::Timeout,
+            other => BusError::Pool(other.to_string()),
+        })
+    }
+
+    /// Keeps this node subscribed for as long as it runs.
+    async fn subscriber(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        let mut first = true;
+        while !shutdown.is_cancelled() {
+            if !first {
+                counter!(BUS_RECONNECTS).increment(1);
+            }
+            first = false;
+            match self.follow(&shutdown, &mut backoff).await {
+                Ok(()) => break,
+                Err(err) => {
+                    self.set_ready(false);
+                    tracing::warn!("bus subscription: {err}; retrying in {backoff:?}");
+                }
+            }
+            let pause = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        self.set_ready(false);
+    }
+
+    /// One subscription's life: subscribe, catch up, then follow the live
+    /// stream until Redis goes away (`Err`) or the node stops (`Ok`).
+    async fn follow(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Result<(), BusError> {
+        let pubsub = timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| BusError::Timeout)??;
+        let (mut sink, mut stream) = pubsub.split();
+        if self.hub.head().is_none() {
+            // Where the shared history stands before we subscribe: clients
+            // joining now resume from here, and the catch-up below covers
+            // anything published between this read and the subscription.
+            if let Some(top) = self.top().await? {
+                self.hub.init_head(top);
+            }
+        }
+        timeout(REDIS_TIMEOUT, sink.psubscribe(keys::events_pattern(self.prefix())))
+            .await
+            .map_err(|_| BusError::Timeout)??;
+        self.load_snapshot().await?;
+        self.catch_up().await?;
+        self.set_ready(true);
+        *backoff = BACKOFF_MIN;
+
+        let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);
+        health.reset();
+        let received = counter!(BUS_MESSAGES_RECEIVED);
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => {
+                        received.increment(1);
+                        // Malformed payloads are counted and logged by the hub.
+                        let _ = self.hub.dispatch(message.get_payload_bytes());
+                    }
+                    None => return Err(BusError::Unavailable),
+                },
+                _ = health.tick() => {
+                    timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>())
+                        .await
+                        .map_err(|_| BusError::Timeout)??;
+                }
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// The newest id in the history, if any.
+    async fn top(&self) -> Result<Option<EventId>, BusError> {
+        let mut conn = self.conn().await?;
+        let key = keys::history_key(self.prefix());
+        let entries: Vec<(String, Vec<String>)> = timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| BusError::Timeout)??;
+        Ok(entries.first().and_then(|(id, _)| id.parse().ok()))
+    }
+
+    async fn load_snapshot(&self) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let snapshot: Option<String> =
+            timeout(REDIS_TIMEOUT, conn.get(keys::analytics_key(self.prefix())))
+                .await
+                .map_err(|_| BusError::Timeout)??;
+        if let Some(payload) = snapshot {
+            self.hub.set_snapshot(&payload);
+        }
+        Ok(())
+    }
+
+    /// Sends this node's clients what was published while it was away.
+    async fn catch_up(&self) -> Result<(), BusError> {
+        let Some(head) = self.hub.head() else {
+            return Ok(());
+        };
+        let replay = self.range_after(head, true).await?;
+        if !replay.recovered {
+            counter!(BUS_CATCHUP_GAPS).increment(1);
+            tracing::warn!(%head, "history no longer holds this node's last event: clients may have missed events");
+        }
+        let mut sent = 0;
+        for event in &replay.events {
+            if matches!(self.hub.dispatch(event.text.as_bytes()), Ok(Dispatched::Sent(_))) {
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            tracing::info!(sent, "caught up on events published while disconnected");
+        }
+        Ok(())
+    }
+
+    /// Retained entries after `since`. `recovered` says whether `since` is
+    /// still in the stream (or, for ZERO, whether nothing was ever trimmed),
+    /// i.e. whether nothing between it and the first returned entry is lost.
+    async fn range_after(&self, since: EventId, everything: bool) -> Result<Replay, BusError> {
+        let mut conn = self.conn().await?;
+        let key = keys::history_key(self.prefix());
+        let recovered = if since == EventId::ZERO {
+            let info: redis::Value = timeout(
+                REDIS_TIMEOUT,
+                redis::cmd("XINFO").arg("STREAM").arg(&key).query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| BusError::Timeout)?
+            .unwrap_or(redis::Value::Nil);
+            never_trimmed(&info)
+        } else {
+            let own: Vec<(String, Vec<String>)> = timeout(
+                REDIS_TIMEOUT,
+                redis::cmd("XRANGE").arg(&key).arg(since.to_string()).arg(since.to_string()).query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| BusError::Timeout)??;
+            !own.is_empty()
+        };
+        if !recovered && !everything {
+            return Ok(Replay::default());
+        }
+        let limit = self.wire.history().max_len + PAGE;
+        let mut events = Vec::new();
+        let mut cursor = since;
+        loop {
+            let page: Vec<(String, Vec<String>)> = timeout(
+                REDIS_TIMEOUT,
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(format!("({cursor}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| BusError::Timeout)??;
+            let full = page.len() == PAGE;
+            for (id, fields) in page {
+                let Ok(id) = id.parse::<EventId>() else { continue };
+                cursor = id;
+                if let Some(event) = history_event(id, &fields) {
+                    events.push(event);
+                }
+            }
+            if !full || events.len() >= limit {
+                break;
+            }
+        }
+        Ok(Replay { events, recovered })
+    }
+
+    /// Writes this node's status every second until it stops.
+    async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        let mut beats: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            beats += 1;
+            if let Err(err) = self.beat(beats % 30 == 0).await {
+                tracing::debug!("heartbeat: {err}");
+            }
+        }
+    }
+
+    async fn beat(&self, prune: bool) -> Result<(), BusError> {
+        let now = Utc::now();
+        let status = NodeStatus {
+            node_id: self.node.id.clone(),
+            active_connections: self.node.connections(),
+            ready: self.is_ready(),
+            bus: self.name().to_owned(),
+            started_at: shared::envelope::format_timestamp(self.node.started_at),
+            updated_at: shared::envelope::format_timestamp(now),
+        };
+        let json = serde_json::to_string(&status).expect("status serializes");
+        let index = keys::nodes_index_key(self.prefix());
+        let mut pipe = redis::pipe();
+        pipe.set_ex(keys::node_key(self.prefix(), &self.node.id), json, NODE_TTL.as_secs())
+            .ignore()
+            .zadd(&index, &self.node.id, now.timestamp_millis())
+            .ignore();
+        if prune {
+            let cutoff = now.timestamp_millis() - 60_000;
+            pipe.zrembyscore(&index, "-inf", cutoff).ignore();
+        }
+        let mut conn = self.conn().await?;
+        timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
+            .await
+            .map_err(|_| BusError::Timeout)??;
+        Ok(())
+    }
+}
+
+/// For `XINFO STREAM`: true when every entry ever added is still there (or
+/// the stream does not exist yet).
+fn never_trimmed(info: &redis::Value) -> bool {
+    let pairs: Vec<(String, redis::Value)> = match info {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [k, v] => redis::from_redis_value_ref::<String>(k).ok().map(|k| (k, v.clone())),
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(items) => items
+            .iter()
+            .filter_map(|(k, v)| redis::from_redis_value_ref::<String>(k).ok().map(|k| (k, v.clone())))
+            .collect(),
+        _ => return true,
+    };
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| redis::from_redis_value_ref::<u64>(v).ok())
+    };
+    match (field("length"), field("entries-added")) {
+        (Some(length), Some(added)) => length == added,
+        _ => false,
+    }
+}
+
+fn history_event(id: EventId, fields: &[String]) -> Option<ReplayEvent> {
+    let envelope = fields
+        .chunks(2)
+        .find(|pair| pair[0] == publisher::wire::HISTORY_FIELD)
+        .and_then(|pair| pair.get(1))?;
+    let text = shared::insert_id(envelope, id)?;
+    let decoded = shared::envelope::decode(text.as_bytes(), Utc::now()).ok()?;
+    Some(ReplayEvent {
+        id,
+        kind: decoded.kind,
+        text,
+    })
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    async fn publish(&self, kind: &str, data: &RawValue) -> Result<EventId, BusError> {
+        shared::validate_kind(kind).map_err(publisher::PublishError::from)?;
+        let mut conn = self.conn().await?;
+        let id = timeout(REDIS_TIMEOUT, self.wire.publish(&mut conn, kind, data))
+            .await
+            .map_err(|_| BusError::Timeout)??;
+        Ok(id)
+    }
+
+    async fn replay(&self, since: EventId) -> Result<Replay, BusError> {
+        self.range_after(since, false).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError> {
+        let mut conn = self.conn().await?;
+        let cutoff = Utc::now().timestamp_millis() - i64::try_from(NODE_TTL.as_millis()).unwrap_or(5000);
+        let ids: Vec<String> = timeout(
+            REDIS_TIMEOUT,
+            conn.zrangebyscore(keys::nodes_index_key(self.prefix()), cutoff, "+inf"),
+        )
+        .await
+        .map_err(|_| BusError::Timeout)??;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node_keys: Vec<String> = ids.iter().map(|id| keys::node_key(self.prefix(), id)).collect();
+        let entries: Vec<Option<String>> = timeout(REDIS_TIMEOUT, conn.mget(&node_keys))
+            .await
+            .map_err(|_| BusError::Timeout)??;
+        Ok(entries
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+
+    async fn leave(&self) {
+        let result: Result<(), BusError> = async {
+            let mut conn = self.conn().await?;
+            let mut pipe = redis::pipe();
+            pipe.del(keys::node_key(self.prefix(), &self.node.id))
+                .ignore()
+                .zrem(keys::nodes_index_key(self.prefix()), &self.node.id)
+                .ignore();
+            timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
+                .await
+                .map_err(|_| BusError::Timeout)??;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!("left the cluster count"),
+            Err(err) => tracing::warn!("could not remove this node from the cluster count: {err}"),
+        }
+    }
+}

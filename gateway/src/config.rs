@@ -1,0 +1,267 @@
+//! Configuration: read once at start from flags and environment variables
+//! (each flag has the variable of the same name), into one typed struct.
+//!
+//! Tests build a [`Config`] in code from [`Config::default`], never from the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use publisher::HistoryPolicy;
+use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
+use thiserror::Error;
+
+pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8000";
+pub const DEFAULT_CHANNEL_PREFIX: &str = "ws";
+pub const DEFAULT_DEMO_RATE: u32 = 20;
+/// Well under the 60 s idle timeout of common load balancers.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 20_000;
+pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about = "Realtime WebSocket gateway for operations dashboards")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = DEFAULT_BIND_ADDR)]
+    pub bind_addr: SocketAddr,
+    /// Redis for the cluster bus; unset: one node on an in-process bus.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis Cluster seed nodes (comma-separated redis:// URLs).
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
+    /// This node's name in /ws/status and metrics (default: random).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// Redis key and channel namespace.
+    #[arg(long, env = "CHANNEL_PREFIX", default_value = DEFAULT_CHANNEL_PREFIX)]
+    pub channel_prefix: String,
+    /// Allowed WebSocket Origins, comma-separated (default: any).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Bearer key for POST /api/publish (unset: the route is off).
+    #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
+    pub publish_api_key: Option<String>,
+    /// HS256 secret; when set, /ws/dashboard needs ?token=<JWT>.
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+    /// Run a generator of live demo data on this node's bus.
+    #[arg(long, env = "DEMO")]
+    pub demo: bool,
+    /// Demo events per second.
+    #[arg(long, env = "DEMO_RATE", default_value_t = DEFAULT_DEMO_RATE,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub demo_rate: u32,
+    /// Server WebSocket ping interval, milliseconds.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub ping_interval_ms: u64,
+    /// How long after a ping without any answer a client counts as dead, milliseconds.
+    #[arg(long, env = "PONG_TIMEOUT_MS", default_value_t = DEFAULT_PONG_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub pong_timeout_ms: u64,
+    /// Largest inbound WebSocket message; bigger ones close the connection with 1009.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+          value_parser = parse_at_least_16)]
+    pub max_message_bytes: usize,
+    /// Events a client may fall behind before it is disconnected as too slow.
+    #[arg(long, env = "CLIENT_BUFFER", default_value_t = DEFAULT_CLIENT_BUFFER,
+          value_parser = parse_at_least_16)]
+    pub client_buffer: usize,
+    /// How long one write to a client may block before it is dropped, milliseconds.
+    #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub write_timeout_ms: u64,
+    /// Events kept for resume (?since=).
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE,
+          value_parser = parse_at_least_1)]
+    pub history_size: usize,
+    /// Seconds an event is kept for resume (0: until pushed out by HISTORY_SIZE).
+    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs())]
+    pub history_ttl_secs: u64,
+    /// Seconds a draining node waits for its clients to close before it exits.
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout_secs: u64,
+}
+
+fn parse_at_least(value: &str, min: usize) -> Result<usize, String> {
+    let n: usize = value.parse().map_err(|_| format!("{value:?} is not a whole number"))?;
+    if n < min {
+        return Err(format!("must be at least {min}"));
+    }
+    Ok(n)
+}
+
+fn parse_at_least_1(value: &str) -> Result<usize, String> {
+    parse_at_least(value, 1)
+}
+
+fn parse_at_least_16(value: &str) -> Result<usize, String> {
+    parse_at_least(value, 16)
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("REDIS_URL {0:?} is not a valid Redis URL (expected redis://host:port)")]
+    RedisUrl(String),
+    #[error("set either REDIS_URL or REDIS_CLUSTER_NODES, not both")]
+    BothRedis,
+    #[error("REDIS_CLUSTER_NODES is not supported by this build yet; use REDIS_URL")]
+    ClusterUnsupported,
+    #[error("CHANNEL_PREFIX {0:?} may only contain letters, digits, '_', '-' and '.'")]
+    Prefix(String),
+    #[error("NODE_ID {0:?} may only contain letters, digits, '_', '-' and '.' (at most 64)")]
+    NodeId(String),
+    #[error("CORS_ORIGINS entry {0:?} is not an origin like https://ops.example.com")]
+    Origin(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_addr: DEFAULT_BIND_ADDR.parse().expect("valid default address"),
+            redis_url: None,
+            redis_cluster_nodes: Vec::new(),
+            node_id: None,
+            channel_prefix: DEFAULT_CHANNEL_PREFIX.to_owned(),
+            cors_origins: Vec::new(),
+            publish_api_key: None,
+            auth_jwt_secret: None,
+            demo: false,
+            demo_rate: DEFAULT_DEMO_RATE,
+            ping_interval_ms: DEFAULT_PING_INTERVAL_MS,
+            pong_timeout_ms: DEFAULT_PONG_TIMEOUT_MS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            client_buffer: DEFAULT_CLIENT_BUFFER,
+            write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
+            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+        }
+    }
+}
+
+fn is_token(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Config {
+    /// Checks what clap cannot, and treats empty variables (`PUBLISH_API_KEY=`)
+    /// as unset, as a shell user expects.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        let blank_to_none = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        self.redis_url = blank_to_none(self.redis_url);
+        self.node_id = blank_to_none(self.node_id);
+        self.publish_api_key = blank_to_none(self.publish_api_key);
+        self.auth_jwt_secret = blank_to_none(self.auth_jwt_secret);
+        self.redis_cluster_nodes.retain(|n| !n.trim().is_empty());
+        self.cors_origins = self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str()).map_err(|_| ConfigError::RedisUrl(url.clone()))?;
+        }
+        if !self.redis_cluster_nodes.is_empty() {
+            if self.redis_url.is_some() {
+                return Err(ConfigError::BothRedis);
+            }
+            return Err(ConfigError::ClusterUnsupported);
+        }
+        if !is_token(&self.channel_prefix) {
+            return Err(ConfigError::Prefix(self.channel_prefix));
+        }
+        if let Some(id) = &self.node_id {
+            if !is_token(id) {
+                return Err(ConfigError::NodeId(id.clone()));
+            }
+        }
+        if let Some(bad) = self
+            .cors_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.len() < 10)
+        {
+            return Err(ConfigError::Origin(bad.clone()));
+        }
+        Ok(self)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn history(&self) -> HistoryPolicy {
+        HistoryPolicy {
+            max_len: self.history_size,
+            ttl: Duration::from_secs(self.history_ttl_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["gateway"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = Config::default().validate().unwrap();
+        assert_eq!(config.bind_addr.to_string(), "0.0.0.0:8000");
+        assert_eq!(config.channel_prefix, "ws");
+        assert!(config.redis_url.is_none() && config.publish_api_key.is_none());
+        assert!(config.ping_interval() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_get_a_clear_error() {
+        let err = parse(&["--bind-addr", "nowhere"]).unwrap_err();
+        assert!(err.contains("--bind-addr"), "{err}");
+        let err = parse(&["--redis-url", "http://x"]).unwrap_err();
+        assert!(err.contains("not a valid Redis URL"), "{err}");
+        let err = parse(&["--channel-prefix", "a b"]).unwrap_err();
+        assert!(err.contains("CHANNEL_PREFIX"), "{err}");
+        let err = parse(&["--client-buffer", "3"]).unwrap_err();
+        assert!(err.contains("at least 16"), "{err}");
+        let err = parse(&["--cors-origins", "example.com"]).unwrap_err();
+        assert!(err.contains("CORS_ORIGINS"), "{err}");
+    }
+
+    #[test]
+    fn blank_secrets_count_as_unset_and_origins_are_normalised() {
+        let config = parse(&["--publish-api-key", " ", "--cors-origins", "https://Ops.Example.com/, http://localhost:3000"]).unwrap();
+        assert_eq!(config.publish_api_key, None);
+        assert_eq!(config.cors_origins, ["https://ops.example.com", "http://localhost:3000"]);
+    }
+}

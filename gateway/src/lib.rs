@@ -1,0 +1,176 @@
+//! The dashboard gateway: a stateless WebSocket node. Browsers connect to
+//! `/ws/dashboard`; events published anywhere reach every client of every
+//! node through the bus.
+//!
+//! # Layout
+//! - [`config`]: the one typed [`Config`], from flags and environment.
+//! - [`hub`]: bus payload → frame, once per event; fan-out to clients.
+//! - [`bus`]: the [`bus::Bus`] trait; [`bus::local`] (in-process) and
+//!   [`bus::redis`] (Redis pub/sub, history stream, cluster counts).
+//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client.
+//! - [`http`]: status, health, readiness, metrics, publish, page assets.
+//! - [`node`]: this node's id and live connection count.
+//! - [`demo`]: the `--demo` generator on the node's own bus.
+//! - [`telemetry`]: metric names and the Prometheus recorder.
+//!
+//! The binary (`src/main.rs`) only reads the config, binds, and calls
+//! [`run`]; tests call [`run`] with a `127.0.0.1:0` listener.
+
+pub mod bus;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod hub;
+pub mod node;
+pub mod telemetry;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use publisher::WireFormat;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use crate::bus::local::LocalBus;
+use crate::bus::redis::RedisBus;
+pub use crate::config::Config;
+use crate::hub::Hub;
+use crate::node::Node;
+
+/// Largest `POST /api/publish` body.
+const MAX_PUBLISH_BODY: usize = 1024 * 1024;
+/// How often histograms are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot start the bus: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub node: Arc<Node>,
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: PrometheusHandle,
+    /// Cancelled on SIGTERM: the node drains.
+    pub shutdown: CancellationToken,
+    /// Every client session and background task, so a drain can wait.
+    pub tracker: TaskTracker,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+}
+
+/// The routes, over shared state.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(http::assets::index))
+        .route("/assets/dashboard.css", get(http::assets::css))
+        .route("/assets/ws-client.js", get(http::assets::client_js))
+        .route("/assets/dashboard.js", get(http::assets::dashboard_js))
+        .route("/ws/dashboard", get(ws::dashboard))
+        .route("/ws/status", get(http::status))
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/api/publish", post(http::publish))
+        .layer(DefaultBodyLimit::max(MAX_PUBLISH_BODY))
+        .with_state(state)
+}
+
+/// Runs one node on `listener` until `shutdown` is cancelled, then drains:
+/// stops accepting, closes every client with 1001, leaves the cluster count
+/// and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let state = start(config, shutdown)?;
+    serve(listener, state).await
+}
+
+/// Builds a node's state and starts its background tasks (bus, metrics
+/// upkeep, demo). Tests use it to reach the node's bus directly.
+pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState>, GatewayError> {
+    let config = config.validate()?;
+    // First: metric handles taken before the recorder exists go nowhere.
+    let metrics = telemetry::metrics_handle();
+    let node = Arc::new(Node::new(config.node_id.clone()));
+    let hub = Arc::new(Hub::new(config.client_buffer));
+    let tracker = TaskTracker::new();
+    let bus: Arc<dyn Bus> = match &config.redis_url {
+        None => Arc::new(LocalBus::new(hub.clone(), config.history())),
+        Some(url) => {
+            let wire = WireFormat::new(&config.channel_prefix, config.history());
+            RedisBus::start(url, wire, hub.clone(), node.clone(), shutdown.clone(), &tracker)?
+        }
+    };
+    tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
+    if config.demo {
+        tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
+    }
+    Ok(Arc::new(AppState {
+        config,
+        node,
+        hub,
+        bus,
+        metrics,
+        shutdown,
+        tracker,
+    }))
+}
+
+/// Serves `state` on `listener` until its shutdown token is cancelled, then
+/// drains.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), GatewayError> {
+    tracing::info!(
+        node_id = %state.node.id,
+        addr = %listener.local_addr()?,
+        bus = state.bus.name(),
+        "gateway listening"
+    );
+    let shutdown = state.shutdown.clone();
+    let tracker = state.tracker.clone();
+    let drain_timeout = state.config.drain_timeout();
+    let bus = state.bus.clone();
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+
+    // Accepting has stopped. Upgraded sockets are outside axum's graceful
+    // shutdown (tokio-rs/axum#3003): each session watches `shutdown` itself
+    // and closes with 1001; wait for them, boundedly.
+    tracker.close();
+    if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+        tracing::warn!("drain timed out after {drain_timeout:?}; exiting anyway");
+    }
+    bus.leave().await;
+    tracing::info!("drained");
+    Ok(())
+}
+
+async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! This node's identity and its live connection count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use metrics::{Gauge, gauge};
+
+use crate::telemetry::CONNECTIONS_ACTIVE;
+
+#[derive(Debug)]
+pub struct Node {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    connections: AtomicU64,
+    active: Gauge,
+}
+
+impl Node {
+    pub fn new(id: Option<String>) -> Self {
+        let id = id.unwrap_or_else(|| {
+            let uuid = uuid::Uuid::new_v4().simple().to_string();
+            format!("node-{}", &uuid[..8])
+        });
+        Self {
+            id,
+            started_at: Utc::now(),
+            connections: AtomicU64::new(0),
+            active: gauge!(CONNECTIONS_ACTIVE),
+        }
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a client in for as long as the returned guard lives.
+    pub fn connection(&self) -> ConnectionGuard<'_> {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.active.increment(1.0);
+        ConnectionGuard(self)
+    }
+}
+
+#[derive(Debug)]
+pub struct ConnectionGuard<'a>(&'a Node);
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.active.decrement(1.0);
+    }
+}

@@ -1,0 +1,134 @@
+//! `GET /ws/dashboard`: the handshake checks, then the upgrade.
+//!
+//! Everything that can refuse a client does so here, with an HTTP status,
+//! before the upgrade: a foreign `Origin` (403), a draining node (503), an
+//! invalid `?types=` (400). A malformed `?since=` is not refused: the spec
+//! answers it after the upgrade with `recovered: false`.
+
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics::counter;
+use serde::Deserialize;
+use shared::{EventId, TypeFilter};
+
+use crate::AppState;
+use crate::http::AppError;
+use crate::telemetry::HANDSHAKES_REJECTED;
+
+/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB)
+/// would be allocated for every idle connection.
+const READ_BUFFER: usize = 4 * 1024;
+/// Outgoing bytes gathered before a write; a batch is flushed anyway.
+const WRITE_BUFFER: usize = 16 * 1024;
+/// A client whose unsent bytes exceed this is dropped.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DashboardQuery {
+    types: Option<String>,
+    since: Option<String>,
+}
+
+/// What the client asked for, checked.
+#[derive(Debug, Clone)]
+pub struct ClientParams {
+    pub filter: TypeFilter,
+    pub resume: Resume,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// No `?since=`: live from now.
+    Fresh,
+    /// `?since=<id>`: replay what came after it.
+    Since(EventId),
+    /// `?since=` that is no event id: answered with `recovered: false`.
+    Malformed,
+}
+
+fn reject(reason: &'static str, err: AppError) -> Response {
+    counter!(HANDSHAKES_REJECTED, "reason" => reason).increment(1);
+    err.into_response()
+}
+
+pub async fn dashboard(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<DashboardQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&state.config.cors_origins, &headers) {
+        return reject("origin", AppError::new(StatusCode::FORBIDDEN, "forbidden_origin", "this Origin may not connect"));
+    }
+    if state.is_draining() {
+        return reject("draining", AppError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "this node is shutting down; connect to another"));
+    }
+    let filter = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
+        Ok(filter) => filter,
+        Err(err) => return reject("bad_request", AppError::new(StatusCode::BAD_REQUEST, "bad_types", &format!("?types=: {err}"))),
+    };
+    let resume = match query.since.as_deref() {
+        None => Resume::Fresh,
+        Some(since) => since.parse().map_or(Resume::Malformed, Resume::Since),
+    };
+    let params = ClientParams { filter, resume };
+    let max = state.config.max_message_bytes;
+    let token = state.tracker.token();
+    tracing::debug!(%peer, "websocket upgrade");
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
+            session::run(socket, state, params).await;
+            drop(token);
+        })
+}
+
+/// No `CORS_ORIGINS`: any origin. Otherwise a browser's `Origin` must be in
+/// the list. A request without `Origin` is not from a browser page (CLI
+/// tools, backend services) and is let through, as CORS only guards pages.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    origin
+        .to_str()
+        .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+        .is_ok_and(|o| allowed.iter().any(|a| *a == o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_configured() {
+        let allowed = vec!["https://ops.example.com".to_owned()];
+        assert!(origin_allowed(&[], &headers(Some("https://evil.example"))));
+        assert!(origin_allowed(&allowed, &headers(Some("https://OPS.example.com"))));
+        assert!(!origin_allowed(&allowed, &headers(Some("https://evil.example"))));
+        assert!(!origin_allowed(&allowed, &headers(Some("null"))));
+        assert!(origin_allowed(&allowed, &headers(None)));
+    }
+}

@@ -1,0 +1,335 @@
+//! One client's connection, from greeting to close.
+//!
+//! A single task per client owns the socket and `select!`s over: the hub's
+//! broadcast, the client's frames, the ping timer and the node's shutdown.
+//! One task (not a reader and a writer) keeps idle connections small.
+//!
+//! Order on the wire, per the spec: the `analytics_update` greeting; with
+//! `?since=`, the replay and the `recovery` frame; then live. The client
+//! joined the broadcast *before* the history was read, so nothing published
+//! meanwhile is lost; `cursor` (the last id the client has) drops the
+//! overlap, so nothing arrives twice.
+//!
+//! Slow clients: the broadcast ring holds `CLIENT_BUFFER` events; a client
+//! that falls further behind is closed with 1013 and counted — it can
+//! reconnect with `?since=` and lose nothing the history still holds. A
+//! write that blocks longer than `WRITE_TIMEOUT_MS` drops the client too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use chrono::Utc;
+use futures_util::SinkExt;
+use metrics::counter;
+use shared::client::{self, ClientCommand, codes};
+use shared::{EventId, TypeFilter};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::Receiver;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::{ClientParams, Resume};
+use crate::AppState;
+use crate::hub::{Frame, Snapshot};
+use crate::telemetry::{
+    BROADCAST_LATENCY, CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED,
+    REPLAYED_EVENTS, REPLAYS, SLOW_CLIENT_DISCONNECTS,
+};
+
+/// Most frames written before one flush (one syscall for many small frames).
+const MAX_BATCH: usize = 64;
+/// How long a close frame may take to go out before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a connection ended: the `reason` label of the closed counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    ClientClose,
+    ClientGone,
+    SlowClient,
+    PingTimeout,
+    WriteTimeout,
+    MessageTooLarge,
+    Shutdown,
+    Error,
+}
+
+impl Ended {
+    fn label(self) -> &'static str {
+        match self {
+            Ended::ClientClose => "client_close",
+            Ended::ClientGone => "client_gone",
+            Ended::SlowClient => "slow_client",
+            Ended::PingTimeout => "ping_timeout",
+            Ended::WriteTimeout => "write_timeout",
+            Ended::MessageTooLarge => "message_too_large",
+            Ended::Shutdown => "shutdown",
+            Ended::Error => "error",
+        }
+    }
+
+    /// The close frame we send, if the peer can still read one.
+    fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            Ended::Shutdown => Some((close_code::AWAY, "server shutting down; reconnect")),
+            Ended::SlowClient => Some((close_code::AGAIN, "too slow; reconnect with ?since=")),
+            Ended::MessageTooLarge => Some((close_code::SIZE, "message too large")),
+            Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
+            Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
+            Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
+        }
+    }
+}
+
+pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) {
+    let _counted = state.node.connection();
+    counter!(CONNECTIONS_OPENED).increment(1);
+    let mut session = Session {
+        socket,
+        write_timeout: state.config.write_timeout(),
+        filter: params.filter,
+        cursor: EventId::ZERO,
+        state: &state,
+    };
+    let ended = session.serve(params.resume).await;
+    let ended = session.close(ended).await;
+    counter!(CONNECTIONS_CLOSED, "reason" => ended.label()).increment(1);
+    if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
+        counter!(SLOW_CLIENT_DISCONNECTS).increment(1);
+    }
+    tracing::debug!(reason = ended.label(), "client disconnected");
+}
+
+struct Session<'a> {
+    socket: WebSocket,
+    state: &'a AppState,
+    write_timeout: Duration,
+    filter: TypeFilter,
+    /// The last event id this client has; nothing at or before it is sent.
+    cursor: EventId,
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, resume: Resume) -> Ended {
+        let sub = self.state.hub.subscribe();
+        let mut rx = sub.rx;
+        let head = sub.head.unwrap_or(EventId::ZERO);
+        self.cursor = head;
+        let greeting_id = (resume == Resume::Fresh).then_some(head);
+        let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
+        if let Err(ended) = self.send_text(greeting.into()).await {
+            return ended;
+        }
+        if resume != Resume::Fresh {
+            if let Err(ended) = self.replay(resume).await {
+                return ended;
+            }
+        }
+        self.live(&mut rx).await
+    }
+
+    async fn replay(&mut self, resume: Resume) -> Result<(), Ended> {
+        counter!(REPLAYS).increment(1);
+        let replay = match resume {
+            Resume::Since(since) => match self.state.bus.replay(since).await {
+                Ok(replay) => Some((since, replay)),
+                Err(err) => {
+                    tracing::warn!("replay from {since} failed: {err}");
+                    None
+                }
+            },
+            Resume::Fresh | Resume::Malformed => None,
+        };
+        let mut replayed = 0;
+        let recovered = match replay {
+            Some((since, replay)) if replay.recovered => {
+                self.cursor = self.cursor.max(since);
+                for event in replay.events {
+                    if event.id <= since || !self.filter.allows(&event.kind) {
+                        continue;
+                    }
+                    self.feed(event.text.into()).await?;
+                    self.cursor = self.cursor.max(event.id);
+                    replayed += 1;
+                    if replayed % MAX_BATCH == 0 {
+                        self.flush().await?;
+                    }
+                }
+                true
+            }
+            _ => false,
+        };
+        if !recovered {
+            counter!(RECOVERIES_FAILED).increment(1);
+        }
+        counter!(REPLAYED_EVENTS).increment(replayed as u64);
+        self.send_text(client::recovery(recovered, replayed, Utc::now()).into())
+            .await
+    }
+
+    async fn live(&mut self, rx: &mut Receiver<Arc<Frame>>) -> Ended {
+        let ping_interval = self.state.config.ping_interval();
+        let pong_timeout = self.state.config.pong_timeout();
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        let pong_deadline = sleep_until(Instant::now() + ping_interval);
+        tokio::pin!(pong_deadline);
+        let mut awaiting_pong = false;
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            // Not `biased`: a busy broadcast must not starve the client's
+            // pongs, or the ping deadline would drop a healthy client.
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => Err(Ended::Shutdown),
+                frame = rx.recv() => match frame {
+                    Ok(frame) => self.forward(frame, rx).await,
+                    Err(RecvError::Lagged(_)) => Err(Ended::SlowClient),
+                    Err(RecvError::Closed) => Err(Ended::Shutdown),
+                },
+                inbound = self.socket.recv() => {
+                    awaiting_pong = false;
+                    self.on_inbound(inbound).await
+                }
+                _ = ping.tick() => {
+                    if awaiting_pong {
+                        Ok(())
+                    } else {
+                        awaiting_pong = true;
+                        pong_deadline.as_mut().reset(Instant::now() + pong_timeout);
+                        self.send(Message::Ping(Default::default())).await
+                    }
+                }
+                () = &mut pong_deadline, if awaiting_pong => Err(Ended::PingTimeout),
+            };
+            if let Err(ended) = step {
+                return ended;
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is already waiting (up to a batch),
+    /// then flushes once.
+    async fn forward(&mut self, first: Arc<Frame>, rx: &mut Receiver<Arc<Frame>>) -> Result<(), Ended> {
+        let mut batch = Vec::with_capacity(8);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(frame) => batch.push(frame),
+                Err(TryRecvError::Lagged(_)) => return Err(Ended::SlowClient),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        // Bit i set: batch[i] was written (MAX_BATCH fits in 64 bits).
+        let mut written: u64 = 0;
+        for (i, frame) in batch.iter().enumerate() {
+            if self.wants(frame) {
+                self.feed(frame.text.clone()).await?;
+                written |= 1 << i;
+            }
+        }
+        if written == 0 {
+            return Ok(());
+        }
+        self.flush().await?;
+        let now = Utc::now();
+        let latency = metrics::histogram!(BROADCAST_LATENCY);
+        for (i, frame) in batch.iter().enumerate() {
+            if written & (1 << i) != 0 {
+                frame.sent.increment(1);
+                let micros = (now - frame.published_at).num_microseconds().unwrap_or(0);
+                latency.record(micros.max(0) as f64 / 1e6);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this client should get `frame`: a type it asked for, and not
+    /// at or before what it already has. Advances the cursor.
+    fn wants(&mut self, frame: &Frame) -> bool {
+        if !self.filter.allows(&frame.kind) {
+            return false;
+        }
+        match frame.id {
+            Some(id) if id <= self.cursor => false,
+            Some(id) => {
+                self.cursor = id;
+                true
+            }
+            None => true,
+        }
+    }
+
+    async fn on_inbound(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Result<(), Ended> {
+        match inbound {
+            None => Err(Ended::ClientGone),
+            Some(Err(err)) => Err(classify(err)),
+            Some(Ok(Message::Close(_))) => Err(Ended::ClientClose),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
+                Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
+                None => self.reply_error(codes::UNKNOWN_MESSAGE, "unknown message; send \"ping\"").await,
+            },
+            Some(Ok(Message::Binary(_))) => {
+                self.reply_error(codes::BINARY_NOT_SUPPORTED, "binary frames are not supported")
+                    .await
+            }
+        }
+    }
+
+    async fn reply_error(&mut self, code: &'static str, message: &str) -> Result<(), Ended> {
+        counter!(CLIENT_ERRORS, "code" => code).increment(1);
+        self.send_text(client::error(code, message, Utc::now()).into()).await
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Ended> {
+        self.send(Message::Text(text)).await
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), Ended> {
+        self.write(|socket| socket.send(message)).await
+    }
+
+    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), Ended> {
+        self.write(|socket| socket.feed(Message::Text(text))).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Ended> {
+        self.write(|socket| socket.flush()).await
+    }
+
+    /// Runs one write with the write timeout: a client that does not read
+    /// cannot hold its task (or its memory) forever.
+    async fn write<'s, F, Fut>(&'s mut self, op: F) -> Result<(), Ended>
+    where
+        F: FnOnce(&'s mut WebSocket) -> Fut,
+        Fut: std::future::Future<Output = Result<(), axum::Error>> + 's,
+    {
+        match timeout(self.write_timeout, op(&mut self.socket)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ended::ClientGone),
+            Err(_) => Err(Ended::WriteTimeout),
+        }
+    }
+
+    /// Sends the close frame `ended` calls for, briefly, and hands it back.
+    async fn close(&mut self, ended: Ended) -> Ended {
+        if let Some((code, reason)) = ended.close_frame() {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = timeout(CLOSE_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
+        }
+        ended
+    }
+}
+
+/// Sorts a read error: an oversized message (close 1009), or a peer that
+/// broke the protocol or vanished.
+fn classify(err: axum::Error) -> Ended {
+    let inner = err.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Ended::MessageTooLarge,
+        Some(tungstenite::Error::Protocol(_)) => Ended::Error,
+        _ => Ended::ClientGone,
+    }
+}

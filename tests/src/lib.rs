@@ -1,0 +1,377 @@
+//! Test kit shared by the gateway's tests and the system tests: real
+//! sockets, a real `redis-server` on a free port, real gateway processes.
+//! No mocks: what these helpers talk to is what users run.
+//!
+//! # Layout
+//! - [`http`]: a minimal HTTP/1.1 client (one request per connection).
+//! - [`Client`]: a WebSocket client that reads envelopes as JSON.
+//! - [`RedisServer`]: `redis-server` on a free loopback port, killed on drop.
+//! - [`GatewayProcess`]: the built `gateway` binary as a child process.
+//! - [`publisher_cli`]: runs the built `publisher` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected thing may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Some`, or fails after `PATIENCE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request, `Connection: close`, response read to the end.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw)).await.context("HTTP response timed out")??;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status")?;
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        bail!("chunked responses are not supported by this test client");
+    }
+    Ok(HttpResponse {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http(addr, "GET", path, &[], "").await.expect("GET")
+}
+
+/// `POST /api/publish` with a bearer key.
+pub async fn publish(addr: SocketAddr, key: &str, kind: &str, data: &Value) -> HttpResponse {
+    let body = serde_json::json!({"type": kind, "data": data}).to_string();
+    let auth = format!("Bearer {key}");
+    http(addr, "POST", "/api/publish", &[("Authorization", &auth), ("Content-Type", "application/json")], &body)
+        .await
+        .expect("POST /api/publish")
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`), summed
+/// over lines that start with `series`.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A dashboard client.
+pub struct Client {
+    ws: Ws,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
+        Ok(Self { ws })
+    }
+
+    pub async fn connect_with_origin(url: &str, origin: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert("Origin", origin.parse().expect("header value"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { ws })
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next text frame as JSON; fails the test after `PATIENCE`.
+    pub async fn next_json(&mut self) -> Value {
+        self.try_next_json(PATIENCE).await.expect("a message within the patience window")
+    }
+
+    /// The next text frame as JSON, or `None` if none comes within `wait`
+    /// (or the connection ends).
+    pub async fn try_next_json(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            match message {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}")));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until a message of `kind`, returning it (others are skipped).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.next_json().await;
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    /// Reads until the connection ends; how it ended.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("the connection should end") {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Closed::Dropped,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })).await;
+    }
+}
+
+/// Where cargo put this workspace's binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("GATEWAY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // This test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`), as the README's test command does",
+        path.display()
+    );
+    path
+}
+
+/// A real `redis-server` on a free loopback port; never a standard one.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self { port: free_port(), child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (the README's test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the server (all data is lost: it keeps nothing on disk).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs a `redis-cli` command against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The built `gateway` binary, running as a child process.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl GatewayProcess {
+    /// Starts `gateway` on a free port with `env` and waits for `/healthz`.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), env).await
+    }
+
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = Command::new(binary("gateway"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BIND_ADDR", addr.to_string())
+            .env("RUST_LOG", std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("gateway starts");
+        let process = Self { addr, child: Some(child) };
+        eventually("gateway /healthz", || async move {
+            http(addr, "GET", "/healthz", &[], "").await.ok().filter(|r| r.status == 200)
+        })
+        .await;
+        process
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws/dashboard{query}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) and waits for the exit, returning it.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "gateway did not exit after SIG{signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for `/readyz` to answer `status`.
+    pub async fn wait_ready(&self, status: u16) {
+        let addr = self.addr;
+        eventually(&format!("/readyz {status} on {addr}"), || async move {
+            http(addr, "GET", "/readyz", &[], "").await.ok().filter(|r| r.status == status)
+        })
+        .await;
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the built `publisher` CLI with `env`.
+pub fn publisher_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary("publisher"));
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("publisher runs")
+}
