@@ -168,7 +168,7 @@ async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
                 let message = reader.next_json().await;
                 assert_eq!(message["data"]["n"], expected, "in order, none missing");
             }
-            events
+            (events, reader)
         }));
     }
     // 24 MB in all: more than the kernel buffers (4 MB send buffer) can hide.
@@ -180,8 +180,11 @@ async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    let mut kept = Vec::new();
     for reader in readers {
-        assert_eq!(reader.await.unwrap(), events, "every reader got every event");
+        let (seen, client) = reader.await.unwrap();
+        assert_eq!(seen, events, "every reader got every event");
+        kept.push(client);
     }
     eventually("the stalled client to be dropped", || async {
         (node.local_connections().await == 2).then_some(())

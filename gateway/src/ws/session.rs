@@ -329,6 +329,9 @@ fn classify(err: axum::Error) -> Ended {
     let inner = err.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Ended::MessageTooLarge,
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => Ended::ClientGone,
         Some(tungstenite::Error::Protocol(_)) => Ended::Error,
         _ => Ended::ClientGone,
     }
