@@ -129,13 +129,9 @@ impl RedisBus {
     /// Keeps this node subscribed for as long as it runs.
     async fn subscriber(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = BACKOFF_MIN;
-        let mut first = true;
+        let mut subscribed_before = false;
         while !shutdown.is_cancelled() {
-            if !first {
-                counter!(BUS_RECONNECTS).increment(1);
-            }
-            first = false;
-            match self.follow(&shutdown, &mut backoff).await {
+            match self.follow(&shutdown, &mut backoff, &mut subscribed_before).await {
                 Ok(()) => break,
                 Err(err) => {
                     self.set_ready(false);
@@ -158,6 +154,7 @@ impl RedisBus {
         &self,
         shutdown: &CancellationToken,
         backoff: &mut Duration,
+        subscribed_before: &mut bool,
     ) -> Result<(), BusError> {
         let pubsub = timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
             .await
@@ -178,6 +175,10 @@ impl RedisBus {
         self.catch_up().await?;
         self.set_ready(true);
         *backoff = BACKOFF_MIN;
+        if std::mem::replace(subscribed_before, true) {
+            // Counts re-established subscriptions, not attempts.
+            counter!(BUS_RECONNECTS).increment(1);
+        }
 
         let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);
         health.reset();
