@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what is missing first:
+#   1. Rust: unit, single-node and multi-process system tests (cargo nextest;
+#      cargo test when nextest is absent), against a real redis-server.
+#   2. deploy/smoke.sh: three gateways behind a real nginx on loopback.
+#   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
+# Exits non-zero if any suite fails; the last line sums the suites.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+updated=""
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "run.sh: need root (or install by hand): $*" >&2
+    return 1
+  fi
+  if [ -z "$updated" ]; then
+    apt-get update -qq >/dev/null && updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+command -v nginx >/dev/null || apt_install nginx
+command -v chromium >/dev/null || apt_install chromium
+command -v node >/dev/null || apt_install nodejs npm
+
+passed=0
+failed=0
+suite() { # name command...
+  local name="$1"
+  shift
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "=== $name FAILED"
+  fi
+}
+
+# One debug build serves every suite (the system tests, the smoke and the
+# browser tests run the built binaries).
+cargo build --workspace --locked || { echo "suites: 0 passed, 1 failed"; exit 1; }
+
+if cargo nextest --version >/dev/null 2>&1; then
+  suite rust cargo nextest run --workspace --locked
+else
+  suite rust cargo test --workspace --locked
+fi
+suite smoke deploy/smoke.sh
+if [ -x tests/browser/run.sh ]; then
+  suite browser tests/browser/run.sh
+fi
+
+echo "suites: $passed passed, $failed failed"
+[ "$failed" = 0 ]
