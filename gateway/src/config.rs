@@ -24,7 +24,11 @@ pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "gateway", version, about = "Realtime WebSocket gateway for operations dashboards")]
+#[command(
+    name = "gateway",
+    version,
+    about = "Realtime WebSocket gateway for operations dashboards"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BIND_ADDR", default_value = DEFAULT_BIND_ADDR)]
@@ -90,7 +94,9 @@ pub struct Config {
 }
 
 fn parse_at_least(value: &str, min: usize) -> Result<usize, String> {
-    let n: usize = value.parse().map_err(|_| format!("{value:?} is not a whole number"))?;
+    let n: usize = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number"))?;
     if n < min {
         return Err(format!("must be at least {min}"));
     }
@@ -183,10 +189,10 @@ impl Config {
         if !is_token(&self.channel_prefix) {
             return Err(ConfigError::Prefix(self.channel_prefix));
         }
-        if let Some(id) = &self.node_id {
-            if !is_token(id) {
-                return Err(ConfigError::NodeId(id.clone()));
-            }
+        if let Some(id) = &self.node_id
+            && !is_token(id)
+        {
+            return Err(ConfigError::NodeId(id.clone()));
         }
         if let Some(bad) = self
             .cors_origins
@@ -260,8 +266,17 @@ mod tests {
 
     #[test]
     fn blank_secrets_count_as_unset_and_origins_are_normalised() {
-        let config = parse(&["--publish-api-key", " ", "--cors-origins", "https://Ops.Example.com/, http://localhost:3000"]).unwrap();
+        let config = parse(&[
+            "--publish-api-key",
+            " ",
+            "--cors-origins",
+            "https://Ops.Example.com/, http://localhost:3000",
+        ])
+        .unwrap();
         assert_eq!(config.publish_api_key, None);
-        assert_eq!(config.cors_origins, ["https://ops.example.com", "http://localhost:3000"]);
+        assert_eq!(
+            config.cors_origins,
+            ["https://ops.example.com", "http://localhost:3000"]
+        );
     }
 }

@@ -12,7 +12,10 @@ pub async fn run(bus: Arc<dyn Bus>, rate: u32, shutdown: CancellationToken) {
     let mut generator = Generator::new(rate, fastrand::u64(..));
     let mut tick = tokio::time::interval(generator.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(rate, "demo: publishing generated tutor metrics, alerts, interventions and analytics");
+    tracing::info!(
+        rate,
+        "demo: publishing generated tutor metrics, alerts, interventions and analytics"
+    );
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -42,9 +42,10 @@ impl IntoResponse for AppError {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -62,12 +63,19 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         (StatusCode::OK, "ready")
     };
-    (status, Json(json!({"status": why, "bus": state.bus.name()}))).into_response()
+    (
+        status,
+        Json(json!({"status": why, "bus": state.bus.name()})),
+    )
+        .into_response()
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -117,7 +125,11 @@ struct PublishBody {
 }
 
 /// `POST /api/publish`: 202 once the event is on the bus.
-pub async fn publish(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn publish(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = publish_inner(&state, &headers, &body).await;
     let label = match &result {
         Ok(_) => "accepted",
@@ -133,9 +145,17 @@ pub async fn publish(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
 }
 
-async fn publish_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<shared::EventId, AppError> {
+async fn publish_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<shared::EventId, AppError> {
     let Some(key) = state.config.publish_api_key.as_deref() else {
-        return Err(AppError::new(StatusCode::NOT_FOUND, "not_found", "publishing over HTTP is disabled (set PUBLISH_API_KEY)"));
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "publishing over HTTP is disabled (set PUBLISH_API_KEY)",
+        ));
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -143,10 +163,18 @@ async fn publish_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Re
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
-        return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer key"));
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer key",
+        ));
     }
     let body: PublishBody = serde_json::from_slice(body).map_err(|e| {
-        AppError::new(StatusCode::BAD_REQUEST, "bad_body", &format!("expected {{\"type\": \"...\", \"data\": ...}}: {e}"))
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            &format!("expected {{\"type\": \"...\", \"data\": ...}}: {e}"),
+        )
     })?;
     shared::validate_kind(&body.kind)
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_type", &e.to_string()))?;
@@ -179,19 +207,37 @@ pub mod assets {
     const NO_CACHE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-cache");
 
     pub async fn index() -> impl IntoResponse {
-        ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_CACHE], INDEX)
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_CACHE],
+            INDEX,
+        )
     }
 
     pub async fn css() -> impl IntoResponse {
-        ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), NO_CACHE], CSS)
+        (
+            [(header::CONTENT_TYPE, "text/css; charset=utf-8"), NO_CACHE],
+            CSS,
+        )
     }
 
     pub async fn client_js() -> impl IntoResponse {
-        ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), NO_CACHE], CLIENT_JS)
+        (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                NO_CACHE,
+            ],
+            CLIENT_JS,
+        )
     }
 
     pub async fn dashboard_js() -> impl IntoResponse {
-        ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), NO_CACHE], DASHBOARD_JS)
+        (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                NO_CACHE,
+            ],
+            DASHBOARD_JS,
+        )
     }
 }
 

@@ -105,7 +105,9 @@ impl Hub {
     fn state(&self) -> MutexGuard<'_, State> {
         // The lock guards plain data and no code under it panics; a poisoned
         // lock still holds consistent state.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Joins the broadcast. Taken under the same lock `dispatch` holds, so
@@ -167,10 +169,10 @@ impl Hub {
 
     /// Replaces the analytics snapshot (a node loading the shared one).
     pub fn set_snapshot(&self, payload: &str) {
-        if let Ok(decoded) = shared::envelope::decode(payload.as_bytes(), Utc::now()) {
-            if let Some(snapshot) = snapshot_of(&decoded.text, decoded.published_at) {
-                self.state().analytics = Some(Arc::new(snapshot));
-            }
+        if let Ok(decoded) = shared::envelope::decode(payload.as_bytes(), Utc::now())
+            && let Some(snapshot) = snapshot_of(&decoded.text, decoded.published_at)
+        {
+            self.state().analytics = Some(Arc::new(snapshot));
         }
     }
 }
@@ -198,7 +200,8 @@ mod tests {
         let hub = Hub::new(16);
         let mut a = hub.subscribe().rx;
         let mut b = hub.subscribe().rx;
-        hub.dispatch(payload(None, "alert", "{}").as_bytes()).unwrap();
+        hub.dispatch(payload(None, "alert", "{}").as_bytes())
+            .unwrap();
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert!(Arc::ptr_eq(&fa, &fb), "one frame per event, not per client");
         assert_eq!(fa.kind, "alert");
@@ -209,7 +212,10 @@ mod tests {
         let hub = Hub::new(16);
         let mut rx = hub.subscribe().rx;
         let first = payload(Some("10-0"), "alert", "1");
-        assert!(matches!(hub.dispatch(first.as_bytes()), Ok(Dispatched::Sent(Some(_)))));
+        assert!(matches!(
+            hub.dispatch(first.as_bytes()),
+            Ok(Dispatched::Sent(Some(_)))
+        ));
         assert_eq!(hub.dispatch(first.as_bytes()), Ok(Dispatched::Duplicate));
         assert_eq!(
             hub.dispatch(payload(Some("9-5"), "alert", "2").as_bytes()),
@@ -229,7 +235,8 @@ mod tests {
         assert_eq!(greeting["data"], serde_json::json!({}));
         hub.dispatch(payload(Some("5-0"), "analytics_update", r#"{"total_tutors":7}"#).as_bytes())
             .unwrap();
-        hub.dispatch(payload(Some("6-0"), "alert", "{}").as_bytes()).unwrap();
+        hub.dispatch(payload(Some("6-0"), "alert", "{}").as_bytes())
+            .unwrap();
         let sub = hub.subscribe();
         assert_eq!(sub.head, Some(EventId::new(6, 0)));
         let greeting: serde_json::Value =

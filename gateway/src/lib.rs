@@ -100,7 +100,11 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// Runs one node on `listener` until `shutdown` is cancelled, then drains:
 /// stops accepting, closes every client with 1001, leaves the cluster count
 /// and returns.
-pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
     let state = start(config, shutdown)?;
     serve(listener, state).await
 }
@@ -118,12 +122,23 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         None => Arc::new(LocalBus::new(hub.clone(), config.history())),
         Some(url) => {
             let wire = WireFormat::new(&config.channel_prefix, config.history());
-            RedisBus::start(url, wire, hub.clone(), node.clone(), shutdown.clone(), &tracker)?
+            RedisBus::start(
+                url,
+                wire,
+                hub.clone(),
+                node.clone(),
+                shutdown.clone(),
+                &tracker,
+            )?
         }
     };
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
     if config.demo {
         tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
+    } else if config.redis_url.is_none() {
+        tracing::info!(
+            "no REDIS_URL: one node on the in-process bus; add --demo for live demo data"
+        );
     }
     Ok(Arc::new(AppState {
         config,
@@ -149,15 +164,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();
     let bus = state.bus.clone();
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
 
     // Accepting has stopped. Upgraded sockets are outside axum's graceful
     // shutdown (tokio-rs/axum#3003): each session watches `shutdown` itself
     // and closes with 1001; wait for them, boundedly.
     tracker.close();
-    if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timed out after {drain_timeout:?}; exiting anyway");
     }
     bus.leave().await;

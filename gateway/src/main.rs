@@ -2,14 +2,19 @@
 //! ctrl-c.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use gateway::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse().validate()?;
+    // Bad values exit 2 with a clear message, whether clap or `validate` finds them.
+    let config = Config::parse().validate().unwrap_or_else(|err| {
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, err)
+            .exit()
+    });
     gateway::telemetry::init_logging();
     let listener = TcpListener::bind(config.bind_addr)
         .await

@@ -48,20 +48,45 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_gauge!(CONNECTIONS_ACTIVE, "WebSocket clients connected to this node");
+    describe_gauge!(
+        CONNECTIONS_ACTIVE,
+        "WebSocket clients connected to this node"
+    );
     describe_counter!(CONNECTIONS_OPENED, "WebSocket connections accepted");
-    describe_counter!(CONNECTIONS_CLOSED, "WebSocket connections closed, by reason");
-    describe_counter!(HANDSHAKES_REJECTED, "WebSocket handshakes refused, by reason");
-    describe_counter!(MESSAGES_SENT, "Broadcast events written to clients, by type");
-    describe_counter!(SLOW_CLIENT_DISCONNECTS, "Clients dropped for falling too far behind");
-    describe_histogram!(BROADCAST_LATENCY, Unit::Seconds, "Event publish time to socket write");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "WebSocket connections closed, by reason"
+    );
+    describe_counter!(
+        HANDSHAKES_REJECTED,
+        "WebSocket handshakes refused, by reason"
+    );
+    describe_counter!(
+        MESSAGES_SENT,
+        "Broadcast events written to clients, by type"
+    );
+    describe_counter!(
+        SLOW_CLIENT_DISCONNECTS,
+        "Clients dropped for falling too far behind"
+    );
+    describe_histogram!(
+        BROADCAST_LATENCY,
+        Unit::Seconds,
+        "Event publish time to socket write"
+    );
     describe_counter!(CLIENT_ERRORS, "Error replies sent to clients, by code");
     describe_counter!(PUBLISH_REQUESTS, "POST /api/publish requests, by result");
     describe_gauge!(BUS_CONNECTED, "1 while the bus is connected and subscribed");
-    describe_counter!(BUS_RECONNECTS, "Times the bus subscription was re-established");
+    describe_counter!(
+        BUS_RECONNECTS,
+        "Times the bus subscription was re-established"
+    );
     describe_counter!(BUS_MESSAGES_RECEIVED, "Payloads received from the bus");
     describe_counter!(BUS_INVALID_PAYLOADS, "Bus payloads dropped as malformed");
-    describe_counter!(BUS_CATCHUP_GAPS, "Reconnects after which history could not cover the outage");
+    describe_counter!(
+        BUS_CATCHUP_GAPS,
+        "Reconnects after which history could not cover the outage"
+    );
     describe_counter!(REPLAYS, "Resumes (?since=) served");
     describe_counter!(REPLAYED_EVENTS, "Events sent from history on resume");
     describe_counter!(RECOVERIES_FAILED, "Resumes answered with recovered=false");
@@ -82,8 +107,7 @@ pub fn init_logging() {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

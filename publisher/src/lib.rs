@@ -96,7 +96,10 @@ impl Publisher {
         self.wire.publish(&mut self.conn.clone(), kind, data).await
     }
 
-    pub async fn metrics_update<D: Serialize + ?Sized>(&self, data: &D) -> Result<EventId, PublishError> {
+    pub async fn metrics_update<D: Serialize + ?Sized>(
+        &self,
+        data: &D,
+    ) -> Result<EventId, PublishError> {
         self.publish(kind::METRICS_UPDATE, data).await
     }
 
@@ -104,7 +107,10 @@ impl Publisher {
         self.publish(kind::ALERT, data).await
     }
 
-    pub async fn intervention<D: Serialize + ?Sized>(&self, data: &D) -> Result<EventId, PublishError> {
+    pub async fn intervention<D: Serialize + ?Sized>(
+        &self,
+        data: &D,
+    ) -> Result<EventId, PublishError> {
         self.publish(kind::INTERVENTION, data).await
     }
 

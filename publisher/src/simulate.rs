@@ -96,7 +96,7 @@ impl Generator {
     pub fn next_event(&mut self) -> SimEvent {
         let n = self.emitted;
         self.emitted += 1;
-        if n % u64::from(self.rate) == 0 {
+        if n.is_multiple_of(u64::from(self.rate)) {
             return self.analytics();
         }
         let i = self.rng.usize(..self.tutors.len());
@@ -164,11 +164,19 @@ impl Generator {
         let (severity, alert_kind, message) = if t.avg_response_time_ms > 1500.0 {
             let secs = t.avg_response_time_ms / 1000.0;
             let severity = if secs > 3.0 { "critical" } else { "warning" };
-            (severity, "response_time", format!("{}: average response time {secs:.1} s", t.name))
+            (
+                severity,
+                "response_time",
+                format!("{}: average response time {secs:.1} s", t.name),
+            )
         } else {
             let score = t.satisfaction;
             let severity = if score < 3.2 { "critical" } else { "warning" };
-            (severity, "satisfaction", format!("{}: satisfaction down to {score:.2}", t.name))
+            (
+                severity,
+                "satisfaction",
+                format!("{}: satisfaction down to {score:.2}", t.name),
+            )
         };
         SimEvent {
             kind: kind::ALERT,
@@ -184,10 +192,19 @@ impl Generator {
 
     fn intervention(&mut self, i: usize) -> SimEvent {
         self.interventions += 1;
-        let actions = ["reassign_session", "coach_check_in", "review_transcript", "reduce_load"];
+        let actions = [
+            "reassign_session",
+            "coach_check_in",
+            "review_transcript",
+            "reduce_load",
+        ];
         let t = &self.tutors[i];
         let action = actions[self.rng.usize(..actions.len())];
-        let priority = if t.satisfaction < 3.5 { "high" } else { "medium" };
+        let priority = if t.satisfaction < 3.5 {
+            "high"
+        } else {
+            "medium"
+        };
         SimEvent {
             kind: kind::INTERVENTION,
             data: json!({
@@ -233,7 +250,10 @@ mod tests {
         for k in kind::KNOWN {
             assert!(events.iter().any(|e| e.kind == k), "no {k} in 4000 events");
         }
-        let analytics = events.iter().filter(|e| e.kind == kind::ANALYTICS_UPDATE).count();
+        let analytics = events
+            .iter()
+            .filter(|e| e.kind == kind::ANALYTICS_UPDATE)
+            .count();
         assert_eq!(analytics, 4000 / rate as usize);
         assert_eq!(generator.interval(), Duration::from_millis(50));
     }

@@ -89,7 +89,12 @@ impl WireFormat {
 
     /// Encodes `data` as an envelope of `kind`, stamped now, and publishes it
     /// on any Redis connection (a pooled one in the gateway).
-    pub async fn publish<C, D>(&self, conn: &mut C, kind: &str, data: &D) -> Result<EventId, PublishError>
+    pub async fn publish<C, D>(
+        &self,
+        conn: &mut C,
+        kind: &str,
+        data: &D,
+    ) -> Result<EventId, PublishError>
     where
         C: ConnectionLike + Send,
         D: Serialize + ?Sized,
@@ -105,7 +110,11 @@ impl WireFormat {
             .arg(&payload)
             .arg(self.history.max_len.max(1))
             .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(if kind == kind::ANALYTICS_UPDATE { "1" } else { "0" })
+            .arg(if kind == kind::ANALYTICS_UPDATE {
+                "1"
+            } else {
+                "0"
+            })
             .invoke_async(conn)
             .await?;
         id.parse().map_err(|_| PublishError::BadId(id))

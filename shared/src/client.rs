@@ -38,7 +38,11 @@ pub fn error(code: &str, message: &str, at: DateTime<Utc>) -> String {
 
 /// Ends a replay: `recovered` says whether every missed event was in it.
 pub fn recovery(recovered: bool, replayed: usize, at: DateTime<Utc>) -> String {
-    encode(RECOVERY, &json!({"recovered": recovered, "replayed": replayed}), at)
+    encode(
+        RECOVERY,
+        &json!({"recovered": recovered, "replayed": replayed}),
+        at,
+    )
 }
 
 #[cfg(test)]
@@ -60,7 +64,8 @@ mod tests {
         let pong: Value = serde_json::from_str(&pong(now)).unwrap();
         assert_eq!(pong["type"], "analytics_update");
         assert_eq!(pong["data"], json!({"pong": true}));
-        let err: Value = serde_json::from_str(&error(codes::UNKNOWN_MESSAGE, "what?", now)).unwrap();
+        let err: Value =
+            serde_json::from_str(&error(codes::UNKNOWN_MESSAGE, "what?", now)).unwrap();
         assert_eq!(err["data"]["code"], "unknown_message");
         let rec: Value = serde_json::from_str(&recovery(false, 0, now)).unwrap();
         assert_eq!(rec["data"], json!({"recovered": false, "replayed": 0}));

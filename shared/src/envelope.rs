@@ -201,8 +201,11 @@ mod tests {
 
     #[test]
     fn decode_accepts_a_published_envelope_untouched() {
-        let text = insert_id(&encode("alert", &json!({"z": 1, "a": 2}), at()), EventId::new(9, 0))
-            .unwrap();
+        let text = insert_id(
+            &encode("alert", &json!({"z": 1, "a": 2}), at()),
+            EventId::new(9, 0),
+        )
+        .unwrap();
         let decoded = decode(text.as_bytes(), Utc::now()).unwrap();
         assert_eq!(decoded.kind, "alert");
         assert_eq!(decoded.id, Some(EventId::new(9, 0)));
@@ -221,12 +224,17 @@ mod tests {
 
     #[test]
     fn decode_refuses_what_would_reach_clients_as_garbage() {
-        let cases: [(&[u8], fn(&DecodeError) -> bool); 7] = [
+        type Expect = fn(&DecodeError) -> bool;
+        let cases: [(&[u8], Expect); 7] = [
             (b"not json", |e| matches!(e, DecodeError::NotJson(_))),
-            (b"{\"type\":\"alert\"", |e| matches!(e, DecodeError::NotJson(_))),
+            (b"{\"type\":\"alert\"", |e| {
+                matches!(e, DecodeError::NotJson(_))
+            }),
             (b"[\"alert\"]", |e| matches!(e, DecodeError::NotAnObject)),
             (b"{\"data\":1}", |e| matches!(e, DecodeError::MissingType)),
-            (b"{\"type\":\"a b\"}", |e| matches!(e, DecodeError::BadType(_))),
+            (b"{\"type\":\"a b\"}", |e| {
+                matches!(e, DecodeError::BadType(_))
+            }),
             (b"{\"type\":\"alert\",\"timestamp\":\"yesterday\"}", |e| {
                 matches!(e, DecodeError::BadTimestamp(_))
             }),
@@ -234,7 +242,11 @@ mod tests {
         ];
         for (payload, expected) in cases {
             let err = decode(payload, at()).unwrap_err();
-            assert!(expected(&err), "{:?} gave {err:?}", String::from_utf8_lossy(payload));
+            assert!(
+                expected(&err),
+                "{:?} gave {err:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 

@@ -50,7 +50,10 @@ impl FromStr for EventId {
                 .then(|| part.parse::<u64>().ok())
                 .flatten()
         };
-        Ok(Self::new(digits(ms).ok_or_else(bad)?, digits(seq).ok_or_else(bad)?))
+        Ok(Self::new(
+            digits(ms).ok_or_else(bad)?,
+            digits(seq).ok_or_else(bad)?,
+        ))
     }
 }
 
@@ -75,7 +78,9 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["", "-", "12", "12-", "-3", "a-1", "1-b", "1-2-3", " 1-2", "1-+2"] {
+        for bad in [
+            "", "-", "12", "12-", "-3", "a-1", "1-b", "1-2-3", " 1-2", "1-+2",
+        ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
         }
     }

@@ -50,7 +50,10 @@ mod tests {
         assert_eq!(events_channel("ws", "alert"), "ws:events:alert");
         assert_eq!(events_pattern("ws"), "ws:events:*");
         assert_eq!(analytics_key("ws"), "ws:analytics:latest");
-        assert_eq!(kind_of_channel("ws", "ws:events:test_message"), Some("test_message"));
+        assert_eq!(
+            kind_of_channel("ws", "ws:events:test_message"),
+            Some("test_message")
+        );
         assert_eq!(kind_of_channel("ws", "other:events:alert"), None);
         assert_eq!(kind_of_channel("ws", "ws:events:"), None);
     }

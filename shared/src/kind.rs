@@ -106,10 +106,22 @@ mod tests {
     fn unsafe_or_reserved_types_are_refused() {
         assert_eq!(validate_kind(""), Err(KindError::Empty));
         assert_eq!(validate_kind(&"x".repeat(65)), Err(KindError::TooLong));
-        assert!(matches!(validate_kind("a*"), Err(KindError::BadCharacter(_))));
-        assert!(matches!(validate_kind("a:b"), Err(KindError::BadCharacter(_))));
-        assert!(matches!(validate_kind("recovery"), Err(KindError::Reserved(_))));
-        assert!(matches!(validate_kind("error"), Err(KindError::Reserved(_))));
+        assert!(matches!(
+            validate_kind("a*"),
+            Err(KindError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_kind("a:b"),
+            Err(KindError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_kind("recovery"),
+            Err(KindError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_kind("error"),
+            Err(KindError::Reserved(_))
+        ));
     }
 
     #[test]

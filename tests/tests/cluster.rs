@@ -13,7 +13,12 @@ async fn nodes(redis: &RedisServer, count: usize) -> Vec<GatewayProcess> {
     let mut nodes = Vec::new();
     for i in 0..count {
         let id = format!("node-{i}");
-        let node = GatewayProcess::start(&[("REDIS_URL", &url), ("NODE_ID", &id), ("PUBLISH_API_KEY", KEY)]).await;
+        let node = GatewayProcess::start(&[
+            ("REDIS_URL", &url),
+            ("NODE_ID", &id),
+            ("PUBLISH_API_KEY", KEY),
+        ])
+        .await;
         node.wait_ready(200).await;
         nodes.push(node);
     }
@@ -27,8 +32,15 @@ async fn client(node: &GatewayProcess) -> Client {
 }
 
 fn send(redis: &RedisServer, kind: &str, data: &Value) -> String {
-    let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &[("REDIS_URL", &redis.url())]);
-    assert!(output.status.success(), "publisher send failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = publisher_cli(
+        &["send", "--type", kind, "--data", &data.to_string()],
+        &[("REDIS_URL", &redis.url())],
+    );
+    assert!(
+        output.status.success(),
+        "publisher send failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
@@ -45,7 +57,11 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
         clients.push(client(node).await);
         clients.push(client(node).await);
     }
-    let id = send(&redis, "alert", &json!({"tutor_id": "t-17", "severity": "critical"}));
+    let id = send(
+        &redis,
+        "alert",
+        &json!({"tutor_id": "t-17", "severity": "critical"}),
+    );
     for client in &mut clients {
         let alert = client.next_json().await;
         assert_eq!(alert["type"], "alert");
@@ -54,7 +70,11 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
     }
     // Any type a publisher picks, also by hand from any language (raw PUBLISH).
     let raw = r#"{"type":"test_message","data":{"hello":"world"},"timestamp":"2026-11-25T10:00:00.123Z"}"#;
-    assert_eq!(redis.cli(&["PUBLISH", "ws:events:test_message", raw]), "3", "one subscriber per node");
+    assert_eq!(
+        redis.cli(&["PUBLISH", "ws:events:test_message", raw]),
+        "3",
+        "one subscriber per node"
+    );
     for client in &mut clients {
         let message = client.next_json().await;
         assert_eq!(message["type"], "test_message");
@@ -117,7 +137,11 @@ async fn status_sums_every_node_and_drops_a_killed_or_drained_one() {
         (status["active_connections"] == 3).then_some(())
     })
     .await;
-    assert!(killed_at.elapsed() < Duration::from_secs(15), "took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        killed_at.elapsed()
+    );
 
     // SIGTERM: the node drains and removes itself at once.
     nodes[1].signal("TERM");
@@ -138,7 +162,11 @@ async fn nodes_ride_out_a_redis_restart_and_broadcasts_reach_everyone_after() {
     }
     for client in &mut clients {
         client.send_text("ping").await;
-        assert_eq!(client.next_json().await["data"]["pong"], true, "local clients stay served");
+        assert_eq!(
+            client.next_json().await["data"]["pong"],
+            true,
+            "local clients stay served"
+        );
     }
 
     redis.restart();
@@ -169,12 +197,22 @@ async fn the_publisher_cli_exits_non_zero_with_a_clear_message() {
 
     let port = system_tests::free_port().to_string();
     let nowhere = format!("redis://127.0.0.1:{port}");
-    let unreachable = publisher_cli(&["send", "--type", "alert", "--data", "{}"], &[("REDIS_URL", &nowhere)]);
+    let unreachable = publisher_cli(
+        &["send", "--type", "alert", "--data", "{}"],
+        &[("REDIS_URL", &nowhere)],
+    );
     assert!(!unreachable.status.success());
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
-    assert!(stderr.contains("cannot reach Redis at 127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach Redis at 127.0.0.1:"),
+        "{stderr}"
+    );
 
     let ok = publisher_cli(&["simulate", "--rate", "500", "--count", "50"], &env);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(redis.cli(&["XLEN", "ws:history"]), "50");
 }

@@ -18,7 +18,11 @@ fn send(redis: &RedisServer, kind: &str, data: &Value, env: &[(&str, &str)]) -> 
     let mut all = vec![("REDIS_URL", url.as_str())];
     all.extend_from_slice(env);
     let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &all);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
@@ -33,9 +37,18 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed_then_live(
     client.close().await;
 
     let missed: Vec<String> = (1..=3)
-        .map(|n| send(&redis, if n == 2 { "intervention" } else { "alert" }, &json!({"n": n}), &[]))
+        .map(|n| {
+            send(
+                &redis,
+                if n == 2 { "intervention" } else { "alert" },
+                &json!({"n": n}),
+                &[],
+            )
+        })
         .collect();
-    let mut back = Client::connect(&b.ws_url(&format!("?since={last_seen}"))).await.unwrap();
+    let mut back = Client::connect(&b.ws_url(&format!("?since={last_seen}")))
+        .await
+        .unwrap();
     assert_eq!(back.next_json().await["type"], "analytics_update");
     for (n, id) in missed.iter().enumerate() {
         let event = back.next_json().await;
@@ -43,9 +56,16 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed_then_live(
         assert_eq!(event["data"]["n"], n + 1);
     }
     let recovery = back.next_json().await;
-    assert_eq!(recovery, json!({"type": "recovery", "data": {"recovered": true, "replayed": 3}, "timestamp": recovery["timestamp"]}));
+    assert_eq!(
+        recovery,
+        json!({"type": "recovery", "data": {"recovered": true, "replayed": 3}, "timestamp": recovery["timestamp"]})
+    );
     send(&redis, "alert", &json!({"n": 4}), &[]);
-    assert_eq!(back.next_json().await["data"]["n"], 4, "then live, nothing twice");
+    assert_eq!(
+        back.next_json().await["data"]["n"],
+        4,
+        "then live, nothing twice"
+    );
     assert_eq!(back.try_next_json(Duration::from_millis(300)).await, None);
 }
 
@@ -58,10 +78,16 @@ async fn a_fresh_client_can_resume_from_its_greeting_even_if_it_saw_nothing_else
     let position = client.next_json().await["id"].as_str().unwrap().to_owned();
     client.close().await;
     send(&redis, "alert", &json!({"while_away": true}), &[]);
-    let mut back = Client::connect(&node.ws_url(&format!("?since={position}"))).await.unwrap();
+    let mut back = Client::connect(&node.ws_url(&format!("?since={position}")))
+        .await
+        .unwrap();
     back.next_json().await;
     let missed = back.next_json().await;
-    assert_eq!(missed["data"], json!({"while_away": true}), "only what came after it connected");
+    assert_eq!(
+        missed["data"],
+        json!({"while_away": true}),
+        "only what came after it connected"
+    );
     assert_eq!(back.next_json().await["data"]["recovered"], true);
 }
 
@@ -74,13 +100,19 @@ async fn an_id_older_than_the_history_is_not_recovered() {
     for n in 1..10 {
         send(&redis, "alert", &json!({"n": n}), &small);
     }
-    let mut client = Client::connect(&node.ws_url(&format!("?since={oldest}"))).await.unwrap();
+    let mut client = Client::connect(&node.ws_url(&format!("?since={oldest}")))
+        .await
+        .unwrap();
     client.next_json().await;
     let recovery = client.next_json().await;
     assert_eq!(recovery["type"], "recovery");
     assert_eq!(recovery["data"], json!({"recovered": false, "replayed": 0}));
     send(&redis, "alert", &json!({"n": "live"}), &small);
-    assert_eq!(client.next_json().await["data"]["n"], "live", "the live stream still follows");
+    assert_eq!(
+        client.next_json().await["data"]["n"],
+        "live",
+        "the live stream still follows"
+    );
 }
 
 #[tokio::test]
@@ -95,18 +127,28 @@ async fn a_node_that_loses_its_redis_connection_catches_its_clients_up_once_in_o
     // Publish steadily while the node's subscription is cut, three times.
     let url = redis.url();
     let publishing = std::thread::spawn(move || {
-        publisher_cli(&["simulate", "--rate", "400", "--count", "800", "--seed", "7"], &[("REDIS_URL", &url)])
+        publisher_cli(
+            &["simulate", "--rate", "400", "--count", "800", "--seed", "7"],
+            &[("REDIS_URL", &url)],
+        )
     });
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     }
     let output = publishing.join().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // The history holds every event published (800 < HISTORY_SIZE).
     let history = redis.cli(&["XRANGE", "ws:history", "-", "+"]);
-    let ids: Vec<&str> = history.lines().filter(|l| l.contains('-') && !l.starts_with('{')).collect();
+    let ids: Vec<&str> = history
+        .lines()
+        .filter(|l| l.contains('-') && !l.starts_with('{'))
+        .collect();
     assert_eq!(ids.len(), 800, "800 events in the history");
 
     let mut got = Vec::new();
@@ -115,13 +157,23 @@ async fn a_node_that_loses_its_redis_connection_catches_its_clients_up_once_in_o
         got.push(event["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(got, ids, "every event once, in publish order");
-    assert_eq!(everything.try_next_json(Duration::from_millis(300)).await, None, "and no extra");
+    assert_eq!(
+        everything.try_next_json(Duration::from_millis(300)).await,
+        None,
+        "and no extra"
+    );
 
-    let alert_count = history.lines().filter(|l| l.contains("\"type\":\"alert\"")).count();
+    let alert_count = history
+        .lines()
+        .filter(|l| l.contains("\"type\":\"alert\""))
+        .count();
     let mut seen = HashSet::new();
     for _ in 0..alert_count {
         let event = alerts.next_json().await;
         assert_eq!(event["type"], "alert", "only the type it asked for");
-        assert!(seen.insert(event["id"].as_str().unwrap().to_owned()), "no duplicates");
+        assert!(
+            seen.insert(event["id"].as_str().unwrap().to_owned()),
+            "no duplicates"
+        );
     }
 }

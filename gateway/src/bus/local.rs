@@ -50,7 +50,10 @@ impl LocalBus {
         let ttl = self.policy.ttl;
         while history.events.len() > self.policy.max_len
             || (ttl > Duration::ZERO
-                && history.events.front().is_some_and(|e| now.duration_since(e.at) > ttl))
+                && history
+                    .events
+                    .front()
+                    .is_some_and(|e| now.duration_since(e.at) > ttl))
         {
             history.events.pop_front();
             history.trimmed = true;
@@ -74,7 +77,9 @@ impl Bus for LocalBus {
         // Held across the dispatch so history order and live order agree.
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        let id = history.last.map_or(EventId::new(now_ms, 0), |last| last.next(now_ms));
+        let id = history
+            .last
+            .map_or(EventId::new(now_ms, 0), |last| last.next(now_ms));
         let text = shared::encode_with_id(id, kind, data, now);
         history.last = Some(id);
         history.events.push_back(Stored {
@@ -155,19 +160,31 @@ mod tests {
         assert!(replay.recovered);
         let got: Vec<EventId> = replay.events.iter().map(|e| e.id).collect();
         assert_eq!(got, ids[2..]);
-        assert!(bus.replay(*ids.last().unwrap()).await.unwrap().events.is_empty());
+        assert!(
+            bus.replay(*ids.last().unwrap())
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn unknown_or_trimmed_ids_are_not_recovered() {
         let bus = bus(3);
         let first = bus.publish("alert", &data(0)).await.unwrap();
-        assert!(bus.replay(EventId::ZERO).await.unwrap().recovered, "nothing trimmed yet");
+        assert!(
+            bus.replay(EventId::ZERO).await.unwrap().recovered,
+            "nothing trimmed yet"
+        );
         for n in 1..6 {
             bus.publish("alert", &data(n)).await.unwrap();
         }
         assert!(!bus.replay(first).await.unwrap().recovered, "trimmed");
         assert!(!bus.replay(EventId::ZERO).await.unwrap().recovered);
-        assert!(!bus.replay(EventId::new(1, 0)).await.unwrap().recovered, "unknown");
+        assert!(
+            !bus.replay(EventId::new(1, 0)).await.unwrap().recovered,
+            "unknown"
+        );
     }
 }

@@ -39,9 +39,7 @@ use tokio_util::task::TaskTracker;
 use super::{Bus, BusError, NodeStatus, Replay, ReplayEvent};
 use crate::hub::{Dispatched, Hub};
 use crate::node::Node;
-use crate::telemetry::{
-    BUS_CATCHUP_GAPS, BUS_CONNECTED, BUS_MESSAGES_RECEIVED, BUS_RECONNECTS,
-};
+use crate::telemetry::{BUS_CATCHUP_GAPS, BUS_CONNECTED, BUS_MESSAGES_RECEIVED, BUS_RECONNECTS};
 
 /// Any one Redis round trip (or a group of them) may take this long.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -111,7 +109,10 @@ impl RedisBus {
         if self.ready.swap(ready, Ordering::SeqCst) != ready {
             gauge!(BUS_CONNECTED).set(if ready { 1.0 } else { 0.0 });
             if ready {
-                tracing::info!("bus connected: subscribed to {}", keys::events_pattern(self.prefix()));
+                tracing::info!(
+                    "bus connected: subscribed to {}",
+                    keys::events_pattern(self.prefix())
+                );
             } else {
                 tracing::warn!("bus lost: serving local clients, reconnecting");
             }
@@ -131,7 +132,10 @@ impl RedisBus {
         let mut backoff = BACKOFF_MIN;
         let mut subscribed_before = false;
         while !shutdown.is_cancelled() {
-            match self.follow(&shutdown, &mut backoff, &mut subscribed_before).await {
+            match self
+                .follow(&shutdown, &mut backoff, &mut subscribed_before)
+                .await
+            {
                 Ok(()) => break,
                 Err(err) => {
                     self.set_ready(false);
@@ -168,9 +172,12 @@ impl RedisBus {
                 self.hub.init_head(top);
             }
         }
-        timeout(REDIS_TIMEOUT, sink.psubscribe(keys::events_pattern(self.prefix())))
-            .await
-            .map_err(|_| BusError::Timeout)??;
+        timeout(
+            REDIS_TIMEOUT,
+            sink.psubscribe(keys::events_pattern(self.prefix())),
+        )
+        .await
+        .map_err(|_| BusError::Timeout)??;
         self.load_snapshot().await?;
         self.catch_up().await?;
         self.set_ready(true);
@@ -209,7 +216,13 @@ impl RedisBus {
         let key = keys::history_key(self.prefix());
         let entries: Vec<(String, Vec<String>)> = timeout(
             REDIS_TIMEOUT,
-            redis::cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut conn),
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn),
         )
         .await
         .map_err(|_| BusError::Timeout)??;
@@ -240,7 +253,10 @@ impl RedisBus {
         }
         let mut sent = 0;
         for event in &replay.events {
-            if matches!(self.hub.dispatch(event.text.as_bytes()), Ok(Dispatched::Sent(_))) {
+            if matches!(
+                self.hub.dispatch(event.text.as_bytes()),
+                Ok(Dispatched::Sent(_))
+            ) {
                 sent += 1;
             }
         }
@@ -259,7 +275,10 @@ impl RedisBus {
         let recovered = if since == EventId::ZERO {
             let info: redis::Value = timeout(
                 REDIS_TIMEOUT,
-                redis::cmd("XINFO").arg("STREAM").arg(&key).query_async(&mut conn),
+                redis::cmd("XINFO")
+                    .arg("STREAM")
+                    .arg(&key)
+                    .query_async(&mut conn),
             )
             .await
             .map_err(|_| BusError::Timeout)?
@@ -268,7 +287,11 @@ impl RedisBus {
         } else {
             let own: Vec<(String, Vec<String>)> = timeout(
                 REDIS_TIMEOUT,
-                redis::cmd("XRANGE").arg(&key).arg(since.to_string()).arg(since.to_string()).query_async(&mut conn),
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(since.to_string())
+                    .arg(since.to_string())
+                    .query_async(&mut conn),
             )
             .await
             .map_err(|_| BusError::Timeout)??;
@@ -295,7 +318,9 @@ impl RedisBus {
             .map_err(|_| BusError::Timeout)??;
             let full = page.len() == PAGE;
             for (id, fields) in page {
-                let Ok(id) = id.parse::<EventId>() else { continue };
+                let Ok(id) = id.parse::<EventId>() else {
+                    continue;
+                };
                 cursor = id;
                 if let Some(event) = history_event(id, &fields) {
                     events.push(event);
@@ -318,7 +343,7 @@ impl RedisBus {
                 _ = shutdown.cancelled() => return,
             }
             beats += 1;
-            if let Err(err) = self.beat(beats % 30 == 0).await {
+            if let Err(err) = self.beat(beats.is_multiple_of(30)).await {
                 tracing::debug!("heartbeat: {err}");
             }
         }
@@ -337,10 +362,14 @@ impl RedisBus {
         let json = serde_json::to_string(&status).expect("status serializes");
         let index = keys::nodes_index_key(self.prefix());
         let mut pipe = redis::pipe();
-        pipe.set_ex(keys::node_key(self.prefix(), &self.node.id), json, NODE_TTL.as_secs())
-            .ignore()
-            .zadd(&index, &self.node.id, now.timestamp_millis())
-            .ignore();
+        pipe.set_ex(
+            keys::node_key(self.prefix(), &self.node.id),
+            json,
+            NODE_TTL.as_secs(),
+        )
+        .ignore()
+        .zadd(&index, &self.node.id, now.timestamp_millis())
+        .ignore();
         if prune {
             let cutoff = now.timestamp_millis() - 60_000;
             pipe.zrembyscore(&index, "-inf", cutoff).ignore();
@@ -360,13 +389,19 @@ fn never_trimmed(info: &redis::Value) -> bool {
         redis::Value::Array(items) => items
             .chunks(2)
             .filter_map(|pair| match pair {
-                [k, v] => redis::from_redis_value_ref::<String>(k).ok().map(|k| (k, v.clone())),
+                [k, v] => redis::from_redis_value_ref::<String>(k)
+                    .ok()
+                    .map(|k| (k, v.clone())),
                 _ => None,
             })
             .collect(),
         redis::Value::Map(items) => items
             .iter()
-            .filter_map(|(k, v)| redis::from_redis_value_ref::<String>(k).ok().map(|k| (k, v.clone())))
+            .filter_map(|(k, v)| {
+                redis::from_redis_value_ref::<String>(k)
+                    .ok()
+                    .map(|k| (k, v.clone()))
+            })
             .collect(),
         _ => return true,
     };
@@ -421,7 +456,8 @@ impl Bus for RedisBus {
 
     async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError> {
         let mut conn = self.conn().await?;
-        let cutoff = Utc::now().timestamp_millis() - i64::try_from(NODE_TTL.as_millis()).unwrap_or(5000);
+        let cutoff =
+            Utc::now().timestamp_millis() - i64::try_from(NODE_TTL.as_millis()).unwrap_or(5000);
         let ids: Vec<String> = timeout(
             REDIS_TIMEOUT,
             conn.zrangebyscore(keys::nodes_index_key(self.prefix()), cutoff, "+inf"),
@@ -431,7 +467,10 @@ impl Bus for RedisBus {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let node_keys: Vec<String> = ids.iter().map(|id| keys::node_key(self.prefix(), id)).collect();
+        let node_keys: Vec<String> = ids
+            .iter()
+            .map(|id| keys::node_key(self.prefix(), id))
+            .collect();
         let entries: Vec<Option<String>> = timeout(REDIS_TIMEOUT, conn.mget(&node_keys))
             .await
             .map_err(|_| BusError::Timeout)??;

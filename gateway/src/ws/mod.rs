@@ -66,14 +66,37 @@ pub async fn dashboard(
     ws: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(&state.config.cors_origins, &headers) {
-        return reject("origin", AppError::new(StatusCode::FORBIDDEN, "forbidden_origin", "this Origin may not connect"));
+        return reject(
+            "origin",
+            AppError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                "this Origin may not connect",
+            ),
+        );
     }
     if state.is_draining() {
-        return reject("draining", AppError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "this node is shutting down; connect to another"));
+        return reject(
+            "draining",
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "this node is shutting down; connect to another",
+            ),
+        );
     }
     let filter = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
         Ok(filter) => filter,
-        Err(err) => return reject("bad_request", AppError::new(StatusCode::BAD_REQUEST, "bad_types", &format!("?types=: {err}"))),
+        Err(err) => {
+            return reject(
+                "bad_request",
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_types",
+                    &format!("?types=: {err}"),
+                ),
+            );
+        }
     };
     let resume = match query.since.as_deref() {
         None => Resume::Fresh,
@@ -107,7 +130,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     origin
         .to_str()
         .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-        .is_ok_and(|o| allowed.iter().any(|a| *a == o))
+        .is_ok_and(|o| allowed.contains(&o))
 }
 
 #[cfg(test)]
@@ -126,8 +149,14 @@ mod tests {
     fn origins_are_checked_only_when_configured() {
         let allowed = vec!["https://ops.example.com".to_owned()];
         assert!(origin_allowed(&[], &headers(Some("https://evil.example"))));
-        assert!(origin_allowed(&allowed, &headers(Some("https://OPS.example.com"))));
-        assert!(!origin_allowed(&allowed, &headers(Some("https://evil.example"))));
+        assert!(origin_allowed(
+            &allowed,
+            &headers(Some("https://OPS.example.com"))
+        ));
+        assert!(!origin_allowed(
+            &allowed,
+            &headers(Some("https://evil.example"))
+        ));
         assert!(!origin_allowed(&allowed, &headers(Some("null"))));
         assert!(origin_allowed(&allowed, &headers(None)));
     }

@@ -24,8 +24,8 @@ use futures_util::SinkExt;
 use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
 use shared::{EventId, TypeFilter};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{ClientParams, Resume};
@@ -120,10 +120,10 @@ impl Session<'_> {
         if let Err(ended) = self.send_text(greeting.into()).await {
             return ended;
         }
-        if resume != Resume::Fresh {
-            if let Err(ended) = self.replay(resume).await {
-                return ended;
-            }
+        if resume != Resume::Fresh
+            && let Err(ended) = self.replay(resume).await
+        {
+            return ended;
         }
         self.live(&mut rx).await
     }
@@ -208,7 +208,11 @@ impl Session<'_> {
 
     /// Writes `first` and whatever else is already waiting (up to a batch),
     /// then flushes once.
-    async fn forward(&mut self, first: Arc<Frame>, rx: &mut Receiver<Arc<Frame>>) -> Result<(), Ended> {
+    async fn forward(
+        &mut self,
+        first: Arc<Frame>,
+        rx: &mut Receiver<Arc<Frame>>,
+    ) -> Result<(), Ended> {
         let mut batch = Vec::with_capacity(8);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -258,7 +262,10 @@ impl Session<'_> {
         }
     }
 
-    async fn on_inbound(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Result<(), Ended> {
+    async fn on_inbound(
+        &mut self,
+        inbound: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), Ended> {
         match inbound {
             None => Err(Ended::ClientGone),
             Some(Err(err)) => Err(classify(err)),
@@ -266,18 +273,25 @@ impl Session<'_> {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
                 Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
-                None => self.reply_error(codes::UNKNOWN_MESSAGE, "unknown message; send \"ping\"").await,
+                None => {
+                    self.reply_error(codes::UNKNOWN_MESSAGE, "unknown message; send \"ping\"")
+                        .await
+                }
             },
             Some(Ok(Message::Binary(_))) => {
-                self.reply_error(codes::BINARY_NOT_SUPPORTED, "binary frames are not supported")
-                    .await
+                self.reply_error(
+                    codes::BINARY_NOT_SUPPORTED,
+                    "binary frames are not supported",
+                )
+                .await
             }
         }
     }
 
     async fn reply_error(&mut self, code: &'static str, message: &str) -> Result<(), Ended> {
         counter!(CLIENT_ERRORS, "code" => code).increment(1);
-        self.send_text(client::error(code, message, Utc::now()).into()).await
+        self.send_text(client::error(code, message, Utc::now()).into())
+            .await
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Ended> {

@@ -71,8 +71,7 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -113,7 +112,13 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Publishes until `count` events went out (or forever), riding out Redis
 /// restarts: a failed publish is logged and retried after a pause.
-async fn simulate(url: &str, wire: WireFormat, rate: u32, count: Option<u64>, seed: Option<u64>) -> Result<()> {
+async fn simulate(
+    url: &str,
+    wire: WireFormat,
+    rate: u32,
+    count: Option<u64>,
+    seed: Option<u64>,
+) -> Result<()> {
     let mut generator = Generator::new(rate, seed.unwrap_or_else(|| fastrand::u64(..)));
     let mut publisher = Publisher::connect_with(url, wire.clone()).await?;
     let mut ticker = tokio::time::interval(generator.interval());

@@ -1,0 +1,59 @@
+//! The gateway binary's configuration, as an operator meets it.
+
+use std::process::Command;
+
+fn gateway(env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(system_tests::bin_dir().join("gateway"));
+    command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("gateway runs")
+}
+
+#[test]
+fn a_bad_value_stops_the_node_with_a_clear_message_and_exit_code_2() {
+    let cases = [
+        ("PING_INTERVAL_MS", "soon", "--ping-interval-ms"),
+        ("BIND_ADDR", "localhost", "--bind-addr"),
+        ("REDIS_URL", "http://redis", "not a valid Redis URL"),
+        ("CHANNEL_PREFIX", "a b", "CHANNEL_PREFIX"),
+        ("CORS_ORIGINS", "ops.example.com", "CORS_ORIGINS"),
+        (
+            "REDIS_CLUSTER_NODES",
+            "redis://127.0.0.1:7000",
+            "REDIS_CLUSTER_NODES",
+        ),
+    ];
+    for (key, value, expected) in cases {
+        let output = gateway(&[(key, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{key}={value}: {stderr}");
+        assert!(stderr.contains(expected), "{key}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn help_lists_every_setting_with_its_variable() {
+    let output = Command::new(system_tests::bin_dir().join("gateway"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "BIND_ADDR",
+        "REDIS_URL",
+        "NODE_ID",
+        "CHANNEL_PREFIX",
+        "CORS_ORIGINS",
+        "PUBLISH_API_KEY",
+        "AUTH_JWT_SECRET",
+        "PING_INTERVAL_MS",
+        "HISTORY_SIZE",
+    ] {
+        assert!(
+            help.contains(variable),
+            "--help does not mention {variable}"
+        );
+    }
+}
