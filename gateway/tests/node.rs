@@ -30,7 +30,12 @@ impl Node {
         let shutdown = CancellationToken::new();
         let state = gateway::start(config, shutdown.clone()).unwrap();
         let served = tokio::spawn(gateway::serve(listener, state.clone()));
-        Self { addr, state, shutdown, served }
+        Self {
+            addr,
+            state,
+            shutdown,
+            served,
+        }
     }
 
     async fn default() -> Self {
@@ -50,7 +55,12 @@ impl Node {
 
     async fn publish(&self, kind: &str, data: Value) -> String {
         let raw = serde_json::value::to_raw_value(&data).unwrap();
-        self.state.bus.publish(kind, &raw).await.unwrap().to_string()
+        self.state
+            .bus
+            .publish(kind, &raw)
+            .await
+            .unwrap()
+            .to_string()
     }
 
     async fn metrics(&self) -> String {
@@ -58,7 +68,9 @@ impl Node {
     }
 
     async fn local_connections(&self) -> u64 {
-        get(self.addr, "/ws/status").await.json()["local_connections"].as_u64().unwrap()
+        get(self.addr, "/ws/status").await.json()["local_connections"]
+            .as_u64()
+            .unwrap()
     }
 }
 
@@ -73,12 +85,23 @@ fn config() -> Config {
 async fn a_new_client_gets_the_latest_analytics_at_once() {
     let node = Node::default().await;
     let mut first = Client::connect(&node.url("")).await.unwrap();
-    let greeting = first.try_next_json(Duration::from_millis(500)).await.expect("greeting well under 1 s");
+    let greeting = first
+        .try_next_json(Duration::from_millis(500))
+        .await
+        .expect("greeting well under 1 s");
     assert_eq!(greeting["type"], "analytics_update");
-    assert_eq!(greeting["data"], json!({}), "nothing published yet: an empty object");
+    assert_eq!(
+        greeting["data"],
+        json!({}),
+        "nothing published yet: an empty object"
+    );
     assert!(greeting["timestamp"].as_str().unwrap().ends_with('Z'));
 
-    node.publish("analytics_update", json!({"total_tutors": 24, "active_tutors": 17})).await;
+    node.publish(
+        "analytics_update",
+        json!({"total_tutors": 24, "active_tutors": 17}),
+    )
+    .await;
     let mut second = Client::connect(&node.url("")).await.unwrap();
     let greeting = second.next_json().await;
     assert_eq!(greeting["type"], "analytics_update");
@@ -94,7 +117,11 @@ async fn ping_gets_a_pong_for_that_client_alone() {
     let pong = asker.next_json().await;
     assert_eq!(pong["type"], "analytics_update");
     assert_eq!(pong["data"], json!({"pong": true}));
-    assert_eq!(other.try_next_json(Duration::from_millis(300)).await, None, "others get no pong");
+    assert_eq!(
+        other.try_next_json(Duration::from_millis(300)).await,
+        None,
+        "others get no pong"
+    );
 }
 
 #[tokio::test]
@@ -109,12 +136,20 @@ async fn unknown_text_or_binary_gets_an_error_and_the_connection_stays() {
     let error = client.next_json().await;
     assert_eq!(error["data"]["code"], "binary_not_supported");
     client.send_text("ping").await;
-    assert_eq!(client.next_json().await["data"]["pong"], true, "still connected and served");
+    assert_eq!(
+        client.next_json().await["data"]["pong"],
+        true,
+        "still connected and served"
+    );
 }
 
 #[tokio::test]
 async fn a_frame_over_the_inbound_limit_closes_with_1009_and_spares_others() {
-    let node = Node::start(Config { max_message_bytes: 1024, ..config() }).await;
+    let node = Node::start(Config {
+        max_message_bytes: 1024,
+        ..config()
+    })
+    .await;
     let mut abuser = node.client().await;
     let mut bystander = node.client().await;
     abuser.send_text(&"x".repeat(2048)).await;
@@ -131,11 +166,23 @@ async fn a_broadcast_of_any_type_reaches_every_client_untouched() {
         clients.push(node.client().await);
     }
     let data = json!({"z": 1, "a": {"nested": [1, 2, 3]}, "text": "é ✓"});
-    for kind in ["metrics_update", "alert", "intervention", "analytics_update", "test_message"] {
+    for kind in [
+        "metrics_update",
+        "alert",
+        "intervention",
+        "analytics_update",
+        "test_message",
+    ] {
         node.publish(kind, data.clone()).await;
     }
     for client in &mut clients {
-        for kind in ["metrics_update", "alert", "intervention", "analytics_update", "test_message"] {
+        for kind in [
+            "metrics_update",
+            "alert",
+            "intervention",
+            "analytics_update",
+            "test_message",
+        ] {
             let message = client.next_json().await;
             assert_eq!(message["type"], kind);
             assert_eq!(message["data"], data);
@@ -156,7 +203,9 @@ async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(node.addr).await.unwrap();
-    let (mut stalled, _) = tokio_tungstenite::client_async(node.url(""), stream).await.unwrap();
+    let (mut stalled, _) = tokio_tungstenite::client_async(node.url(""), stream)
+        .await
+        .unwrap();
     let _ = futures_util::StreamExt::next(&mut stalled).await;
 
     let events: i64 = 3000;
@@ -174,7 +223,8 @@ async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
     // 24 MB in all: more than the kernel buffers (4 MB send buffer) can hide.
     let payload = "x".repeat(8000);
     for n in 0..events {
-        node.publish("metrics_update", json!({"n": n, "pad": payload})).await;
+        node.publish("metrics_update", json!({"n": n, "pad": payload}))
+            .await;
         if n % 20 == 0 {
             // A steady publisher (about 20k events/s), not one giant burst.
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -191,7 +241,10 @@ async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
     })
     .await;
     let metrics = node.metrics().await;
-    assert!(metric(&metrics, "gateway_slow_client_disconnects_total") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "gateway_slow_client_disconnects_total") >= 1.0,
+        "{metrics}"
+    );
     drop(stalled);
 }
 
@@ -218,15 +271,27 @@ async fn a_peer_that_never_answers_pings_is_dropped() {
     let mut alive = node.client().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while node.local_connections().await != 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the silent peer was not dropped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent peer was not dropped"
+        );
         let _ = alive.try_next_json(Duration::from_millis(50)).await;
     }
     let metrics = node.metrics().await;
-    assert!(metric(&metrics, "gateway_connections_closed_total{reason=\"ping_timeout\"}") >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            "gateway_connections_closed_total{reason=\"ping_timeout\"}"
+        ) >= 1.0
+    );
     // Keep the live client answering for several more ping rounds.
     let _ = alive.try_next_json(Duration::from_millis(600)).await;
     alive.send_text("ping").await;
-    assert_eq!(alive.next_json().await["data"]["pong"], true, "a client that answers pings stays");
+    assert_eq!(
+        alive.next_json().await["data"]["pong"],
+        true,
+        "a client that answers pings stays"
+    );
     assert_eq!(node.local_connections().await, 1);
 }
 
@@ -239,18 +304,25 @@ async fn handshakes_from_other_origins_are_refused_with_403() {
     .await;
     let refused = Client::connect_with_origin(&node.url(""), "https://evil.example").await;
     match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
         Err(other) => panic!("expected an HTTP 403, got {other}"),
         Ok(_) => panic!("a foreign origin was let in"),
     }
-    let mut allowed = Client::connect_with_origin(&node.url(""), "https://ops.example.com").await.unwrap();
+    let mut allowed = Client::connect_with_origin(&node.url(""), "https://ops.example.com")
+        .await
+        .unwrap();
     assert_eq!(allowed.next_json().await["type"], "analytics_update");
 }
 
 #[tokio::test]
 async fn the_publish_api_answers_each_case_as_the_spec_says() {
     let off = Node::start(Config::default()).await;
-    assert_eq!(publish(off.addr, KEY, "alert", &json!({})).await.status, 404);
+    assert_eq!(
+        publish(off.addr, KEY, "alert", &json!({})).await.status,
+        404
+    );
 
     let node = Node::default().await;
     let mut client = node.client().await;
@@ -258,12 +330,35 @@ async fn the_publish_api_answers_each_case_as_the_spec_says() {
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json()["error"]["code"], "unauthorized");
     let auth = format!("Bearer {KEY}");
-    for body in ["not json", "{\"data\": 1}", "{\"type\": \"bad type\", \"data\": 1}", "{\"type\": \"error\"}"] {
-        let response = http(node.addr, "POST", "/api/publish", &[("Authorization", &auth)], body).await.unwrap();
+    for body in [
+        "not json",
+        "{\"data\": 1}",
+        "{\"type\": \"bad type\", \"data\": 1}",
+        "{\"type\": \"error\"}",
+    ] {
+        let response = http(
+            node.addr,
+            "POST",
+            "/api/publish",
+            &[("Authorization", &auth)],
+            body,
+        )
+        .await
+        .unwrap();
         assert_eq!(response.status, 400, "{body}: {}", response.body);
-        assert!(response.json()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            response.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
-    let accepted = publish(node.addr, KEY, "alert", &json!({"tutor_id": "t-17", "severity": "critical"})).await;
+    let accepted = publish(
+        node.addr,
+        KEY,
+        "alert",
+        &json!({"tutor_id": "t-17", "severity": "critical"}),
+    )
+    .await;
     assert_eq!(accepted.status, 202);
     let id = accepted.json()["id"].as_str().unwrap().to_owned();
     let alert = client.next_json().await;
@@ -274,7 +369,11 @@ async fn the_publish_api_answers_each_case_as_the_spec_says() {
 
 #[tokio::test]
 async fn status_health_readiness_and_metrics_answer() {
-    let node = Node::start(Config { node_id: Some("node-a".into()), ..config() }).await;
+    let node = Node::start(Config {
+        node_id: Some("node-a".into()),
+        ..config()
+    })
+    .await;
     let _a = node.client().await;
     let _b = node.client().await;
     let status = get(node.addr, "/ws/status").await.json();
@@ -304,19 +403,41 @@ async fn status_health_readiness_and_metrics_answer() {
 #[tokio::test]
 async fn types_limit_what_a_client_receives() {
     let node = Node::default().await;
-    let mut alerts_only = Client::connect(&node.url("?types=alert,intervention")).await.unwrap();
-    assert_eq!(alerts_only.next_json().await["type"], "analytics_update", "the greeting always comes");
-    for kind in ["metrics_update", "alert", "analytics_update", "intervention", "test_message"] {
+    let mut alerts_only = Client::connect(&node.url("?types=alert,intervention"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alerts_only.next_json().await["type"],
+        "analytics_update",
+        "the greeting always comes"
+    );
+    for kind in [
+        "metrics_update",
+        "alert",
+        "analytics_update",
+        "intervention",
+        "test_message",
+    ] {
         node.publish(kind, json!({"kind": kind})).await;
     }
     assert_eq!(alerts_only.next_json().await["type"], "alert");
     assert_eq!(alerts_only.next_json().await["type"], "intervention");
-    assert_eq!(alerts_only.try_next_json(Duration::from_millis(300)).await, None);
+    assert_eq!(
+        alerts_only.try_next_json(Duration::from_millis(300)).await,
+        None
+    );
     alerts_only.send_text("ping").await;
-    assert_eq!(alerts_only.next_json().await["data"]["pong"], true, "pongs always come");
+    assert_eq!(
+        alerts_only.next_json().await["data"]["pong"],
+        true,
+        "pongs always come"
+    );
 
     let bad = Client::connect(&node.url("?types=al*rt")).await;
-    assert!(bad.is_err(), "an invalid type list is refused at the handshake");
+    assert!(
+        bad.is_err(),
+        "an invalid type list is refused at the handshake"
+    );
 }
 
 #[tokio::test]
@@ -331,29 +452,48 @@ async fn a_client_resuming_with_since_gets_exactly_what_it_missed_then_live() {
         node.publish("alert", json!({"n": n})).await;
     }
     node.publish("metrics_update", json!({"n": 4})).await;
-    let mut back = Client::connect(&node.url(&format!("?since={last_seen}&types=alert"))).await.unwrap();
+    let mut back = Client::connect(&node.url(&format!("?since={last_seen}&types=alert")))
+        .await
+        .unwrap();
     assert_eq!(back.next_json().await["type"], "analytics_update");
     for n in 1..=3 {
         let missed = back.next_json().await;
-        assert_eq!((missed["type"].as_str(), missed["data"]["n"].as_i64()), (Some("alert"), Some(n)));
+        assert_eq!(
+            (missed["type"].as_str(), missed["data"]["n"].as_i64()),
+            (Some("alert"), Some(n))
+        );
     }
     let recovery = back.next_json().await;
     assert_eq!(recovery["type"], "recovery");
     assert_eq!(recovery["data"], json!({"recovered": true, "replayed": 3}));
     node.publish("alert", json!({"n": 5})).await;
-    assert_eq!(back.next_json().await["data"]["n"], 5, "then live, no duplicates");
+    assert_eq!(
+        back.next_json().await["data"]["n"],
+        5,
+        "then live, no duplicates"
+    );
 }
 
 #[tokio::test]
 async fn a_malformed_or_unknown_since_is_answered_with_recovered_false() {
     let node = Node::default().await;
     for since in ["garbage", "1-0"] {
-        let mut client = Client::connect(&node.url(&format!("?since={since}"))).await.unwrap();
+        let mut client = Client::connect(&node.url(&format!("?since={since}")))
+            .await
+            .unwrap();
         assert_eq!(client.next_json().await["type"], "analytics_update");
         let recovery = client.next_json().await;
-        assert_eq!(recovery["data"], json!({"recovered": false, "replayed": 0}), "since={since}");
+        assert_eq!(
+            recovery["data"],
+            json!({"recovered": false, "replayed": 0}),
+            "since={since}"
+        );
         node.publish("alert", json!({"after": since})).await;
-        assert_eq!(client.next_json().await["data"]["after"], since, "the live stream still follows");
+        assert_eq!(
+            client.next_json().await["data"]["after"],
+            since,
+            "the live stream still follows"
+        );
     }
 }
 
@@ -367,6 +507,9 @@ async fn draining_closes_every_client_with_1001_and_stops_accepting() {
         assert_eq!(client.closed().await, Closed::Code(1001));
     }
     let served = tokio::time::timeout(Duration::from_secs(5), node.served).await;
-    assert!(matches!(served, Ok(Ok(Ok(())))), "run returns once drained: {served:?}");
+    assert!(
+        matches!(served, Ok(Ok(Ok(())))),
+        "run returns once drained: {served:?}"
+    );
     assert!(Client::connect(&url).await.is_err(), "no longer accepting");
 }

@@ -67,8 +67,16 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request, `Connection: close`, response read to the end.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -80,7 +88,9 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw)).await.context("HTTP response timed out")??;
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .context("HTTP response timed out")??;
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
     let status = head
@@ -88,7 +98,10 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no status")?;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         bail!("chunked responses are not supported by this test client");
     }
     Ok(HttpResponse {
@@ -106,9 +119,18 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 pub async fn publish(addr: SocketAddr, key: &str, kind: &str, data: &Value) -> HttpResponse {
     let body = serde_json::json!({"type": kind, "data": data}).to_string();
     let auth = format!("Bearer {key}");
-    http(addr, "POST", "/api/publish", &[("Authorization", &auth), ("Content-Type", "application/json")], &body)
-        .await
-        .expect("POST /api/publish")
+    http(
+        addr,
+        "POST",
+        "/api/publish",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    )
+    .await
+    .expect("POST /api/publish")
 }
 
 /// The value of one Prometheus sample line (`name{labels} value`), summed
@@ -137,14 +159,21 @@ pub enum Closed {
 
 impl Client {
     pub async fn connect(url: &str) -> Result<Self> {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connect {url}"))?;
         Ok(Self { ws })
     }
 
-    pub async fn connect_with_origin(url: &str, origin: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect_with_origin(
+        url: &str,
+        origin: &str,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = url.into_client_request()?;
-        request.headers_mut().insert("Origin", origin.parse().expect("header value"));
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header value"));
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self { ws })
     }
@@ -159,7 +188,9 @@ impl Client {
 
     /// The next text frame as JSON; fails the test after `PATIENCE`.
     pub async fn next_json(&mut self) -> Value {
-        self.try_next_json(PATIENCE).await.expect("a message within the patience window")
+        self.try_next_json(PATIENCE)
+            .await
+            .expect("a message within the patience window")
     }
 
     /// The next text frame as JSON, or `None` if none comes within `wait`
@@ -167,10 +198,16 @@ impl Client {
     pub async fn try_next_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
             match message {
                 Message::Text(text) => {
-                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}")));
+                    return Some(
+                        serde_json::from_str(&text)
+                            .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}")),
+                    );
                 }
                 Message::Close(_) => return None,
                 _ => continue,
@@ -191,7 +228,10 @@ impl Client {
     /// Reads until the connection ends; how it ended.
     pub async fn closed(&mut self) -> Closed {
         loop {
-            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("the connection should end") {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the connection should end")
+            {
                 Some(Ok(Message::Close(frame))) => {
                     return frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)));
                 }
@@ -202,10 +242,13 @@ impl Client {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        })).await;
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
     }
 }
 
@@ -216,7 +259,10 @@ pub fn bin_dir() -> PathBuf {
     }
     // This test executable lives in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 fn binary(name: &str) -> PathBuf {
@@ -237,7 +283,10 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -248,7 +297,16 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -256,7 +314,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -311,15 +373,24 @@ impl GatewayProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BIND_ADDR", addr.to_string())
-            .env("RUST_LOG", std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null());
         for (key, value) in env {
             command.env(key, value);
         }
         let child = command.spawn().expect("gateway starts");
-        let process = Self { addr, child: Some(child) };
+        let process = Self {
+            addr,
+            child: Some(child),
+        };
         eventually("gateway /healthz", || async move {
-            http(addr, "GET", "/healthz", &[], "").await.ok().filter(|r| r.status == 200)
+            http(addr, "GET", "/healthz", &[], "")
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
         })
         .await;
         process
@@ -336,13 +407,18 @@ impl GatewayProcess {
     /// Sends a signal (`TERM`, `KILL`) and waits for the exit, returning it.
     pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "gateway did not exit after SIG{signal}");
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not exit after SIG{signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -351,7 +427,10 @@ impl GatewayProcess {
     pub async fn wait_ready(&self, status: u16) {
         let addr = self.addr;
         eventually(&format!("/readyz {status} on {addr}"), || async move {
-            http(addr, "GET", "/readyz", &[], "").await.ok().filter(|r| r.status == status)
+            http(addr, "GET", "/readyz", &[], "")
+                .await
+                .ok()
+                .filter(|r| r.status == status)
         })
         .await;
     }
@@ -369,7 +448,10 @@ impl Drop for GatewayProcess {
 /// Runs the built `publisher` CLI with `env`.
 pub fn publisher_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(binary("publisher"));
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).args(args);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
     for (key, value) in env {
         command.env(key, value);
     }
