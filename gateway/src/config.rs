@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
+/// A dashboard sends a ping every ~15 s; 20 a second is abuse.
+pub const DEFAULT_MESSAGE_RATE: f64 = 20.0;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -91,6 +94,37 @@ pub struct Config {
     /// Seconds a draining node waits for its clients to close before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
     pub drain_timeout_secs: u64,
+    /// Most clients on this node (0: no limit); more get 503 at the handshake.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: u64,
+    /// Most clients from one IP (0: no limit); more get 429. Behind a load
+    /// balancer, set TRUSTED_PROXIES too, or every client shares its IP.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Handshakes a second allowed from one IP, bursts of twice that (0: no limit); more get 429.
+    #[arg(long, env = "HANDSHAKE_RATE_PER_IP", default_value_t = 0.0, value_parser = parse_rate)]
+    pub handshake_rate_per_ip: f64,
+    /// Messages a second a client may send, bursts of twice that (0: no limit); more close it with 1008.
+    #[arg(long, env = "MESSAGE_RATE", default_value_t = DEFAULT_MESSAGE_RATE, value_parser = parse_rate)]
+    pub message_rate: f64,
+}
+
+fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR block"))
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("{value:?} is not a rate (a number >= 0)")),
+    }
 }
 
 fn parse_at_least(value: &str, min: usize) -> Result<usize, String> {
@@ -148,6 +182,11 @@ impl Default for Config {
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
+            handshake_rate_per_ip: 0.0,
+            message_rate: DEFAULT_MESSAGE_RATE,
         }
     }
 }
@@ -262,6 +301,10 @@ mod tests {
         assert!(err.contains("at least 16"), "{err}");
         let err = parse(&["--cors-origins", "example.com"]).unwrap_err();
         assert!(err.contains("CORS_ORIGINS"), "{err}");
+        let err = parse(&["--trusted-proxies", "10.0.0.0/33"]).unwrap_err();
+        assert!(err.contains("not an IP address or CIDR"), "{err}");
+        let err = parse(&["--message-rate=-1"]).unwrap_err();
+        assert!(err.contains("not a rate"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`hub`]: bus payload → frame, once per event; fan-out to clients.
 //! - [`bus`]: the [`bus::Bus`] trait; [`bus::local`] (in-process) and
 //!   [`bus::redis`] (Redis pub/sub, history stream, cluster counts).
+//! - [`admission`]: who may connect, how many, how fast (JWT, limits).
 //! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client.
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
 //! - [`node`]: this node's id and live connection count.
@@ -16,6 +17,7 @@
 //! The binary (`src/main.rs`) only reads the config, binds, and calls
 //! [`run`]; tests call [`run`] with a `127.0.0.1:0` listener.
 
+pub mod admission;
 pub mod bus;
 pub mod config;
 pub mod demo;
@@ -39,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
@@ -68,6 +71,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
+    pub admission: Arc<Admission>,
     /// Cancelled on SIGTERM: the node drains.
     pub shutdown: CancellationToken,
     /// Every client session and background task, so a drain can wait.
@@ -141,11 +145,12 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         );
     }
     Ok(Arc::new(AppState {
-        config,
         node,
         hub,
         bus,
         metrics,
+        admission: Arc::new(Admission::new(&config)),
+        config,
         shutdown,
         tracker,
     }))

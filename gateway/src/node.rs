@@ -1,5 +1,6 @@
 //! This node's identity and its live connection count.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -33,18 +34,23 @@ impl Node {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Counts a client in for as long as the returned guard lives.
-    pub fn connection(&self) -> ConnectionGuard<'_> {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+    /// Counts a client in for as long as the returned guard lives; `None`
+    /// when `max` (0: no limit) clients are already here.
+    pub fn try_connection(self: &Arc<Self>, max: u64) -> Option<ConnectionGuard> {
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .ok()?;
         self.active.increment(1.0);
-        ConnectionGuard(self)
+        Some(ConnectionGuard(self.clone()))
     }
 }
 
 #[derive(Debug)]
-pub struct ConnectionGuard<'a>(&'a Node);
+pub struct ConnectionGuard(Arc<Node>);
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
         self.0.active.decrement(1.0);

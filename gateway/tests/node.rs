@@ -1,85 +1,16 @@
 //! One gateway node on the in-process bus, exercised over real sockets the
 //! way a dashboard and a backend job use it.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use gateway::{AppState, Config};
-use serde_json::{Value, json};
+use common::{KEY, Node, config};
+use gateway::Config;
+use serde_json::json;
 use system_tests::{Client, Closed, eventually, get, http, metric, publish};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-
-const KEY: &str = "test-key";
-
-struct Node {
-    addr: SocketAddr,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-    served: JoinHandle<Result<(), gateway::GatewayError>>,
-}
-
-impl Node {
-    async fn start(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let state = gateway::start(config, shutdown.clone()).unwrap();
-        let served = tokio::spawn(gateway::serve(listener, state.clone()));
-        Self {
-            addr,
-            state,
-            shutdown,
-            served,
-        }
-    }
-
-    async fn default() -> Self {
-        Self::start(config()).await
-    }
-
-    fn url(&self, query: &str) -> String {
-        format!("ws://{}/ws/dashboard{query}", self.addr)
-    }
-
-    async fn client(&self) -> Client {
-        let mut client = Client::connect(&self.url("")).await.unwrap();
-        let greeting = client.next_json().await;
-        assert_eq!(greeting["type"], "analytics_update");
-        client
-    }
-
-    async fn publish(&self, kind: &str, data: Value) -> String {
-        let raw = serde_json::value::to_raw_value(&data).unwrap();
-        self.state
-            .bus
-            .publish(kind, &raw)
-            .await
-            .unwrap()
-            .to_string()
-    }
-
-    async fn metrics(&self) -> String {
-        get(self.addr, "/metrics").await.body
-    }
-
-    async fn local_connections(&self) -> u64 {
-        get(self.addr, "/ws/status").await.json()["local_connections"]
-            .as_u64()
-            .unwrap()
-    }
-}
-
-fn config() -> Config {
-    Config {
-        publish_api_key: Some(KEY.into()),
-        ..Config::default()
-    }
-}
 
 #[tokio::test]
 async fn a_new_client_gets_the_latest_analytics_at_once() {

@@ -169,11 +169,24 @@ impl Client {
         url: &str,
         origin: &str,
     ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        Self::connect_with_headers(url, &[("Origin", origin)]).await
+    }
+
+    /// Connects with extra handshake headers; the error keeps the HTTP
+    /// response of a refused handshake (its status).
+    pub async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::HeaderName;
         let mut request = url.into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Origin", origin.parse().expect("header value"));
+        for (name, value) in headers {
+            let name: HeaderName = name.parse().expect("header name");
+            request
+                .headers_mut()
+                .append(name, value.parse().expect("header value"));
+        }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self { ws })
     }
@@ -249,6 +262,19 @@ impl Client {
                 reason: "bye".into(),
             }))
             .await;
+    }
+}
+
+/// The HTTP status a refused handshake got (`None` if it was accepted or
+/// failed otherwise).
+pub fn refused_status(
+    result: &Result<Client, tokio_tungstenite::tungstenite::Error>,
+) -> Option<u16> {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Some(response.status().as_u16())
+        }
+        _ => None,
     }
 }
 

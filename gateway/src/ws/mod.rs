@@ -1,8 +1,9 @@
 //! `GET /ws/dashboard`: the handshake checks, then the upgrade.
 //!
 //! Everything that can refuse a client does so here, with an HTTP status,
-//! before the upgrade: a foreign `Origin` (403), a draining node (503), an
-//! invalid `?types=` (400). A malformed `?since=` is not refused: the spec
+//! before the upgrade: a foreign `Origin` (403), a draining node (503), a
+//! missing or bad token (401), an invalid `?types=` (400), and the limits of
+//! [`crate::admission`] (503 node full, 429 per-IP limit or rate). A malformed `?since=` is not refused: the spec
 //! answers it after the upgrade with `recovered: false`.
 
 pub mod session;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use shared::{EventId, TypeFilter};
 
 use crate::AppState;
+use crate::admission::Refusal;
 use crate::http::AppError;
 use crate::telemetry::HANDSHAKES_REJECTED;
 
@@ -34,6 +36,7 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 pub struct DashboardQuery {
     types: Option<String>,
     since: Option<String>,
+    token: Option<String>,
 }
 
 /// What the client asked for, checked.
@@ -85,6 +88,16 @@ pub async fn dashboard(
             ),
         );
     }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Err(refusal) = state
+        .admission
+        .authenticate(query.token.as_deref().or(bearer))
+    {
+        return refuse(refusal);
+    }
     let filter = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
         Ok(filter) => filter,
         Err(err) => {
@@ -103,9 +116,14 @@ pub async fn dashboard(
         Some(since) => since.parse().map_or(Resume::Malformed, Resume::Since),
     };
     let params = ClientParams { filter, resume };
+    let ip = state.admission.client_ip(peer, &headers);
+    let admitted = match state.admission.admit(ip, &state.node) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(refusal),
+    };
     let max = state.config.max_message_bytes;
     let token = state.tracker.token();
-    tracing::debug!(%peer, "websocket upgrade");
+    tracing::debug!(%peer, %ip, "websocket upgrade");
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
@@ -113,8 +131,38 @@ pub async fn dashboard(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             session::run(socket, state, params).await;
-            drop(token);
+            drop((admitted, token));
         })
+}
+
+fn refuse(refusal: Refusal) -> Response {
+    let label = refusal.label();
+    let mut response = match refusal {
+        Refusal::Unauthorized(why) => AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", &why),
+        Refusal::NodeFull => AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_full",
+            "this node is at its connection limit; retry",
+        ),
+        Refusal::IpFull => AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many connections from your address",
+        ),
+        Refusal::RateLimited => AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many connection attempts; slow down",
+        ),
+    }
+    .into_response();
+    if response.status() != StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    counter!(HANDSHAKES_REJECTED, "reason" => label).increment(1);
+    response
 }
 
 /// No `CORS_ORIGINS`: any origin. Otherwise a browser's `Origin` must be in

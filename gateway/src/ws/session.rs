@@ -30,6 +30,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{ClientParams, Resume};
 use crate::AppState;
+use crate::admission::{Bucket, burst_for};
 use crate::hub::{Frame, Snapshot};
 use crate::telemetry::{
     BROADCAST_LATENCY, CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED,
@@ -50,6 +51,7 @@ pub enum Ended {
     PingTimeout,
     WriteTimeout,
     MessageTooLarge,
+    RateLimited,
     Shutdown,
     Error,
 }
@@ -63,6 +65,7 @@ impl Ended {
             Ended::PingTimeout => "ping_timeout",
             Ended::WriteTimeout => "write_timeout",
             Ended::MessageTooLarge => "message_too_large",
+            Ended::RateLimited => "rate_limited",
             Ended::Shutdown => "shutdown",
             Ended::Error => "error",
         }
@@ -74,6 +77,7 @@ impl Ended {
             Ended::Shutdown => Some((close_code::AWAY, "server shutting down; reconnect")),
             Ended::SlowClient => Some((close_code::AGAIN, "too slow; reconnect with ?since=")),
             Ended::MessageTooLarge => Some((close_code::SIZE, "message too large")),
+            Ended::RateLimited => Some((close_code::POLICY, "message rate limit exceeded")),
             Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
@@ -82,13 +86,13 @@ impl Ended {
 }
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) {
-    let _counted = state.node.connection();
     counter!(CONNECTIONS_OPENED).increment(1);
     let mut session = Session {
         socket,
         write_timeout: state.config.write_timeout(),
         filter: params.filter,
         cursor: EventId::ZERO,
+        inbound: Bucket::full(burst_for(state.config.message_rate)),
         state: &state,
     };
     let ended = session.serve(params.resume).await;
@@ -107,6 +111,8 @@ struct Session<'a> {
     filter: TypeFilter,
     /// The last event id this client has; nothing at or before it is sent.
     cursor: EventId,
+    /// The client's message allowance (`MESSAGE_RATE`).
+    inbound: Bucket,
 }
 
 impl Session<'_> {
@@ -271,6 +277,7 @@ impl Session<'_> {
             Some(Err(err)) => Err(classify(err)),
             Some(Ok(Message::Close(_))) => Err(Ended::ClientClose),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Ok(_)) if !self.within_rate() => Err(Ended::RateLimited),
             Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
                 Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
                 None => {
@@ -286,6 +293,12 @@ impl Session<'_> {
                 .await
             }
         }
+    }
+
+    /// Takes one message from the client's allowance (control frames are free).
+    fn within_rate(&mut self) -> bool {
+        let rate = self.state.config.message_rate;
+        rate == 0.0 || self.inbound.take(rate, burst_for(rate))
     }
 
     async fn reply_error(&mut self, code: &'static str, message: &str) -> Result<(), Ended> {

@@ -1,0 +1,186 @@
+//! Who may connect, how many, how fast: each rule through a real node.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Node, config};
+use gateway::Config;
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::json;
+use system_tests::{Client, Closed, get, metric, refused_status};
+
+const SECRET: &str = "jwt-test-secret";
+
+fn token(secret: &str, exp_from_now: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"sub": "ops-user", "exp": now + exp_from_now});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn with_a_jwt_secret_only_valid_unexpired_tokens_get_in() {
+    let node = Node::start(Config {
+        auth_jwt_secret: Some(SECRET.into()),
+        ..config()
+    })
+    .await;
+    let no_exp = encode(
+        &Header::default(),
+        &json!({"sub": "x"}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let refused = [
+        ("missing", String::new()),
+        ("malformed", "?token=not.a.jwt".to_owned()),
+        (
+            "wrongly signed",
+            format!("?token={}", token("another-secret", 300)),
+        ),
+        ("expired", format!("?token={}", token(SECRET, -120))),
+        ("without exp", format!("?token={no_exp}")),
+    ];
+    for (what, query) in refused {
+        let result = Client::connect_with_headers(&node.url(&query), &[]).await;
+        assert_eq!(refused_status(&result), Some(401), "{what} token");
+    }
+    let mut client = Client::connect(&node.url(&format!("?token={}", token(SECRET, 300))))
+        .await
+        .unwrap();
+    assert_eq!(client.next_json().await["type"], "analytics_update");
+    let bearer = format!("Bearer {}", token(SECRET, 300));
+    let mut service = Client::connect_with_headers(&node.url(""), &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(
+        service.next_json().await["type"],
+        "analytics_update",
+        "a header works for non-browser clients"
+    );
+    let metrics = get(node.addr, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_handshakes_rejected_total{reason=\"auth\"}"
+        ),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn a_full_node_refuses_with_503_until_a_place_frees_up() {
+    let node = Node::start(Config {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
+    let first = node.client().await;
+    let _second = node.client().await;
+    let third = Client::connect_with_headers(&node.url(""), &[]).await;
+    assert_eq!(refused_status(&third), Some(503));
+    first.close().await;
+    let mut retry = None;
+    for _ in 0..50 {
+        match Client::connect_with_headers(&node.url(""), &[]).await {
+            Ok(client) => {
+                retry = Some(client);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(retry.is_some(), "a freed place is given to the next client");
+}
+
+#[tokio::test]
+async fn the_per_ip_limit_sees_through_trusted_proxies_only() {
+    let behind_lb = Node::start(Config {
+        max_connections_per_ip: 1,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..config()
+    })
+    .await;
+    let url = behind_lb.url("");
+    let _alice = Client::connect_with_headers(&url, &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+        .unwrap();
+    let _bob = Client::connect_with_headers(&url, &[("X-Forwarded-For", "198.51.100.9")])
+        .await
+        .unwrap();
+    let alice_again =
+        Client::connect_with_headers(&url, &[("X-Forwarded-For", "203.0.113.7")]).await;
+    assert_eq!(refused_status(&alice_again), Some(429));
+
+    let exposed = Node::start(Config {
+        max_connections_per_ip: 1,
+        ..config()
+    })
+    .await;
+    let url = exposed.url("");
+    let _first = Client::connect_with_headers(&url, &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+        .unwrap();
+    let forged = Client::connect_with_headers(&url, &[("X-Forwarded-For", "198.51.100.9")]).await;
+    assert_eq!(
+        refused_status(&forged),
+        Some(429),
+        "an untrusted peer cannot forge its address"
+    );
+}
+
+#[tokio::test]
+async fn handshakes_faster_than_the_rate_get_429() {
+    let node = Node::start(Config {
+        handshake_rate_per_ip: 1.0,
+        ..config()
+    })
+    .await;
+    let url = node.url("");
+    let _a = Client::connect_with_headers(&url, &[]).await.unwrap();
+    let _b = Client::connect_with_headers(&url, &[]).await.unwrap();
+    let third = Client::connect_with_headers(&url, &[]).await;
+    assert_eq!(
+        refused_status(&third),
+        Some(429),
+        "burst of two, then one a second"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        Client::connect_with_headers(&url, &[]).await.is_ok(),
+        "allowed again a second later"
+    );
+}
+
+#[tokio::test]
+async fn a_client_flooding_messages_is_closed_with_1008_and_others_are_untouched() {
+    let node = Node::start(Config {
+        message_rate: 5.0,
+        ..config()
+    })
+    .await;
+    let mut flooder = node.client().await;
+    let mut calm = node.client().await;
+    for _ in 0..30 {
+        flooder.send_text("ping").await;
+    }
+    assert_eq!(flooder.closed().await, Closed::Code(1008));
+    calm.send_text("ping").await;
+    assert_eq!(calm.next_json().await["data"]["pong"], true);
+    let metrics = get(node.addr, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_connections_closed_total{reason=\"rate_limited\"}"
+        ),
+        1.0
+    );
+}
