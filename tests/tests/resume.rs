@@ -177,3 +177,20 @@ async fn a_node_that_loses_its_redis_connection_catches_its_clients_up_once_in_o
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_that_connected_before_anything_was_published_resumes_from_the_start() {
+    let redis = RedisServer::start();
+    let node = node(&redis).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    let greeting = client.next_json().await;
+    assert_eq!(greeting["id"], "0-0", "the position before any event");
+    client.close().await;
+    let first = send(&redis, "alert", &json!({"n": 1}), &[]);
+    let second = send(&redis, "intervention", &json!({"n": 2}), &[]);
+    let mut back = Client::connect(&node.ws_url("?since=0-0")).await.unwrap();
+    back.next_json().await;
+    assert_eq!(back.next_json().await["id"], first.as_str());
+    assert_eq!(back.next_json().await["id"], second.as_str());
+    assert_eq!(back.next_json().await["data"], json!({"recovered": true, "replayed": 2}));
+}

@@ -1,0 +1,518 @@
+/*
+ * dashboard.js: renders the live operations dashboard from the gateway's WebSocket
+ * stream (needs ws-client.js loaded first). Every piece of data goes into the DOM
+ * through textContent; nothing from the wire is ever parsed as HTML.
+ *
+ * Page URL options (all optional):
+ *   ?token=JWT           passed through to /ws/dashboard (when the server requires auth)
+ *   ?types=a,b           only receive these types (analytics always comes)
+ *   ?backoff_ms=N        base reconnection delay (default 500); ?backoff_cap_ms=N its cap (30000)
+ *   ?max_attempts=N      reconnection attempts before giving up (default 10)
+ *   ?heartbeat_ms=N      client ping interval (default 15000)
+ */
+(function () {
+  'use strict';
+
+  var MAX_ALERTS_SHOWN = 200;          // the badge keeps counting; the feed keeps the newest
+  var MAX_INTERVENTIONS_SHOWN = 1000;  // queue entries kept in the DOM
+  var CHART_WINDOW_MS = 15 * 60 * 1000;
+  var CHART_MAX_POINTS = 600;
+  var STATUS_POLL_MS = 15000;
+
+  var params = new URLSearchParams(window.location.search);
+  function numParam(name) {
+    var v = params.get(name);
+    if (v == null || v === '') return undefined;
+    var n = Number(v);
+    return isFinite(n) && n >= 0 ? n : undefined;
+  }
+
+  function $(id) { return document.getElementById(id); }
+
+  /** Create an element with a class and (escaped) text. */
+  function el(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text != null) e.textContent = String(text);
+    return e;
+  }
+
+  function isObject(v) { return v !== null && typeof v === 'object' && !Array.isArray(v); }
+  function isNum(v) { return typeof v === 'number' && isFinite(v); }
+  function str(v, fallback) {
+    if (v == null || v === '') return fallback == null ? '–' : fallback;
+    if (typeof v === 'object') return fallback == null ? '–' : fallback;
+    return String(v);
+  }
+  /** a CSS-class-safe token from wire data */
+  function token(v) { return String(v == null ? 'unknown' : v).toLowerCase().replace(/[^a-z0-9_-]/g, '') || 'unknown'; }
+
+  function fmtCount(v) {
+    if (isNum(v)) return Number.isInteger(v) ? String(v) : v.toFixed(1);
+    return str(v);
+  }
+  function fmtScore(v) { return isNum(v) ? v.toFixed(2) : str(v); }
+  function fmtMs(v) {
+    if (!isNum(v)) return str(v);
+    return v >= 10000 ? (v / 1000).toFixed(1) + ' s' : Math.round(v) + ' ms';
+  }
+  function msgTime(msg) {
+    var t = msg && msg.timestamp ? Date.parse(msg.timestamp) : NaN;
+    return isFinite(t) ? new Date(t) : new Date();
+  }
+  function hhmmss(d) {
+    var p = function (n) { return (n < 10 ? '0' : '') + n; };
+    return p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
+  }
+  function flash(node, cls) {
+    node.classList.remove(cls);
+    void node.offsetWidth; // restart the CSS animation
+    node.classList.add(cls);
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  var service = new window.WebSocketService({
+    types: params.get('types') || undefined,
+    baseDelayMs: numParam('backoff_ms'),
+    maxDelayMs: numParam('backoff_cap_ms'),
+    maxAttempts: numParam('max_attempts'),
+    heartbeatMs: numParam('heartbeat_ms'),
+    pongTimeoutMs: numParam('pong_timeout_ms')
+  });
+
+  var indicator = document.querySelector('[data-testid="connection-indicator"]');
+  var connLabel = $('conn-label');
+  var retryButton = $('retry-button');
+  var replaying = false;
+  var statusTimer = null;
+
+  function renderState(state) {
+    var status = state === 'connected' ? 'connected'
+      : state === 'disconnected' ? 'disconnected'
+      : 'reconnecting'; // 'connecting' and 'reconnecting'
+    indicator.setAttribute('data-status', status);
+    var label;
+    if (state === 'connected') label = 'Live';
+    else if (state === 'connecting') label = 'Connecting…';
+    else if (state === 'reconnecting') {
+      label = service.attempt > 0
+        ? 'Reconnecting (' + service.attempt + '/' + service.options.maxAttempts + ')…'
+        : 'Reconnecting…';
+    } else label = 'Disconnected';
+    connLabel.textContent = label;
+    retryButton.hidden = state !== 'disconnected';
+  }
+
+  service.onStateChange(function (state, prev) {
+    renderState(state);
+    if (state === 'connected') {
+      // a reconnect carrying ?since= first replays what was missed, until `recovery`
+      replaying = prev === 'reconnecting' && service.lastId != null;
+      pollStatus();
+    } else {
+      stopStatusPoll();
+      $('node-info').textContent = ''; // would be stale
+    }
+    if (state === 'disconnected') {
+      showNotice('warn', 'Connection lost after ' + service.options.maxAttempts +
+        ' reconnection attempts. Press "Retry now" to try again.');
+    }
+  });
+
+  retryButton.addEventListener('click', function () {
+    hideNotice();
+    service.retry();
+  });
+
+  // cluster info for the header (same origin; quietly skipped when unavailable)
+  function pollStatus() {
+    stopStatusPoll();
+    if (typeof fetch !== 'function') return;
+    fetch('/ws/status', { cache: 'no-store' })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) {
+        if (!isObject(s)) return;
+        var parts = [];
+        if (s.node_id != null) parts.push('node ' + str(s.node_id));
+        if (isNum(s.active_connections)) {
+          parts.push(s.active_connections + (s.active_connections === 1 ? ' dashboard' : ' dashboards') + ' live');
+        }
+        if (Array.isArray(s.nodes) && s.nodes.length > 1) parts.push(s.nodes.length + ' nodes');
+        $('node-info').textContent = parts.join(' · ');
+      })
+      .catch(function () { /* not fatal: the header just shows less */ })
+      .then(function () {
+        if (service.state === 'connected') statusTimer = setTimeout(pollStatus, STATUS_POLL_MS);
+      });
+  }
+  function stopStatusPoll() {
+    if (statusTimer != null) { clearTimeout(statusTimer); statusTimer = null; }
+  }
+
+  // ------------------------------------------------------------------ notices
+
+  var noticeTimer = null;
+  function showNotice(kind, text, autoHideMs) {
+    var n = $('notice');
+    $('notice-text').textContent = text;
+    n.classList.toggle('is-info', kind === 'info');
+    n.hidden = false;
+    if (noticeTimer) { clearTimeout(noticeTimer); noticeTimer = null; }
+    if (autoHideMs) noticeTimer = setTimeout(hideNotice, autoHideMs);
+  }
+  function hideNotice() {
+    $('notice').hidden = true;
+    if (noticeTimer) { clearTimeout(noticeTimer); noticeTimer = null; }
+  }
+  $('notice-close').addEventListener('click', hideNotice);
+
+  var lastEvent = $('last-event');
+  service.on('*', function (data, msg) {
+    if (msg.type === 'recovery') return;
+    lastEvent.textContent = 'last event ' + hhmmss(msgTime(msg));
+  });
+
+  service.on('recovery', function (data) {
+    replaying = false;
+    if (!isObject(data)) return;
+    if (data.recovered === true && isNum(data.replayed) && data.replayed > 0) {
+      showNotice('info', 'Reconnected: ' + data.replayed +
+        (data.replayed === 1 ? ' missed event' : ' missed events') + ' replayed.', 6000);
+    } else if (data.recovered === true) {
+      if (!$('notice').classList.contains('is-info')) hideNotice();
+    }
+  });
+
+  // The server could not replay what we missed: reset what can be reset.
+  service.on('client:resync', function () {
+    tutors.forEach(function (t) { t.row.classList.add('is-stale'); });
+    showNotice('warn', 'Reconnected, but the events missed meanwhile could not be replayed ' +
+      '(history expired or the node restarted). Tutor rows are dimmed until their next update; ' +
+      'the alert feed and queue may be incomplete.');
+  });
+
+  // ------------------------------------------------------------------ analytics
+
+  var tiles = Array.prototype.slice.call(document.querySelectorAll('.tiles [data-field]'));
+  var formatters = {
+    avg_satisfaction: fmtScore,
+    avg_response_time_ms: fmtMs
+  };
+  var series = []; // {t: ms, d: analytics object}
+  var chartMetric = 'sessions_in_progress';
+
+  service.on('analytics_update', function (data, msg) {
+    // each analytics_update is a full snapshot; {} means nothing was published yet
+    var d = isObject(data) ? data : {};
+    tiles.forEach(function (node) {
+      var field = node.getAttribute('data-field');
+      var fmt = formatters[field] || fmtCount;
+      var text = d[field] == null ? '–' : fmt(d[field]);
+      if (node.textContent !== text) {
+        node.textContent = text;
+        flash(node, 'is-updated');
+      }
+    });
+    if (Object.keys(d).length) {
+      series.push({ t: msgTime(msg).getTime(), d: d });
+      var cutoff = series[series.length - 1].t - CHART_WINDOW_MS;
+      while (series.length > CHART_MAX_POINTS || (series.length && series[0].t < cutoff)) series.shift();
+      scheduleChart();
+    }
+  });
+
+  // ------------------------------------------------------------------ chart
+
+  var canvas = $('chart');
+  var chartLabels = {
+    sessions_in_progress: 'Sessions in progress',
+    avg_satisfaction: 'Average satisfaction',
+    avg_response_time_ms: 'Average response time'
+  };
+  var chartQueued = false;
+  function scheduleChart() {
+    if (chartQueued) return;
+    chartQueued = true;
+    window.requestAnimationFrame(function () { chartQueued = false; drawChart(); });
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll('.seg-btn'), function (b) {
+    b.addEventListener('click', function () {
+      chartMetric = b.getAttribute('data-metric');
+      Array.prototype.forEach.call(document.querySelectorAll('.seg-btn'), function (o) {
+        o.classList.toggle('is-active', o === b);
+      });
+      $('chart-title').textContent = chartLabels[chartMetric] || chartMetric;
+      scheduleChart();
+    });
+  });
+
+  function niceStep(range) {
+    var raw = range / 4;
+    var mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    var n = raw / mag;
+    return (n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10) * mag;
+  }
+
+  function drawChart() {
+    var wrap = canvas.parentElement;
+    var w = wrap.clientWidth;
+    var h = wrap.clientHeight;
+    if (!w || !h) return;
+    var dpr = window.devicePixelRatio || 1;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr);
+      canvas.height = Math.round(h * dpr);
+    }
+    var ctx = canvas.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+
+    var pts = [];
+    for (var i = 0; i < series.length; i++) {
+      var v = series[i].d[chartMetric];
+      if (isNum(v)) pts.push({ t: series[i].t, v: v });
+    }
+    $('chart-empty').hidden = pts.length > 0;
+    if (!pts.length) return;
+
+    var css = getComputedStyle(document.documentElement);
+    var cAccent = css.getPropertyValue('--accent').trim() || '#4fb3ff';
+    var cGrid = css.getPropertyValue('--border').trim() || '#27313d';
+    var cText = css.getPropertyValue('--muted').trim() || '#8b98a9';
+    var fmt = chartMetric === 'avg_satisfaction' ? fmtScore
+      : chartMetric === 'avg_response_time_ms' ? fmtMs : fmtCount;
+
+    var padL = 56, padR = 16, padT = 12, padB = 22;
+    var pw = Math.max(10, w - padL - padR);
+    var ph = Math.max(10, h - padT - padB);
+
+    var lo = Infinity, hi = -Infinity;
+    pts.forEach(function (p) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); });
+    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+    var step = niceStep(hi - lo);
+    if (chartMetric !== 'avg_satisfaction') step = Math.max(1, step); // counts and ms are whole
+    lo = Math.floor(lo / step) * step;
+    hi = Math.ceil(hi / step) * step;
+    if (chartMetric !== 'avg_satisfaction' && lo < 0 && pts.every(function (p) { return p.v >= 0; })) lo = 0;
+
+    var t1 = pts[pts.length - 1].t;
+    var t0 = Math.min(pts[0].t, t1 - 20000); // at least 20 s wide
+    var x = function (t) { return padL + ((t - t0) / (t1 - t0)) * pw; };
+    var y = function (v) { return padT + (1 - (v - lo) / (hi - lo)) * ph; };
+
+    // grid and y labels
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.lineWidth = 1;
+    ctx.textBaseline = 'middle';
+    ctx.textAlign = 'right';
+    for (var g = lo; g <= hi + step / 2; g += step) {
+      var gy = Math.round(y(g)) + 0.5;
+      ctx.strokeStyle = cGrid;
+      ctx.beginPath(); ctx.moveTo(padL, gy); ctx.lineTo(padL + pw, gy); ctx.stroke();
+      ctx.fillStyle = cText;
+      ctx.fillText(fmt(Math.round(g * 100) / 100), padL - 8, gy);
+    }
+    // x labels
+    ctx.textBaseline = 'alphabetic';
+    ctx.textAlign = 'left';
+    ctx.fillText(hhmmss(new Date(t0)), padL, h - 6);
+    ctx.textAlign = 'right';
+    ctx.fillText(hhmmss(new Date(t1)), padL + pw, h - 6);
+
+    // area + line
+    var grad = ctx.createLinearGradient(0, padT, 0, padT + ph);
+    grad.addColorStop(0, 'rgba(79, 179, 255, 0.28)');
+    grad.addColorStop(1, 'rgba(79, 179, 255, 0)');
+    ctx.beginPath();
+    pts.forEach(function (p, k) {
+      if (k === 0) ctx.moveTo(x(p.t), y(p.v)); else ctx.lineTo(x(p.t), y(p.v));
+    });
+    ctx.lineTo(x(pts[pts.length - 1].t), padT + ph);
+    ctx.lineTo(x(pts[0].t), padT + ph);
+    ctx.closePath();
+    ctx.fillStyle = grad;
+    ctx.fill();
+
+    ctx.beginPath();
+    pts.forEach(function (p, k) {
+      if (k === 0) ctx.moveTo(x(p.t), y(p.v)); else ctx.lineTo(x(p.t), y(p.v));
+    });
+    ctx.strokeStyle = cAccent;
+    ctx.lineWidth = 2;
+    ctx.lineJoin = 'round';
+    ctx.stroke();
+
+    var last = pts[pts.length - 1];
+    ctx.beginPath();
+    ctx.arc(x(last.t), y(last.v), 3.5, 0, Math.PI * 2);
+    ctx.fillStyle = cAccent;
+    ctx.fill();
+  }
+
+  if (typeof ResizeObserver === 'function') {
+    new ResizeObserver(scheduleChart).observe(canvas.parentElement);
+  } else {
+    window.addEventListener('resize', scheduleChart);
+  }
+
+  // ------------------------------------------------------------------ tutors
+
+  var tutors = new Map(); // tutor_id -> {row, cells}
+  var tutorBody = $('tutor-rows');
+  var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
+  function newTutorRow(id) {
+    var row = el('tr');
+    row.setAttribute('data-tutor-id', id);
+    var cells = {};
+    var tutorCell = el('td');
+    cells.name = el('span', 'tutor-name');
+    cells.id = el('span', 'tutor-id', id);
+    tutorCell.appendChild(cells.name);
+    tutorCell.appendChild(cells.id);
+    row.appendChild(tutorCell);
+    cells.subject = row.appendChild(el('td', 'muted'));
+    var statusCell = row.appendChild(el('td'));
+    cells.status = statusCell.appendChild(el('span', 'pill'));
+    cells.sessions = row.appendChild(el('td', 'num'));
+    cells.response = row.appendChild(el('td', 'num'));
+    cells.satisfaction = row.appendChild(el('td', 'num'));
+    cells.completed = row.appendChild(el('td', 'num'));
+    cells.updated = row.appendChild(el('td', 'num muted'));
+    // keep rows ordered by tutor id so they do not jump around
+    var before = null;
+    for (var r = tutorBody.firstElementChild; r; r = r.nextElementSibling) {
+      if (collator.compare(r.getAttribute('data-tutor-id'), id) > 0) { before = r; break; }
+    }
+    tutorBody.insertBefore(row, before);
+    var entry = { row: row, cells: cells };
+    tutors.set(id, entry);
+    $('tutor-count').textContent = String(tutors.size);
+    $('tutors-empty').hidden = true;
+    return entry;
+  }
+
+  service.on('metrics_update', function (data, msg) {
+    if (!isObject(data)) return;
+    var id = data.tutor_id != null ? str(data.tutor_id) : (data.name != null ? str(data.name) : null);
+    if (id == null || id === '–') return;
+    var t = tutors.get(id) || newTutorRow(id);
+    var c = t.cells;
+    c.name.textContent = data.name != null ? str(data.name) : (c.name.textContent || id);
+    if (data.subject !== undefined) c.subject.textContent = str(data.subject);
+    if (data.status !== undefined) {
+      c.status.textContent = str(data.status, 'unknown');
+      c.status.className = 'pill status-' + token(data.status);
+    } else if (!c.status.textContent) {
+      c.status.textContent = 'unknown';
+      c.status.className = 'pill status-unknown';
+    }
+    if (data.active_sessions !== undefined) c.sessions.textContent = fmtCount(data.active_sessions);
+    if (data.avg_response_time_ms !== undefined) {
+      var rt = data.avg_response_time_ms;
+      c.response.textContent = fmtMs(rt);
+      c.response.className = 'num ' + (!isNum(rt) ? '' : rt > 3000 ? 'v-bad' : rt > 1500 ? 'v-warn' : '');
+    }
+    if (data.satisfaction_score !== undefined) {
+      var s = data.satisfaction_score;
+      c.satisfaction.textContent = isNum(s) ? s.toFixed(1) : str(s);
+      c.satisfaction.className = 'num ' + (!isNum(s) ? '' : s >= 4.5 ? 'v-good' : s < 3.5 ? 'v-bad' : s < 4 ? 'v-warn' : '');
+    }
+    if (data.sessions_completed !== undefined) c.completed.textContent = fmtCount(data.sessions_completed);
+    c.updated.textContent = hhmmss(msgTime(msg));
+    ['subject', 'sessions', 'response', 'satisfaction', 'completed'].forEach(function (k) {
+      if (!c[k].textContent) c[k].textContent = '–';
+    });
+    t.row.classList.remove('is-stale');
+    flash(t.row, 'is-updated');
+  });
+
+  // ------------------------------------------------------------------ alerts
+
+  var alertCount = 0;
+  var criticalCount = 0;
+  var alertFeed = $('alert-feed');
+  var alertBadge = $('alert-badge');
+  alertBadge.classList.add('is-zero');
+
+  service.on('alert', function (raw, msg) {
+    var data = isObject(raw) ? raw : { message: raw };
+    alertCount++;
+    var sev = token(data.severity || 'info');
+    if (sev === 'critical') criticalCount++;
+    alertBadge.textContent = String(alertCount);
+    alertBadge.classList.remove('is-zero');
+    $('alert-critical').textContent = criticalCount ? criticalCount + ' critical' : '';
+
+    var li = el('li', 'feed-item is-new sev-' + sev);
+    if (replaying) li.classList.add('replayed');
+    li.appendChild(el('span', 'pill', str(data.severity, 'info')));
+    var title = [data.kind, data.tutor_id].filter(function (v) { return v != null && typeof v !== 'object'; })
+      .map(String).join(' · ');
+    li.appendChild(el('span', 'item-title', title || 'alert'));
+    li.appendChild(el('span', 'item-time', hhmmss(msgTime(msg))));
+    li.appendChild(el('span', 'item-body', str(data.message, '')));
+    if (data.alert_id != null) li.setAttribute('data-alert-id', str(data.alert_id));
+    alertFeed.insertBefore(li, alertFeed.firstChild);
+    while (alertFeed.children.length > MAX_ALERTS_SHOWN) alertFeed.removeChild(alertFeed.lastChild);
+    $('alerts-empty').hidden = true;
+  });
+
+  // ------------------------------------------------------------------ interventions
+
+  // One child per intervention message received (the contract's test hook). When an
+  // intervention id comes again (a status change), the older entries are dimmed.
+  var latestByIntervention = new Map(); // intervention_id -> li
+  var queue = $('intervention-queue');
+  var DONE = { done: 1, completed: 1, resolved: 1, dismissed: 1, cancelled: 1, canceled: 1, closed: 1 };
+
+  service.on('intervention', function (raw, msg) {
+    var data = isObject(raw) ? raw : { reason: raw };
+    var key = data.intervention_id != null && typeof data.intervention_id !== 'object'
+      ? String(data.intervention_id) : null;
+    var prio = token(data.priority || 'medium');
+    var li = el('li', 'feed-item is-new prio-' + prio);
+    if (replaying) li.classList.add('replayed');
+    if (key != null) li.setAttribute('data-intervention-id', key);
+    li.appendChild(el('span', 'pill', str(data.priority, 'medium')));
+    var action = data.action != null && typeof data.action !== 'object'
+      ? String(data.action).replace(/_/g, ' ') : 'intervention';
+    var who = data.tutor_id != null && typeof data.tutor_id !== 'object' ? ' · ' + data.tutor_id : '';
+    li.appendChild(el('span', 'item-title', action + who));
+    var status = str(data.status, 'pending');
+    li.appendChild(el('span', 'item-tag', status + ' · ' + hhmmss(msgTime(msg))));
+    li.appendChild(el('span', 'item-body', str(data.reason, '')));
+    if (DONE[token(status)]) li.classList.add('is-done');
+    if (key != null) {
+      var previous = latestByIntervention.get(key);
+      if (previous) previous.classList.add('is-done');
+      latestByIntervention.set(key, li);
+    }
+    queue.insertBefore(li, queue.firstChild);
+    while (queue.children.length > MAX_INTERVENTIONS_SHOWN) {
+      var old = queue.lastChild;
+      var oldKey = old.getAttribute('data-intervention-id');
+      if (oldKey != null && latestByIntervention.get(oldKey) === old) latestByIntervention.delete(oldKey);
+      queue.removeChild(old);
+    }
+    $('intervention-count').textContent = String(queue.children.length);
+    $('queue-empty').hidden = true;
+  });
+
+  // ------------------------------------------------------------------ go
+
+  window.dashboard = {
+    service: service,
+    counts: function () {
+      return { alerts: alertCount, interventions: queue.children.length, tutors: tutors.size };
+    }
+  };
+  window.addEventListener('pagehide', function () { service.disconnect(); });
+  window.addEventListener('pageshow', function (ev) {
+    if (ev.persisted) service.connect(); // restored from the back/forward cache
+  });
+  renderState('connecting');
+  service.connect();
+})();
