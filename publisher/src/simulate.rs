@@ -8,6 +8,7 @@
 //! gateway's `--demo` feeds it to its own bus, the `publisher simulate` CLI
 //! to Redis.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -54,7 +55,10 @@ pub struct Generator {
     rate: u32,
     emitted: u64,
     alerts: u64,
+    /// Event numbers of recent alerts, for `alerts_last_hour`.
+    recent_alerts: VecDeque<u64>,
     interventions: u64,
+    open_interventions: u64,
 }
 
 impl Generator {
@@ -82,7 +86,9 @@ impl Generator {
             rate: rate.max(1),
             emitted: 0,
             alerts: 0,
+            recent_alerts: VecDeque::new(),
             interventions: 0,
+            open_interventions: 0,
         }
     }
 
@@ -97,6 +103,15 @@ impl Generator {
         let n = self.emitted;
         self.emitted += 1;
         if n.is_multiple_of(u64::from(self.rate)) {
+            // An hour at this rate, in events (the generator has no clock).
+            let hour = u64::from(self.rate) * 3600;
+            while self.recent_alerts.front().is_some_and(|&at| at + hour < n) {
+                self.recent_alerts.pop_front();
+            }
+            // Coaches work the queue: about one intervention closed every few seconds.
+            if self.open_interventions > 0 && self.rng.f64() < 0.3 {
+                self.open_interventions -= 1;
+            }
             return self.analytics();
         }
         let i = self.rng.usize(..self.tutors.len());
@@ -115,7 +130,9 @@ impl Generator {
     fn drift(&mut self, i: usize) {
         let r = &mut self.rng;
         let t = &mut self.tutors[i];
-        if r.f64() < 0.05 {
+        // Tutors log off rarely and come back soon: about 85% are online.
+        let flip = if t.online { 0.02 } else { 0.12 };
+        if r.f64() < flip {
             t.online = !t.online;
         }
         if !t.online {
@@ -160,6 +177,7 @@ impl Generator {
 
     fn alert(&mut self, i: usize) -> SimEvent {
         self.alerts += 1;
+        self.recent_alerts.push_back(self.emitted);
         let t = &self.tutors[i];
         let (severity, alert_kind, message) = if t.avg_response_time_ms > 1500.0 {
             let secs = t.avg_response_time_ms / 1000.0;
@@ -192,6 +210,7 @@ impl Generator {
 
     fn intervention(&mut self, i: usize) -> SimEvent {
         self.interventions += 1;
+        self.open_interventions += 1;
         let actions = [
             "reassign_session",
             "coach_check_in",
@@ -230,8 +249,8 @@ impl Generator {
                 "sessions_in_progress": online.iter().map(|t| t.active_sessions).sum::<u32>(),
                 "avg_satisfaction": (avg(|t| t.satisfaction) * 100.0).round() / 100.0,
                 "avg_response_time_ms": avg(|t| t.avg_response_time_ms).round(),
-                "alerts_last_hour": self.alerts,
-                "open_interventions": self.interventions,
+                "alerts_last_hour": self.recent_alerts.len(),
+                "open_interventions": self.open_interventions,
             }),
         }
     }
@@ -256,6 +275,27 @@ mod tests {
             .count();
         assert_eq!(analytics, 4000 / rate as usize);
         assert_eq!(generator.interval(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn most_tutors_stay_online_and_alerts_are_counted_over_the_last_hour() {
+        let rate = 2; // an hour is 7200 events
+        let mut generator = Generator::new(rate, 3);
+        let analytics: Vec<SimEvent> = (0..30_000)
+            .map(|_| generator.next_event())
+            .filter(|e| e.kind == kind::ANALYTICS_UPDATE)
+            .collect();
+        let last = &analytics.last().unwrap().data;
+        assert!(
+            last["alerts_last_hour"].as_u64().unwrap() < generator.alerts,
+            "a window, not a total"
+        );
+        let active: u64 = analytics
+            .iter()
+            .map(|a| a.data["active_tutors"].as_u64().unwrap())
+            .sum();
+        let share = active as f64 / (analytics.len() * TUTORS.len()) as f64;
+        assert!(share > 0.6, "on average {share:.2} of tutors online");
     }
 
     #[test]

@@ -192,5 +192,8 @@ async fn a_client_that_connected_before_anything_was_published_resumes_from_the_
     back.next_json().await;
     assert_eq!(back.next_json().await["id"], first.as_str());
     assert_eq!(back.next_json().await["id"], second.as_str());
-    assert_eq!(back.next_json().await["data"], json!({"recovered": true, "replayed": 2}));
+    assert_eq!(
+        back.next_json().await["data"],
+        json!({"recovered": true, "replayed": 2})
+    );
 }
