@@ -160,9 +160,7 @@ impl RedisBus {
         backoff: &mut Duration,
         subscribed_before: &mut bool,
     ) -> Result<(), BusError> {
-        let pubsub = timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| BusError::Timeout)??;
+        let pubsub = bounded(self.client.get_async_pubsub()).await?;
         let (mut sink, mut stream) = pubsub.split();
         if self.hub.head().is_none() {
             // Where the shared history stands before we subscribe: clients
@@ -172,12 +170,7 @@ impl RedisBus {
                 self.hub.init_head(top);
             }
         }
-        timeout(
-            REDIS_TIMEOUT,
-            sink.psubscribe(keys::events_pattern(self.prefix())),
-        )
-        .await
-        .map_err(|_| BusError::Timeout)??;
+        bounded(sink.psubscribe(keys::events_pattern(self.prefix()))).await?;
         self.load_snapshot().await?;
         self.catch_up().await?;
         self.set_ready(true);
@@ -201,9 +194,7 @@ impl RedisBus {
                     None => return Err(BusError::Unavailable),
                 },
                 _ = health.tick() => {
-                    timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>())
-                        .await
-                        .map_err(|_| BusError::Timeout)??;
+                    bounded(sink.ping::<redis::Value>()).await?;
                 }
                 _ = shutdown.cancelled() => return Ok(()),
             }
@@ -214,8 +205,7 @@ impl RedisBus {
     async fn top(&self) -> Result<Option<EventId>, BusError> {
         let mut conn = self.conn().await?;
         let key = keys::history_key(self.prefix());
-        let entries: Vec<(String, Vec<String>)> = timeout(
-            REDIS_TIMEOUT,
+        let entries: Vec<(String, Vec<String>)> = bounded(
             redis::cmd("XREVRANGE")
                 .arg(&key)
                 .arg("+")
@@ -224,17 +214,14 @@ impl RedisBus {
                 .arg(1)
                 .query_async(&mut conn),
         )
-        .await
-        .map_err(|_| BusError::Timeout)??;
+        .await?;
         Ok(entries.first().and_then(|(id, _)| id.parse().ok()))
     }
 
     async fn load_snapshot(&self) -> Result<(), BusError> {
         let mut conn = self.conn().await?;
         let snapshot: Option<String> =
-            timeout(REDIS_TIMEOUT, conn.get(keys::analytics_key(self.prefix())))
-                .await
-                .map_err(|_| BusError::Timeout)??;
+            bounded(conn.get(keys::analytics_key(self.prefix()))).await?;
         if let Some(payload) = snapshot {
             self.hub.set_snapshot(&payload);
         }
@@ -273,28 +260,27 @@ impl RedisBus {
         let mut conn = self.conn().await?;
         let key = keys::history_key(self.prefix());
         let recovered = if since == EventId::ZERO {
-            let info: redis::Value = timeout(
+            // XINFO fails on a stream that does not exist yet: nothing trimmed.
+            let info = timeout(
                 REDIS_TIMEOUT,
                 redis::cmd("XINFO")
                     .arg("STREAM")
                     .arg(&key)
-                    .query_async(&mut conn),
+                    .query_async::<redis::Value>(&mut conn),
             )
             .await
             .map_err(|_| BusError::Timeout)?
             .unwrap_or(redis::Value::Nil);
             never_trimmed(&info)
         } else {
-            let own: Vec<(String, Vec<String>)> = timeout(
-                REDIS_TIMEOUT,
+            let own: Vec<(String, Vec<String>)> = bounded(
                 redis::cmd("XRANGE")
                     .arg(&key)
                     .arg(since.to_string())
                     .arg(since.to_string())
                     .query_async(&mut conn),
             )
-            .await
-            .map_err(|_| BusError::Timeout)??;
+            .await?;
             !own.is_empty()
         };
         if !recovered && !everything {
@@ -304,8 +290,7 @@ impl RedisBus {
         let mut events = Vec::new();
         let mut cursor = since;
         loop {
-            let page: Vec<(String, Vec<String>)> = timeout(
-                REDIS_TIMEOUT,
+            let page: Vec<(String, Vec<String>)> = bounded(
                 redis::cmd("XRANGE")
                     .arg(&key)
                     .arg(format!("({cursor}"))
@@ -314,8 +299,7 @@ impl RedisBus {
                     .arg(PAGE)
                     .query_async(&mut conn),
             )
-            .await
-            .map_err(|_| BusError::Timeout)??;
+            .await?;
             let full = page.len() == PAGE;
             for (id, fields) in page {
                 let Ok(id) = id.parse::<EventId>() else {
@@ -375,9 +359,7 @@ impl RedisBus {
             pipe.zrembyscore(&index, "-inf", cutoff).ignore();
         }
         let mut conn = self.conn().await?;
-        timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| BusError::Timeout)??;
+        bounded(pipe.query_async::<()>(&mut conn)).await?;
         Ok(())
     }
 }
@@ -417,6 +399,17 @@ fn never_trimmed(info: &redis::Value) -> bool {
     }
 }
 
+/// Runs one Redis call (or group of calls) with the bus's time limit, so a
+/// Redis that stops answering fails the call instead of hanging the node.
+async fn bounded<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> Result<T, BusError>
+where
+    BusError: From<E>,
+{
+    Ok(timeout(REDIS_TIMEOUT, call)
+        .await
+        .map_err(|_| BusError::Timeout)??)
+}
+
 fn history_event(id: EventId, fields: &[String]) -> Option<ReplayEvent> {
     let envelope = fields
         .chunks(2)
@@ -444,9 +437,7 @@ impl Bus for RedisBus {
     async fn publish(&self, kind: &str, data: &RawValue) -> Result<EventId, BusError> {
         shared::validate_kind(kind).map_err(publisher::PublishError::from)?;
         let mut conn = self.conn().await?;
-        let id = timeout(REDIS_TIMEOUT, self.wire.publish(&mut conn, kind, data))
-            .await
-            .map_err(|_| BusError::Timeout)??;
+        let id = bounded(self.wire.publish(&mut conn, kind, data)).await?;
         Ok(id)
     }
 
@@ -458,12 +449,9 @@ impl Bus for RedisBus {
         let mut conn = self.conn().await?;
         let cutoff =
             Utc::now().timestamp_millis() - i64::try_from(NODE_TTL.as_millis()).unwrap_or(5000);
-        let ids: Vec<String> = timeout(
-            REDIS_TIMEOUT,
-            conn.zrangebyscore(keys::nodes_index_key(self.prefix()), cutoff, "+inf"),
-        )
-        .await
-        .map_err(|_| BusError::Timeout)??;
+        let ids: Vec<String> =
+            bounded(conn.zrangebyscore(keys::nodes_index_key(self.prefix()), cutoff, "+inf"))
+                .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -471,9 +459,7 @@ impl Bus for RedisBus {
             .iter()
             .map(|id| keys::node_key(self.prefix(), id))
             .collect();
-        let entries: Vec<Option<String>> = timeout(REDIS_TIMEOUT, conn.mget(&node_keys))
-            .await
-            .map_err(|_| BusError::Timeout)??;
+        let entries: Vec<Option<String>> = bounded(conn.mget(&node_keys)).await?;
         Ok(entries
             .into_iter()
             .flatten()
@@ -489,9 +475,7 @@ impl Bus for RedisBus {
                 .ignore()
                 .zrem(keys::nodes_index_key(self.prefix()), &self.node.id)
                 .ignore();
-            timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
-                .await
-                .map_err(|_| BusError::Timeout)??;
+            bounded(pipe.query_async::<()>(&mut conn)).await?;
             Ok(())
         }
         .await;
