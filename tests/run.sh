@@ -4,6 +4,8 @@
 #      cargo test when nextest is absent), against a real redis-server.
 #   2. deploy/smoke.sh: three gateways behind a real nginx on loopback.
 #   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
+#   4. clients/js/run-tests.sh: the TypeScript client and React hook (Vitest),
+#      against a real gateway where the behaviour crosses the wire.
 # Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,9 +50,8 @@ else
   suite rust cargo test --workspace --locked
 fi
 suite smoke deploy/smoke.sh
-if [ -x tests/browser/run.sh ]; then
-  suite browser tests/browser/run.sh
-fi
+suite browser tests/browser/run.sh
+suite js-client clients/js/run-tests.sh
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,4 +1,4 @@
-// Unit tests of gateway/assets/ws-client.js with a fake WebSocket and fake timers
+// Unit tests of gateway/assets/ws-client.js (the page bundle built from clients/js) with a fake WebSocket and fake timers
 // (no browser, no gateway needed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

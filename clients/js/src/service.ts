@@ -1,0 +1,621 @@
+/**
+ * WebSocketService: a small, dependency-free client for the gateway's `/ws/dashboard`
+ * endpoint (SPEC.md, "Messages", "Choosing types, and resuming without loss").
+ *
+ *   const ws = new WebSocketService({ url: 'wss://gateway.example/ws/dashboard' });
+ *   const off = ws.on('alert', (data, envelope) => ...);   // returns an unsubscribe fn
+ *   ws.on('*', (data, envelope) => ...);                   // every server message
+ *   ws.connect();
+ *   ...
+ *   ws.disconnect();                                       // clears every timer and listener
+ *
+ *  - URL: `url`, or the page's own host (ws: or wss: following location.protocol) + `path`;
+ *    `token` (default: the page URL's `?token=`) and `types` are passed through.
+ *  - Heartbeat: sends the text `ping` every `heartbeatMs` (15 s); the server's pong (an
+ *    analytics_update whose data is {"pong":true}) is NOT dispatched as analytics; if
+ *    nothing at all arrives within `pongTimeoutMs` of a ping the socket is replaced.
+ *  - Reconnection: exponential backoff with FULL jitter,
+ *    delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)), at most `maxAttempts`
+ *    (10) attempts, then state `disconnected` and `client:gave_up` (call retry()).
+ *  - Resume without loss: tracks the greatest `id` seen (Redis stream id order, "ms-seq")
+ *    and reconnects with `?since=<id>`; the server replays what was missed, then sends
+ *    `recovery`. `recovered: false` also emits `client:resync`. Ids seen twice are dropped.
+ *
+ * The same code is the dashboard page's `window.WebSocketService` (gateway/assets/ws-client.js
+ * is built from this package).
+ */
+import type {
+  ClientEventMap,
+  ConnectionState,
+  Envelope,
+  MessageDataMap,
+  RecoveryData,
+  ServerMessage,
+} from './types.js';
+
+/** Minimal WebSocket surface the service needs (the browser's, `ws`'s, undici's...). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onopen: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onmessage: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onerror: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onclose: ((ev: any) => void) | null;
+}
+
+/** A WebSocket constructor: `new WebSocketImpl(url)`. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Timer functions (defaults to the global ones, looked up at call time). */
+export interface Timers {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  setTimeout(fn: () => void, ms: number): any;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  clearTimeout(handle: any): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  setInterval(fn: () => void, ms: number): any;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  clearInterval(handle: any): void;
+}
+
+/** The parts of `window.location` used to build a same-host URL and read `?token=`. */
+export interface LocationLike {
+  protocol?: string;
+  host?: string;
+  search?: string;
+}
+
+export interface WebSocketServiceOptions {
+  /** Full endpoint URL, e.g. `wss://gw.example/ws/dashboard`. Default: the page's host + `path`. */
+  url?: string | null;
+  /** Path used with the page's host when `url` is not given. Default `/ws/dashboard`. */
+  path?: string;
+  /** JWT passed as `?token=`. Default: the page URL's `token` parameter; `null` for none. */
+  token?: string | null;
+  /** Only these message types (`?types=`); the greeting analytics and pongs always come. */
+  types?: string[] | string | null;
+  /** Resume from this id on the first connection (`?since=`). */
+  since?: string | null;
+  /** Backoff base (ms); attempt n waits random(0, min(maxDelayMs, baseDelayMs * 2^n)). Default 500. */
+  baseDelayMs?: number;
+  /** Backoff cap (ms). Default 30000. */
+  maxDelayMs?: number;
+  /** Reconnection attempts before giving up (state `disconnected`). Default 10. */
+  maxAttempts?: number;
+  /** Heartbeat ping interval (ms); 0 turns the heartbeat off. Default 15000. */
+  heartbeatMs?: number;
+  /** Silence after a ping before the socket counts as dead (ms); 0: never. Default 10000. */
+  pongTimeoutMs?: number;
+  /** Random source in [0, 1) for the jitter. Default `Math.random` (looked up at call time). */
+  random?: () => number;
+  /** WebSocket implementation (e.g. `ws` in Node < 22). Default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Alias of `WebSocket`. */
+  WebSocketImpl?: WebSocketConstructor;
+  /** Default `globalThis.location`. */
+  location?: LocationLike | null;
+  /** Default the global timer functions. */
+  timers?: Timers;
+  /** Called on every state change with (next, previous). */
+  onStateChange?: StateHandler;
+}
+
+export interface ResolvedOptions {
+  url: string | null;
+  path: string;
+  token: string | null;
+  types: string[] | null;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  maxAttempts: number;
+  heartbeatMs: number;
+  pongTimeoutMs: number;
+  random: () => number;
+  WebSocket: WebSocketConstructor | undefined;
+  location: LocationLike | null;
+  timers: Timers;
+}
+
+export interface ServiceStats {
+  /** Envelopes received (including pongs, duplicates excluded from nothing). */
+  received: number;
+  /** Frames dropped because their id was seen before. */
+  duplicates: number;
+  /** Successful opens. */
+  connects: number;
+  /** Events the server said it replayed (sum over `recovery` frames). */
+  replayed: number;
+  /** `recovery` frames with `recovered: false`. */
+  recoveriesFailed: number;
+}
+
+export type StateHandler = (state: ConnectionState, previous: ConnectionState) => void;
+export type Unsubscribe = () => void;
+
+/** Data type of message type `K` given the extra type map `X`. */
+type DataOf<X, K extends string> = K extends keyof X
+  ? X[K]
+  : K extends keyof MessageDataMap
+    ? MessageDataMap[K]
+    : unknown;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyHandler = (data: any, msg: any) => void;
+
+export const STATES: readonly ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected'];
+
+/** Ids remembered to drop exact duplicates. */
+const DEDUPE_WINDOW = 2048;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const root: any = typeof globalThis !== 'undefined' ? globalThis : {};
+
+function stripZeros(digits: string): string {
+  const s = digits.replace(/^0+/, '');
+  return s === '' ? '0' : s;
+}
+
+/** Parse a Redis stream id "ms-seq" (or a bare "ms") into [ms, seq] digit strings; null when it is not one. */
+export function parseStreamId(id: unknown): [string, string] | null {
+  if (typeof id !== 'string') return null;
+  const m = /^(\d+)(?:-(\d+))?$/.exec(id.trim());
+  if (!m) return null;
+  return [stripZeros(m[1]), stripZeros(m[2] || '0')];
+}
+
+function compareDigits(a: string, b: string): number {
+  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Compare two ids as Redis stream ids: the ms part numerically, then the seq part.
+ * Returns -1, 0 or 1; null when either id is not a stream id (opaque ids cannot be ordered).
+ */
+export function compareIds(a: unknown, b: unknown): -1 | 0 | 1 | null {
+  const pa = parseStreamId(a);
+  const pb = parseStreamId(b);
+  if (!pa || !pb) return null;
+  return (compareDigits(pa[0], pb[0]) || compareDigits(pa[1], pb[1])) as -1 | 0 | 1;
+}
+
+function normalizeTypes(types: string[] | string | null | undefined): string[] | null {
+  if (types == null || types === '') return null;
+  const list = (Array.isArray(types) ? types : String(types).split(','))
+    .map((t) => String(t).trim())
+    .filter(Boolean);
+  return list.length ? list : null;
+}
+
+/** The server's answer to `ping`: `{"type":"analytics_update","data":{"pong":true}}`. */
+export function isPong(msg: { type?: unknown; data?: unknown }): boolean {
+  const d = msg.data as Record<string, unknown> | null;
+  return msg.type === 'analytics_update' && d !== null && typeof d === 'object' &&
+    !Array.isArray(d) && d.pong === true;
+}
+
+function pageParam(loc: LocationLike | null, name: string): string | null {
+  try {
+    if (!loc || typeof loc.search !== 'string') return null;
+    return new URLSearchParams(loc.search).get(name);
+  } catch {
+    return null;
+  }
+}
+
+function num(v: unknown, d: number): number {
+  return typeof v === 'number' && isFinite(v) && v >= 0 ? v : d;
+}
+
+function reportError(e: unknown): void {
+  // a subscriber threw: surface it without breaking the dispatch loop
+  if (typeof root.setTimeout === 'function') {
+    root.setTimeout(() => { throw e; }, 0);
+  }
+}
+
+// A socket we dropped may still fire `error` (e.g. `ws` closing during the handshake);
+// keep a no-op handler so that it is never an unhandled error event.
+function noop(): void { /* ignore */ }
+
+/**
+ * The connection to one gateway. `X` adds types for publisher-chosen message types:
+ * `new WebSocketService<{ test_message: { n: number } }>()`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export class WebSocketService<X extends object = {}> {
+  static readonly STATES = STATES;
+  static readonly compareIds = compareIds;
+  static readonly parseStreamId = parseStreamId;
+
+  readonly options: ResolvedOptions;
+  /** The current connection state. */
+  state: ConnectionState = 'disconnected';
+  /** The greatest id seen so far: the next connection resumes with `?since=` it. */
+  lastId: string | null;
+  /** Reconnection attempts made since the last healthy connection. */
+  attempt = 0;
+  readonly stats: ServiceStats = { received: 0, duplicates: 0, connects: 0, replayed: 0, recoveriesFailed: 0 };
+
+  private _handlers = new Map<string, Set<AnyHandler>>();
+  private _stateHandlers: StateHandler[] = [];
+  private _ws: WebSocketLike | null = null;
+  /** The current socket delivered at least one message. */
+  private _healthy = false;
+  /** disconnect() called, or never connected. */
+  private _stopped = true;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private _reconnectTimer: any = null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private _heartbeatTimer: any = null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private _pongTimer: any = null;
+  private _seen = new Set<string>();
+  private _seenOrder: string[] = [];
+  private _windowListening = false;
+
+  constructor(options: WebSocketServiceOptions = {}) {
+    const o = options;
+    const loc: LocationLike | null = o.location !== undefined ? o.location : root.location || null;
+    this.options = {
+      url: o.url || null,
+      path: o.path || '/ws/dashboard',
+      token: o.token !== undefined ? o.token : pageParam(loc, 'token'),
+      types: normalizeTypes(o.types),
+      baseDelayMs: num(o.baseDelayMs, 500),
+      maxDelayMs: num(o.maxDelayMs, 30000),
+      maxAttempts: num(o.maxAttempts, 10),
+      heartbeatMs: num(o.heartbeatMs, 15000),
+      pongTimeoutMs: num(o.pongTimeoutMs, 10000),
+      random: typeof o.random === 'function' ? o.random : () => Math.random(),
+      WebSocket: o.WebSocket || o.WebSocketImpl,
+      location: loc,
+      timers: o.timers || {
+        setTimeout: (fn, ms) => root.setTimeout(fn, ms),
+        clearTimeout: (h) => root.clearTimeout(h),
+        setInterval: (fn, ms) => root.setInterval(fn, ms),
+        clearInterval: (h) => root.clearInterval(h),
+      },
+    };
+    this.lastId = o.since ? String(o.since) : null;
+    if (typeof o.onStateChange === 'function') this._stateHandlers.push(o.onStateChange);
+  }
+
+  /** Subscribe to one message type. Returns an unsubscribe function. */
+  on<K extends keyof ClientEventMap>(
+    type: K,
+    handler: (data: ClientEventMap[K], msg: ServerMessage | null) => void,
+  ): Unsubscribe;
+  /** Subscribe to every server message (not the `client:` events). */
+  on(type: '*', handler: (data: unknown, msg: ServerMessage) => void): Unsubscribe;
+  on<K extends string>(type: K, handler: (data: DataOf<X, K>, msg: Envelope<K, DataOf<X, K>>) => void): Unsubscribe;
+  on(type: string, handler: AnyHandler): Unsubscribe {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const key = String(type);
+    let set = this._handlers.get(key);
+    if (!set) this._handlers.set(key, (set = new Set()));
+    // wrap so that the same function may be subscribed twice and unsubscribed once
+    const entry: AnyHandler = (data, msg) => handler(data, msg);
+    set.add(entry);
+    return () => {
+      const s = this._handlers.get(key);
+      if (s) {
+        s.delete(entry);
+        if (s.size === 0) this._handlers.delete(key);
+      }
+    };
+  }
+
+  /** Subscribe to state changes: fn(newState, previousState). Returns an unsubscribe function. */
+  onStateChange(handler: StateHandler): Unsubscribe {
+    const list = this._stateHandlers;
+    list.push(handler);
+    return () => {
+      const i = list.indexOf(handler);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  /** How many message subscribers and state subscribers there are (for leak checks). */
+  get listenerCount(): number {
+    let n = this._stateHandlers.length;
+    this._handlers.forEach((s) => { n += s.size; });
+    return n;
+  }
+
+  /** The full-jitter backoff delay before reconnection attempt number `attempt` (0-based). */
+  backoffDelay(attempt: number): number {
+    const o = this.options;
+    const ceiling = Math.min(o.maxDelayMs, o.baseDelayMs * Math.pow(2, attempt));
+    return Math.floor(o.random() * ceiling);
+  }
+
+  /** The URL the next connection attempt uses. */
+  buildUrl(): string {
+    const o = this.options;
+    let base = o.url;
+    if (!base) {
+      const loc = o.location || {};
+      const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+      base = scheme + '//' + (loc.host || 'localhost') + o.path;
+    }
+    const q: string[] = [];
+    if (o.token) q.push('token=' + encodeURIComponent(o.token));
+    if (o.types) q.push('types=' + o.types.map(encodeURIComponent).join(','));
+    if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
+    if (!q.length) return base;
+    return base + (base.indexOf('?') >= 0 ? '&' : '?') + q.join('&');
+  }
+
+  /** Open the connection (no-op when one is already open or being opened). */
+  connect(): this {
+    if (this._ws) return this;
+    this._impl(); // throws at once when there is no WebSocket at all
+    if (this.attempt >= this.options.maxAttempts) this.attempt = 0; // after giving up: start over
+    this._stopped = false;
+    this._listenWindow(true);
+    this._clearTimer('_reconnectTimer');
+    this._open(this.stats.connects > 0 || this.attempt > 0 ? 'reconnecting' : 'connecting');
+    return this;
+  }
+
+  /** Start over after giving up (or skip the current backoff wait): resets the attempt count. */
+  retry(): this {
+    this._impl();
+    this.attempt = 0;
+    this._stopped = false;
+    this._listenWindow(true);
+    this._clearTimer('_reconnectTimer');
+    if (!this._ws) this._open('reconnecting');
+    return this;
+  }
+
+  /** Close cleanly (code 1000); clears every timer, socket and window listener. Subscribers stay. */
+  disconnect(): this {
+    this._stopped = true;
+    this._clearTimer('_reconnectTimer');
+    this._stopHeartbeat();
+    this._listenWindow(false);
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      this._detach(ws);
+      try { ws.close(1000, 'client disconnect'); } catch { /* already closed */ }
+    }
+    this._setState('disconnected');
+    return this;
+  }
+
+  /** disconnect() and drop every subscriber. */
+  destroy(): void {
+    this.disconnect();
+    this._handlers = new Map();
+    this._stateHandlers = [];
+  }
+
+  /** Send a text frame; false when not connected. */
+  send(text: string): boolean {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    try {
+      ws.send(text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private _setState(next: ConnectionState): void {
+    const prev = this.state;
+    if (prev === next) return;
+    this.state = next;
+    for (const fn of this._stateHandlers.slice()) {
+      try { fn(next, prev); } catch (e) { reportError(e); }
+    }
+  }
+
+  private _emit(type: string, data: unknown, msg: unknown): void {
+    const set = this._handlers.get(type);
+    if (!set) return;
+    for (const fn of Array.from(set)) {
+      try { fn(data, msg); } catch (e) { reportError(e); }
+    }
+  }
+
+  private _clearTimer(name: '_reconnectTimer' | '_heartbeatTimer' | '_pongTimer'): void {
+    if (this[name] != null) {
+      const t = this.options.timers;
+      t.clearTimeout(this[name]);
+      t.clearInterval(this[name]);
+      this[name] = null;
+    }
+  }
+
+  private _open(state: ConnectionState): void {
+    this._setState(state);
+    this._healthy = false;
+    const WS = this._impl();
+    let ws: WebSocketLike;
+    try {
+      ws = new WS(this.buildUrl());
+    } catch {
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => this._handleOpen(ws);
+    ws.onmessage = (ev: { data: unknown }) => this._handleMessage(ws, ev);
+    ws.onerror = noop; // a close event always follows
+    ws.onclose = (ev: { code?: number; reason?: string }) => this._handleClose(ws, ev);
+  }
+
+  private _impl(): WebSocketConstructor {
+    const WS = this.options.WebSocket || root.WebSocket;
+    if (typeof WS !== 'function') {
+      throw new TypeError('WebSocketService: no WebSocket implementation; pass options.WebSocket (e.g. the `ws` package in Node < 22)');
+    }
+    return WS;
+  }
+
+  private _detach(ws: WebSocketLike): void {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = noop;
+  }
+
+  private _handleOpen(ws: WebSocketLike): void {
+    if (ws !== this._ws) return;
+    this.stats.connects++;
+    this._setState('connected');
+    this._startHeartbeat();
+  }
+
+  private _handleMessage(ws: WebSocketLike, ev: { data: unknown }): void {
+    if (ws !== this._ws) return;
+    this._clearTimer('_pongTimer'); // anything at all proves the connection alive
+    if (!this._healthy) {
+      this._healthy = true;
+      this.attempt = 0;
+    }
+    let msg: Envelope;
+    try {
+      msg = JSON.parse(ev.data as string);
+    } catch {
+      this._emit('client:invalid', ev.data, null);
+      return;
+    }
+    if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') {
+      this._emit('client:invalid', ev.data, null);
+      return;
+    }
+    this.stats.received++;
+
+    if (msg.id != null && msg.id !== '') {
+      const id = String(msg.id);
+      if (this._seen.has(id)) {
+        this.stats.duplicates++;
+        this._emit('client:duplicate', msg.data, msg);
+        return;
+      }
+      this._remember(id);
+      if (this.lastId == null) {
+        this.lastId = id;
+      } else {
+        const c = compareIds(id, this.lastId);
+        if (c === null || c > 0) this.lastId = id; // opaque ids: the latest seen wins
+      }
+    }
+
+    if (isPong(msg)) {
+      this._emit('client:pong', msg.data, msg);
+      return;
+    }
+
+    if (msg.type === 'recovery') {
+      const d = (msg.data || {}) as RecoveryData;
+      if (d.recovered === false) {
+        this.stats.recoveriesFailed++;
+        this._emit('client:resync', d, msg);
+      } else {
+        this.stats.replayed += Number(d.replayed) || 0;
+        this._emit('client:recovered', d, msg);
+      }
+    }
+
+    this._emit(msg.type, msg.data, msg);
+    this._emit('*', msg.data, msg);
+  }
+
+  private _remember(id: string): void {
+    this._seen.add(id);
+    this._seenOrder.push(id);
+    if (this._seenOrder.length > DEDUPE_WINDOW) {
+      this._seen.delete(this._seenOrder.shift() as string);
+    }
+  }
+
+  private _handleClose(ws: WebSocketLike, ev: { code?: number; reason?: string } | undefined): void {
+    if (ws !== this._ws) return;
+    this._detach(ws);
+    this._ws = null;
+    this._stopHeartbeat();
+    if (this._stopped) return;
+    this._emit('client:close', { code: ev && ev.code, reason: ev && ev.reason }, null);
+    this._scheduleReconnect();
+  }
+
+  private _scheduleReconnect(): void {
+    if (this._stopped) return;
+    this._clearTimer('_reconnectTimer');
+    if (this.attempt >= this.options.maxAttempts) {
+      this._setState('disconnected');
+      this._emit('client:gave_up', { attempts: this.attempt }, null);
+      return;
+    }
+    const delay = this.backoffDelay(this.attempt);
+    this.attempt++;
+    this._setState('reconnecting');
+    this._reconnectTimer = this.options.timers.setTimeout(() => {
+      this._reconnectTimer = null;
+      if (!this._stopped && !this._ws) this._open('reconnecting');
+    }, delay);
+  }
+
+  private _startHeartbeat(): void {
+    this._stopHeartbeat();
+    if (!this.options.heartbeatMs) return;
+    const t = this.options.timers;
+    this._heartbeatTimer = t.setInterval(() => {
+      if (!this.send('ping')) return;
+      if (this._pongTimer == null && this.options.pongTimeoutMs) {
+        this._pongTimer = t.setTimeout(() => {
+          this._pongTimer = null;
+          this._dropDeadSocket();
+        }, this.options.pongTimeoutMs);
+      }
+    }, this.options.heartbeatMs);
+  }
+
+  private _stopHeartbeat(): void {
+    this._clearTimer('_heartbeatTimer');
+    this._clearTimer('_pongTimer');
+  }
+
+  // No answer to a ping: do not wait for the browser's (possibly minutes long) closing
+  // handshake on a dead TCP connection; drop it and reconnect now.
+  private _dropDeadSocket(): void {
+    const ws = this._ws;
+    if (!ws) return;
+    this._detach(ws);
+    try { ws.close(4000, 'heartbeat timeout'); } catch { /* ignore */ }
+    this._ws = null;
+    this._stopHeartbeat();
+    if (this._stopped) return;
+    this._emit('client:close', { code: 4000, reason: 'heartbeat timeout' }, null);
+    this._scheduleReconnect();
+  }
+
+  private _onOnline = (): void => {
+    // the network came back: skip the rest of the backoff wait
+    if (this._reconnectTimer != null && !this._ws && !this._stopped) {
+      this._clearTimer('_reconnectTimer');
+      this._open('reconnecting');
+    }
+  };
+
+  private _listenWindow(on: boolean): void {
+    if (on === this._windowListening) return;
+    if (typeof root.addEventListener !== 'function') return;
+    if (on) root.addEventListener('online', this._onOnline);
+    else root.removeEventListener('online', this._onOnline);
+    this._windowListening = on;
+  }
+}
