@@ -151,8 +151,10 @@ pub enum ConfigError {
     RedisUrl(String),
     #[error("set either REDIS_URL or REDIS_CLUSTER_NODES, not both")]
     BothRedis,
-    #[error("REDIS_CLUSTER_NODES is not supported by this build yet; use REDIS_URL")]
-    ClusterUnsupported,
+    #[error(
+        "REDIS_CLUSTER_NODES entry {0:?} is not a valid Redis URL (expected redis://host:port)"
+    )]
+    ClusterSeed(String),
     #[error("CHANNEL_PREFIX {0:?} may only contain letters, digits, '_', '-' and '.'")]
     Prefix(String),
     #[error("NODE_ID {0:?} may only contain letters, digits, '_', '-' and '.' (at most 64)")]
@@ -208,7 +210,12 @@ impl Config {
         self.node_id = blank_to_none(self.node_id);
         self.publish_api_key = blank_to_none(self.publish_api_key);
         self.auth_jwt_secret = blank_to_none(self.auth_jwt_secret);
-        self.redis_cluster_nodes.retain(|n| !n.trim().is_empty());
+        self.redis_cluster_nodes = self
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
         self.cors_origins = self
             .cors_origins
             .iter()
@@ -219,11 +226,12 @@ impl Config {
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.as_str()).map_err(|_| ConfigError::RedisUrl(url.clone()))?;
         }
-        if !self.redis_cluster_nodes.is_empty() {
-            if self.redis_url.is_some() {
-                return Err(ConfigError::BothRedis);
-            }
-            return Err(ConfigError::ClusterUnsupported);
+        if !self.redis_cluster_nodes.is_empty() && self.redis_url.is_some() {
+            return Err(ConfigError::BothRedis);
+        }
+        for seed in &self.redis_cluster_nodes {
+            redis::Client::open(seed.as_str())
+                .map_err(|_| ConfigError::ClusterSeed(seed.clone()))?;
         }
         if !is_token(&self.channel_prefix) {
             return Err(ConfigError::Prefix(self.channel_prefix));

@@ -10,6 +10,7 @@
 //! (see `ws::session`) — a slow or dead client never delays the others, and
 //! no per-client queue can grow beyond the ring.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -58,12 +59,54 @@ impl Snapshot {
 static EMPTY_OBJECT: std::sync::LazyLock<Box<RawValue>> =
     std::sync::LazyLock::new(|| RawValue::from_string("{}".to_owned()).expect("valid JSON"));
 
+/// How events arrive from the bus, which decides what counts as a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// One Redis (or in-process): in id order. Anything at or before the
+    /// head was sent already.
+    InOrder,
+    /// Redis Cluster: each type's channel lives on its own shard, so events
+    /// of different types can arrive out of id order, and the history is
+    /// re-read to catch lost publishes. The ids seen recently are remembered.
+    Unordered,
+}
+
+/// How many recent ids an [`Arrival::Unordered`] hub remembers (about 1 MiB).
+const RECENT_IDS: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<EventId>,
+    set: HashSet<EventId>,
+    /// The newest id ever forgotten: anything at or before it is too old to
+    /// tell, and is dropped.
+    floor: Option<EventId>,
+}
+
+impl Recent {
+    /// Remembers `id`; false if it was seen (or is too old to tell).
+    fn insert(&mut self, id: EventId) -> bool {
+        if self.floor.is_some_and(|floor| id <= floor) || !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS {
+            let forgotten = self.order.pop_front().expect("not empty");
+            self.set.remove(&forgotten);
+            self.floor = self.floor.max(Some(forgotten));
+        }
+        true
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// The id of the last event with an id that went out; anything at or
-    /// before it is a duplicate.
+    /// The greatest id sent so far.
     head: Option<EventId>,
+    /// `Some` for [`Arrival::Unordered`].
+    recent: Option<Recent>,
     analytics: Option<Arc<Snapshot>>,
+    analytics_id: Option<EventId>,
 }
 
 /// A client's view at the moment it joined: everything after `head` will
@@ -93,11 +136,15 @@ pub enum Dispatched {
 
 impl Hub {
     /// `capacity`: how many events a client may fall behind.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, arrival: Arrival) -> Self {
         let (tx, _) = broadcast::channel(capacity);
+        let state = State {
+            recent: (arrival == Arrival::Unordered).then(Recent::default),
+            ..State::default()
+        };
         Self {
             tx,
-            state: Mutex::default(),
+            state: Mutex::new(state),
             invalid: counter!(BUS_INVALID_PAYLOADS),
         }
     }
@@ -154,13 +201,19 @@ impl Hub {
         });
         let mut state = self.state();
         if let Some(id) = frame.id {
-            if state.head.is_some_and(|head| id <= head) {
+            let fresh = match &mut state.recent {
+                Some(recent) => recent.insert(id),
+                None => state.head.is_none_or(|head| id > head),
+            };
+            if !fresh {
                 return Ok(Dispatched::Duplicate);
             }
-            state.head = Some(id);
+            state.head = state.head.max(Some(id));
         }
-        if let Some(snapshot) = snapshot {
-            state.analytics = Some(Arc::new(snapshot));
+        // Out of order, an older analytics event must not replace a newer one.
+        if snapshot.is_some() && (frame.id.is_none() || frame.id >= state.analytics_id) {
+            state.analytics = snapshot.map(Arc::new);
+            state.analytics_id = frame.id.or(state.analytics_id);
         }
         // An error only means nobody is subscribed right now.
         let _ = self.tx.send(frame.clone());
@@ -197,7 +250,7 @@ mod tests {
 
     #[test]
     fn every_subscriber_gets_the_same_shared_frame() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, Arrival::InOrder);
         let mut a = hub.subscribe().rx;
         let mut b = hub.subscribe().rx;
         hub.dispatch(payload(None, "alert", "{}").as_bytes())
@@ -209,7 +262,7 @@ mod tests {
 
     #[test]
     fn ids_at_or_before_the_head_are_dropped_as_duplicates() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, Arrival::InOrder);
         let mut rx = hub.subscribe().rx;
         let first = payload(Some("10-0"), "alert", "1");
         assert!(matches!(
@@ -229,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_new_subscriber_sees_the_latest_analytics_and_head() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, Arrival::InOrder);
         let greeting: serde_json::Value =
             serde_json::from_str(&Snapshot::frame(None, None)).unwrap();
         assert_eq!(greeting["data"], serde_json::json!({}));
@@ -246,8 +299,37 @@ mod tests {
     }
 
     #[test]
+    fn out_of_order_arrival_keeps_late_events_and_drops_repeats() {
+        let hub = Hub::new(16, Arrival::Unordered);
+        let mut rx = hub.subscribe().rx;
+        for id in ["10-0", "9-0", "10-0", "11-0", "9-0"] {
+            let _ = hub.dispatch(payload(Some(id), "alert", "1").as_bytes());
+        }
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| f.id.unwrap().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["10-0", "9-0", "11-0"],
+            "a late event still goes out, a repeat never"
+        );
+        assert_eq!(hub.head(), Some(EventId::new(11, 0)));
+        hub.dispatch(payload(Some("12-0"), "analytics_update", r#"{"v":"new"}"#).as_bytes())
+            .unwrap();
+        hub.dispatch(payload(Some("8-0"), "analytics_update", r#"{"v":"old"}"#).as_bytes())
+            .unwrap();
+        let greeting: serde_json::Value =
+            serde_json::from_str(&Snapshot::frame(hub.subscribe().analytics.as_deref(), None))
+                .unwrap();
+        assert_eq!(
+            greeting["data"]["v"], "new",
+            "the newest analytics by id stays the snapshot"
+        );
+    }
+
+    #[test]
     fn malformed_payloads_never_reach_a_subscriber() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, Arrival::InOrder);
         let mut rx = hub.subscribe().rx;
         assert!(hub.dispatch(b"{not json").is_err());
         assert!(hub.dispatch(b"{\"data\":1}").is_err());

@@ -35,7 +35,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use publisher::WireFormat;
+use publisher::{Topology, WireFormat};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
 pub use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Arrival, Hub};
 use crate::node::Node;
 
 /// Largest `POST /api/publish` body.
@@ -120,14 +120,36 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     // First: metric handles taken before the recorder exists go nowhere.
     let metrics = telemetry::metrics_handle();
     let node = Arc::new(Node::new(config.node_id.clone()));
-    let hub = Arc::new(Hub::new(config.client_buffer));
+    let arrival = if config.redis_cluster_nodes.is_empty() {
+        Arrival::InOrder
+    } else {
+        Arrival::Unordered
+    };
+    let hub = Arc::new(Hub::new(config.client_buffer, arrival));
     let tracker = TaskTracker::new();
-    let bus: Arc<dyn Bus> = match &config.redis_url {
-        None => Arc::new(LocalBus::new(hub.clone(), config.history())),
-        Some(url) => {
+    let bus: Arc<dyn Bus> = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
+        (None, []) => Arc::new(LocalBus::new(hub.clone(), config.history())),
+        (Some(url), _) => {
             let wire = WireFormat::new(&config.channel_prefix, config.history());
+            let target = bus::redis::Target::Single(url.clone());
             RedisBus::start(
-                url,
+                target,
+                wire,
+                hub.clone(),
+                node.clone(),
+                shutdown.clone(),
+                &tracker,
+            )?
+        }
+        (None, seeds) => {
+            let wire = WireFormat::with_topology(
+                &config.channel_prefix,
+                config.history(),
+                Topology::Cluster,
+            );
+            let target = bus::redis::Target::Cluster(seeds.to_vec());
+            RedisBus::start(
+                target,
                 wire,
                 hub.clone(),
                 node.clone(),
@@ -139,7 +161,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
     if config.demo {
         tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
-    } else if config.redis_url.is_none() {
+    } else if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
         tracing::info!(
             "no REDIS_URL: one node on the in-process bus; add --demo for live demo data"
         );

@@ -17,23 +17,28 @@
 //! # Layout
 //! - [`wire`]: [`WireFormat`], the one atomic Redis script that appends an
 //!   event to the bounded history, keeps the analytics snapshot and publishes
-//!   it live. The gateway's `/api/publish` uses it too.
+//!   it live (on a Redis Cluster: the history script, then a sharded
+//!   publish). The gateway's `/api/publish` uses it too.
+//! - [`connection`]: [`connection::Connection`], one Redis or a cluster.
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
 //!   gateway's `--demo`).
 //! - `src/bin/publisher.rs`: the CLI, a thin layer over the two.
 
+pub mod connection;
 pub mod simulate;
 pub mod wire;
 
 use std::time::Duration;
 
+pub use connection::Connection;
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
 use serde::Serialize;
 pub use shared::EventId;
 use shared::kind;
 use thiserror::Error;
-pub use wire::{HistoryPolicy, WireFormat};
+pub use wire::{HistoryPolicy, Topology, WireFormat};
 
 /// How long connecting to Redis, or one command, may take before it fails.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +65,7 @@ pub enum PublishError {
 /// A connection to Redis plus the wire format: what a backend job holds.
 #[derive(Clone)]
 pub struct Publisher {
-    conn: MultiplexedConnection,
+    conn: Connection<MultiplexedConnection>,
     wire: WireFormat,
 }
 
@@ -84,7 +89,35 @@ impl Publisher {
                 addr: client.get_connection_info().addr().to_string(),
                 source,
             })?;
-        Ok(Self { conn, wire })
+        Ok(Self {
+            conn: Connection::Single(conn),
+            wire,
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its `seeds`
+    /// (`redis://host:port`), publishing on sharded channels.
+    pub async fn connect_cluster(
+        seeds: &[String],
+        prefix: &str,
+        history: HistoryPolicy,
+    ) -> Result<Self, PublishError> {
+        let client = ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(REDIS_TIMEOUT)
+            .response_timeout(REDIS_TIMEOUT)
+            .build()
+            .map_err(PublishError::Url)?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|source| PublishError::Connect {
+                addr: seeds.join(","),
+                source,
+            })?;
+        Ok(Self {
+            conn: Connection::Cluster(conn),
+            wire: WireFormat::with_topology(prefix, history, Topology::Cluster),
+        })
     }
 
     /// Publishes any type; returns the event's id once Redis has it.

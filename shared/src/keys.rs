@@ -30,15 +30,24 @@ pub fn history_key(prefix: &str) -> String {
     format!("{prefix}:history")
 }
 
-/// `{prefix}:nodes:{node_id}`: one node's status, with an expiry.
-pub fn node_key(prefix: &str, node_id: &str) -> String {
-    format!("{prefix}:nodes:{node_id}")
+/// `{prefix}:types`: the set of custom types published so far. On a Redis
+/// Cluster, where sharded pub/sub has no patterns, nodes subscribe to the
+/// channels of the known types plus these.
+pub fn types_key(prefix: &str) -> String {
+    format!("{prefix}:types")
 }
 
-/// `{prefix}:nodes`: sorted set of node ids scored by last heartbeat (ms), so
-/// `/ws/status` finds live nodes without `KEYS`/`SCAN`.
+/// `{{prefix}:nodes}:{node_id}`: one node's status, with an expiry. The hash
+/// tag keeps every status key and the index in one Redis Cluster slot, so
+/// they can be read together.
+pub fn node_key(prefix: &str, node_id: &str) -> String {
+    format!("{{{prefix}:nodes}}:{node_id}")
+}
+
+/// `{{prefix}:nodes}`: sorted set of node ids scored by last heartbeat (ms),
+/// so `/ws/status` finds live nodes without `KEYS`/`SCAN`.
 pub fn nodes_index_key(prefix: &str) -> String {
-    format!("{prefix}:nodes")
+    format!("{{{prefix}:nodes}}")
 }
 
 #[cfg(test)]
@@ -56,5 +65,7 @@ mod tests {
         );
         assert_eq!(kind_of_channel("ws", "other:events:alert"), None);
         assert_eq!(kind_of_channel("ws", "ws:events:"), None);
+        assert_eq!(node_key("ws", "a"), "{ws:nodes}:a");
+        assert_eq!(nodes_index_key("ws"), "{ws:nodes}");
     }
 }

@@ -1,14 +1,27 @@
 //! The gateway binary's configuration, as an operator meets it.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+/// Runs the gateway with `env`; a node that starts serving instead of
+/// refusing its configuration is killed after a few seconds.
 fn gateway(env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(system_tests::bin_dir().join("gateway"));
-    command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
+    command
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("gateway runs")
+    let mut child = command.spawn().expect("gateway runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }
 
 #[test]
@@ -21,7 +34,7 @@ fn a_bad_value_stops_the_node_with_a_clear_message_and_exit_code_2() {
         ("CORS_ORIGINS", "ops.example.com", "CORS_ORIGINS"),
         (
             "REDIS_CLUSTER_NODES",
-            "redis://127.0.0.1:7000",
+            "http://127.0.0.1:7000",
             "REDIS_CLUSTER_NODES",
         ),
     ];

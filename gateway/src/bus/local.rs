@@ -141,7 +141,7 @@ mod tests {
             max_len,
             ttl: Duration::from_secs(60),
         };
-        LocalBus::new(Arc::new(Hub::new(64)), policy)
+        LocalBus::new(Arc::new(Hub::new(64, crate::hub::Arrival::InOrder)), policy)
     }
 
     fn data(n: u32) -> Box<RawValue> {

@@ -7,7 +7,7 @@
 //! Order on the wire, per the spec: the `analytics_update` greeting; with
 //! `?since=`, the replay and the `recovery` frame; then live. The client
 //! joined the broadcast *before* the history was read, so nothing published
-//! meanwhile is lost; `cursor` (the last id the client has) drops the
+//! meanwhile is lost; the `seam` (the last id the replay covered) drops the
 //! overlap, so nothing arrives twice.
 //!
 //! Slow clients: the broadcast ring holds `CLIENT_BUFFER` events; a client
@@ -91,7 +91,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) 
         socket,
         write_timeout: state.config.write_timeout(),
         filter: params.filter,
-        cursor: EventId::ZERO,
+        seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(state.config.message_rate)),
         state: &state,
     };
@@ -109,8 +109,11 @@ struct Session<'a> {
     state: &'a AppState,
     write_timeout: Duration,
     filter: TypeFilter,
-    /// The last event id this client has; nothing at or before it is sent.
-    cursor: EventId,
+    /// The seam between what the client has (its greeting's position, or its
+    /// `?since=` plus the replay) and the live stream: no live event at or
+    /// before it is sent. Fixed once live: the hub sends each id once, and
+    /// on a Redis Cluster a late event may carry a smaller id than the last.
+    seam: EventId,
     /// The client's message allowance (`MESSAGE_RATE`).
     inbound: Bucket,
 }
@@ -120,7 +123,7 @@ impl Session<'_> {
         let sub = self.state.hub.subscribe();
         let mut rx = sub.rx;
         let head = sub.head.unwrap_or(EventId::ZERO);
-        self.cursor = head;
+        self.seam = head;
         let greeting_id = (resume == Resume::Fresh).then_some(head);
         let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
         if let Err(ended) = self.send_text(greeting.into()).await {
@@ -149,13 +152,13 @@ impl Session<'_> {
         let mut replayed = 0;
         let recovered = match replay {
             Some((since, replay)) if replay.recovered => {
-                self.cursor = self.cursor.max(since);
+                self.seam = self.seam.max(since);
                 for event in replay.events {
                     if event.id <= since || !self.filter.allows(&event.kind) {
                         continue;
                     }
                     self.feed(event.text.into()).await?;
-                    self.cursor = self.cursor.max(event.id);
+                    self.seam = self.seam.max(event.id);
                     replayed += 1;
                     if replayed % MAX_BATCH == 0 {
                         self.flush().await?;
@@ -253,19 +256,9 @@ impl Session<'_> {
     }
 
     /// Whether this client should get `frame`: a type it asked for, and not
-    /// at or before what it already has. Advances the cursor.
-    fn wants(&mut self, frame: &Frame) -> bool {
-        if !self.filter.allows(&frame.kind) {
-            return false;
-        }
-        match frame.id {
-            Some(id) if id <= self.cursor => false,
-            Some(id) => {
-                self.cursor = id;
-                true
-            }
-            None => true,
-        }
+    /// at or before the seam (it has that already).
+    fn wants(&self, frame: &Frame) -> bool {
+        self.filter.allows(&frame.kind) && frame.id.is_none_or(|id| id > self.seam)
     }
 
     async fn on_inbound(

@@ -30,6 +30,9 @@ struct RedisArgs {
     /// Redis to publish to.
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, global = true)]
     redis_url: String,
+    /// Redis Cluster seed nodes (comma-separated redis:// URLs); replaces REDIS_URL.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", global = true)]
+    redis_cluster_nodes: Option<String>,
     /// Key and channel namespace; must match the gateways' CHANNEL_PREFIX.
     #[arg(long, env = "CHANNEL_PREFIX", default_value = "ws", global = true)]
     channel_prefix: String,
@@ -86,41 +89,59 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Where to publish: one Redis, or a cluster's seeds.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    cluster: Vec<String>,
+    prefix: String,
+    history: HistoryPolicy,
+}
+
+impl Target {
+    async fn connect(&self) -> Result<Publisher, publisher::PublishError> {
+        if self.cluster.is_empty() {
+            Publisher::connect_with(&self.url, WireFormat::new(&self.prefix, self.history)).await
+        } else {
+            Publisher::connect_cluster(&self.cluster, &self.prefix, self.history).await
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
-    let wire = WireFormat::new(
-        &cli.redis.channel_prefix,
-        HistoryPolicy {
+    let target = Target {
+        url: cli.redis.redis_url,
+        cluster: cli
+            .redis
+            .redis_cluster_nodes
+            .as_deref()
+            .map(publisher::connection::cluster_seeds)
+            .unwrap_or_default(),
+        prefix: cli.redis.channel_prefix,
+        history: HistoryPolicy {
             max_len: cli.redis.history_size,
             ttl: Duration::from_secs(cli.redis.history_ttl_secs),
         },
-    );
+    };
     match cli.command {
         Command::Send { kind, data } => {
             shared::validate_kind(&kind).context("--type")?;
             let data: serde_json::Value =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
-            let publisher = Publisher::connect_with(&cli.redis.redis_url, wire).await?;
+            let publisher = target.connect().await?;
             let id = publisher.publish(&kind, &data).await?;
             println!("{id}");
             Ok(())
         }
-        Command::Simulate { rate, count, seed } => {
-            simulate(&cli.redis.redis_url, wire, rate, count, seed).await
-        }
+        Command::Simulate { rate, count, seed } => simulate(&target, rate, count, seed).await,
     }
 }
 
 /// Publishes until `count` events went out (or forever), riding out Redis
 /// restarts: a failed publish is logged and retried after a pause.
-async fn simulate(
-    url: &str,
-    wire: WireFormat,
-    rate: u32,
-    count: Option<u64>,
-    seed: Option<u64>,
-) -> Result<()> {
+async fn simulate(target: &Target, rate: u32, count: Option<u64>, seed: Option<u64>) -> Result<()> {
     let mut generator = Generator::new(rate, seed.unwrap_or_else(|| fastrand::u64(..)));
-    let mut publisher = Publisher::connect_with(url, wire.clone()).await?;
+    let mut publisher = target.connect().await?;
     let mut ticker = tokio::time::interval(generator.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(rate, "simulating dashboard traffic; ctrl-c to stop");
@@ -139,7 +160,7 @@ async fn simulate(
             Err(err) => {
                 tracing::warn!("publish failed, retrying in 1 s: {err}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) = Publisher::connect_with(url, wire.clone()).await {
+                if let Ok(fresh) = target.connect().await {
                     publisher = fresh;
                 }
             }

@@ -19,17 +19,21 @@
 //! over an internal channel that this task drains without ever waiting on a
 //! client (the hub's broadcast never blocks).
 
-use std::sync::Arc;
+mod cluster;
+mod single;
+
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use futures_util::StreamExt;
 use metrics::{counter, gauge};
 use publisher::WireFormat;
 use redis::AsyncCommands;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use serde_json::value::RawValue;
 use shared::{EventId, keys};
 use tokio::time::timeout;
@@ -39,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use super::{Bus, BusError, NodeStatus, Replay, ReplayEvent};
 use crate::hub::{Dispatched, Hub};
 use crate::node::Node;
-use crate::telemetry::{BUS_CATCHUP_GAPS, BUS_CONNECTED, BUS_MESSAGES_RECEIVED, BUS_RECONNECTS};
+use crate::telemetry::{BUS_CATCHUP_GAPS, BUS_CONNECTED, BUS_RECONNECTS};
 
 /// Any one Redis round trip (or a group of them) may take this long.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,16 +51,36 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a node's entry outlives its last heartbeat.
 const NODE_TTL: Duration = Duration::from_secs(5);
-/// How often an idle subscription is checked with PING.
-const SUBSCRIPTION_HEALTH: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// History is read in pages of this many entries.
 const PAGE: usize = 1000;
 
+/// Where the bus lives.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `REDIS_URL`.
+    Single(String),
+    /// `REDIS_CLUSTER_NODES`: seed URLs.
+    Cluster(Vec<String>),
+}
+
+enum Backend {
+    /// A pool for commands; each subscription gets its own connection.
+    Single { client: redis::Client, pool: Pool },
+    /// One multiplexed cluster connection for commands and sharded
+    /// subscriptions alike, made by the subscriber task.
+    Cluster {
+        client: ClusterClient,
+        conn: RwLock<Option<ClusterConnection>>,
+    },
+}
+
+/// A command connection to either backend.
+type Conn = publisher::Connection<deadpool_redis::Connection>;
+
 pub struct RedisBus {
-    client: redis::Client,
-    pool: Pool,
+    backend: Backend,
     wire: WireFormat,
     hub: Arc<Hub>,
     node: Arc<Node>,
@@ -68,29 +92,37 @@ impl RedisBus {
     /// heartbeat) on `tracker`. Returns at once: a Redis that is down at
     /// start-up is retried like one that goes down later.
     pub fn start(
-        url: &str,
+        target: Target,
         wire: WireFormat,
         hub: Arc<Hub>,
         node: Arc<Node>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Arc<Self>, BusError> {
-        let client = redis::Client::open(url)?;
-        let mut pool_config = PoolConfig::new(16);
-        pool_config.timeouts = Timeouts {
-            wait: Some(REDIS_TIMEOUT),
-            create: Some(REDIS_TIMEOUT),
-            recycle: Some(REDIS_TIMEOUT),
+        let backend = match target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let mut pool_config = PoolConfig::new(16);
+                pool_config.timeouts = Timeouts {
+                    wait: Some(REDIS_TIMEOUT),
+                    create: Some(REDIS_TIMEOUT),
+                    recycle: Some(REDIS_TIMEOUT),
+                };
+                let mut config = deadpool_redis::Config::from_url(url);
+                config.pool = Some(pool_config);
+                let pool = config
+                    .create_pool(Some(Runtime::Tokio1))
+                    .map_err(|e| BusError::Pool(e.to_string()))?;
+                Backend::Single { client, pool }
+            }
+            Target::Cluster(seeds) => Backend::Cluster {
+                client: cluster::client(&seeds, hub.clone())?,
+                conn: RwLock::new(None),
+            },
         };
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(pool_config);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| BusError::Pool(e.to_string()))?;
         gauge!(BUS_CONNECTED).set(0.0);
         let bus = Arc::new(Self {
-            client,
-            pool,
+            backend,
             wire,
             hub,
             node,
@@ -109,22 +141,29 @@ impl RedisBus {
         if self.ready.swap(ready, Ordering::SeqCst) != ready {
             gauge!(BUS_CONNECTED).set(if ready { 1.0 } else { 0.0 });
             if ready {
-                tracing::info!(
-                    "bus connected: subscribed to {}",
-                    keys::events_pattern(self.prefix())
-                );
+                tracing::info!("bus connected");
             } else {
                 tracing::warn!("bus lost: serving local clients, reconnecting");
             }
         }
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, BusError> {
-        self.pool.get().await.map_err(|e| match e {
-            deadpool_redis::PoolError::Backend(e) => BusError::Redis(e),
-            deadpool_redis::PoolError::Timeout(_) => BusError::Timeout,
-            other => BusError::Pool(other.to_string()),
-        })
+    async fn conn(&self) -> Result<Conn, BusError> {
+        match &self.backend {
+            Backend::Single { pool, .. } => {
+                pool.get().await.map(Conn::Single).map_err(|e| match e {
+                    deadpool_redis::PoolError::Backend(e) => BusError::Redis(e),
+                    deadpool_redis::PoolError::Timeout(_) => BusError::Timeout,
+                    other => BusError::Pool(other.to_string()),
+                })
+            }
+            Backend::Cluster { conn, .. } => conn
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .map(Conn::Cluster)
+                .ok_or(BusError::Unavailable),
+        }
     }
 
     /// Keeps this node subscribed for as long as it runs.
@@ -160,45 +199,46 @@ impl RedisBus {
         backoff: &mut Duration,
         subscribed_before: &mut bool,
     ) -> Result<(), BusError> {
-        let pubsub = bounded(self.client.get_async_pubsub()).await?;
-        let (mut sink, mut stream) = pubsub.split();
+        match &self.backend {
+            Backend::Single { client, .. } => {
+                single::follow(self, client, shutdown, backoff, subscribed_before).await
+            }
+            Backend::Cluster { client, conn } => {
+                cluster::follow(self, client, conn, shutdown, backoff, subscribed_before).await
+            }
+        }
+    }
+
+    /// Where the shared history stands, for a node that has sent nothing
+    /// yet: clients joining now resume from here. Read before subscribing;
+    /// the catch-up after it covers anything published in between.
+    async fn init_position(&self) -> Result<(), BusError> {
         if self.hub.head().is_none() {
-            // Where the shared history stands before we subscribe: clients
-            // joining now resume from here, and the catch-up below covers
-            // anything published between this read and the subscription.
             if let Some(top) = self.top().await? {
                 self.hub.init_head(top);
             }
         }
-        bounded(sink.psubscribe(keys::events_pattern(self.prefix()))).await?;
+        Ok(())
+    }
+
+    /// After (re)subscribing: load the snapshot, send this node's clients
+    /// what it missed, and report ready.
+    async fn subscribed(
+        &self,
+        backoff: &mut Duration,
+        subscribed_before: &mut bool,
+    ) -> Result<(), BusError> {
         self.load_snapshot().await?;
-        self.catch_up().await?;
+        if let Some(head) = self.hub.head() {
+            self.catch_up(head).await?;
+        }
         self.set_ready(true);
         *backoff = BACKOFF_MIN;
         if std::mem::replace(subscribed_before, true) {
             // Counts re-established subscriptions, not attempts.
             counter!(BUS_RECONNECTS).increment(1);
         }
-
-        let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);
-        health.reset();
-        let received = counter!(BUS_MESSAGES_RECEIVED);
-        loop {
-            tokio::select! {
-                message = stream.next() => match message {
-                    Some(message) => {
-                        received.increment(1);
-                        // Malformed payloads are counted and logged by the hub.
-                        let _ = self.hub.dispatch(message.get_payload_bytes());
-                    }
-                    None => return Err(BusError::Unavailable),
-                },
-                _ = health.tick() => {
-                    bounded(sink.ping::<redis::Value>()).await?;
-                }
-                _ = shutdown.cancelled() => return Ok(()),
-            }
-        }
+        Ok(())
     }
 
     /// The newest id in the history, if any.
@@ -228,11 +268,11 @@ impl RedisBus {
         Ok(())
     }
 
-    /// Sends this node's clients what was published while it was away.
-    async fn catch_up(&self) -> Result<(), BusError> {
-        let Some(head) = self.hub.head() else {
-            return Ok(());
-        };
+    /// Sends this node's clients what the history holds after `from` and
+    /// they have not had (the hub drops what went out already). Returns the
+    /// last id read.
+    async fn catch_up(&self, from: EventId) -> Result<EventId, BusError> {
+        let head = from;
         let replay = self.range_after(head, true).await?;
         if !replay.recovered {
             counter!(BUS_CATCHUP_GAPS).increment(1);
@@ -248,9 +288,9 @@ impl RedisBus {
             }
         }
         if sent > 0 {
-            tracing::info!(sent, "caught up on events published while disconnected");
+            tracing::info!(sent, "caught up on events the live stream did not bring");
         }
-        Ok(())
+        Ok(replay.events.last().map_or(from, |e| e.id))
     }
 
     /// Retained entries after `since`. `recovered` says whether `since` is

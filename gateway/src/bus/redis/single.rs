@@ -1,0 +1,55 @@
+//! One Redis: a dedicated connection `PSUBSCRIBE`s to `{prefix}:events:*`,
+//! every type's channel (types are open-ended, so a pattern), and hands each
+//! payload to the hub. Publishing is one atomic script, so events arrive in
+//! id order.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use metrics::counter;
+use redis::Client;
+use shared::keys;
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, RedisBus, bounded};
+use crate::telemetry::BUS_MESSAGES_RECEIVED;
+
+/// How often an idle subscription is checked with PING (a half-open TCP
+/// connection would otherwise look like a quiet bus).
+const SUBSCRIPTION_HEALTH: Duration = Duration::from_secs(5);
+
+pub(super) async fn follow(
+    bus: &RedisBus,
+    client: &Client,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+    subscribed_before: &mut bool,
+) -> Result<(), BusError> {
+    let pubsub = bounded(client.get_async_pubsub()).await?;
+    let (mut sink, mut stream) = pubsub.split();
+    bus.init_position().await?;
+    let pattern = keys::events_pattern(bus.prefix());
+    bounded(sink.psubscribe(&pattern)).await?;
+    bus.subscribed(backoff, subscribed_before).await?;
+    tracing::info!(%pattern, "subscribed");
+
+    let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);
+    health.reset();
+    let received = counter!(BUS_MESSAGES_RECEIVED);
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => {
+                    received.increment(1);
+                    // Malformed payloads are counted and logged by the hub.
+                    let _ = bus.hub.dispatch(message.get_payload_bytes());
+                }
+                None => return Err(BusError::Unavailable),
+            },
+            _ = health.tick() => {
+                bounded(sink.ping::<redis::Value>()).await?;
+            }
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
