@@ -41,12 +41,12 @@ const MAX_CHANNELS: usize = 1024;
 pub(super) fn client(seeds: &[String], hub: Arc<Hub>) -> Result<ClusterClient, BusError> {
     let received = counter!(BUS_MESSAGES_RECEIVED);
     let deliver = move |push: PushInfo| -> Result<(), std::convert::Infallible> {
-        if push.kind == PushKind::SMessage {
-            if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                received.increment(1);
-                // Malformed payloads are counted and logged by the hub.
-                let _ = hub.dispatch(payload);
-            }
+        if let (PushKind::SMessage, Some(Value::BulkString(payload))) =
+            (&push.kind, push.data.get(1))
+        {
+            received.increment(1);
+            // Malformed payloads are counted and logged by the hub.
+            let _ = hub.dispatch(payload);
         }
         Ok(())
     };
