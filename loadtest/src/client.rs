@@ -1,0 +1,320 @@
+//! One WebSocket client: connect (optionally from a given local address),
+//! wait for the greeting, then count every test event it receives.
+//!
+//! Each event's `data` carries the publisher's sequence number (`seq`) and
+//! its send time in Unix nanoseconds (`t`); the client keeps a bitmap of the
+//! sequence numbers it has seen, so duplicates and losses are exact, and the
+//! latency is the receive time minus `t` (same machine clock).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use tokio::net::TcpSocket;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::http::Request;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::stats::{PublishCounts, Shard};
+
+/// Where the run stands; clients watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connecting,
+    Running,
+    Done,
+}
+
+/// What a client needs to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `ws://host:port/path?query`, as sent in the handshake.
+    pub url: String,
+}
+
+#[derive(Debug)]
+pub struct ClientSpec {
+    pub target: Arc<Target>,
+    pub source_ip: Option<IpAddr>,
+    pub slow: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub shard: Arc<Shard>,
+    pub published: Arc<PublishCounts>,
+    pub phase: watch::Receiver<Phase>,
+    pub connect_gate: Arc<Semaphore>,
+    pub connect_timeout: Duration,
+    pub read_buffer: usize,
+    pub slow_after: Duration,
+    pub slow_rcvbuf: u32,
+}
+
+pub async fn run(spec: ClientSpec, common: Common) {
+    let (started, connected) = {
+        let _permit = common.connect_gate.acquire().await;
+        // Handshake time, not time queued behind --connect-concurrency.
+        let started = Instant::now();
+        (
+            started,
+            timeout(common.connect_timeout, connect(&spec, &common)).await,
+        )
+    };
+    let mut ws = match connected {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(err)) => {
+            fail(&common, &err.to_string());
+            return;
+        }
+        Err(_) => {
+            fail(&common, "connect timeout");
+            return;
+        }
+    };
+    {
+        let mut counts = common.shard.lock();
+        counts.connected += 1;
+        let _ = counts
+            .connect_time
+            .record(started.elapsed().as_micros().max(1) as u64);
+        if spec.slow {
+            counts.slow_clients += 1;
+        }
+    }
+
+    let mut phase = common.phase.clone();
+    let mut seen = Seen::default();
+    let mut ended: Option<String> = None;
+    let stall_at = sleep_until(far_future());
+    tokio::pin!(stall_at);
+    let mut stalled = false;
+    if spec.slow && *phase.borrow() == Phase::Running {
+        stall_at.as_mut().reset(Instant::now() + common.slow_after);
+    }
+    loop {
+        tokio::select! {
+            changed = phase.changed() => {
+                let now = changed.map(|()| *phase.borrow_and_update()).unwrap_or(Phase::Done);
+                match now {
+                    Phase::Done => break,
+                    Phase::Running if spec.slow => {
+                        stall_at.as_mut().reset(Instant::now() + common.slow_after);
+                    }
+                    _ => {}
+                }
+            }
+            () = &mut stall_at, if !stalled => {
+                // Stop reading: the socket buffers fill and the gateway sees
+                // a client that cannot keep up.
+                stalled = true;
+            }
+            message = ws.next(), if !stalled && ended.is_none() => match message {
+                Some(Ok(Message::Text(text))) => on_text(&text, spec.slow, &mut seen, &common),
+                Some(Ok(Message::Close(frame))) => {
+                    ended = Some(frame.map_or("close".to_owned(), |f| format!("close {}", u16::from(f.code))));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => ended = Some(format!("error: {err}")),
+                None => ended = Some("eof".to_owned()),
+            },
+        }
+    }
+
+    let slow_closed = if spec.slow {
+        // Was it dropped by the server? Anything but a clean, readable socket
+        // within a short look says so; buffered events are skipped over.
+        ended.is_some() || probe_closed(&mut ws).await
+    } else {
+        false
+    };
+    let published = common.published.ok.load(Ordering::Relaxed);
+    {
+        let mut counts = common.shard.lock();
+        if spec.slow {
+            if slow_closed {
+                counts.slow_closed += 1;
+            }
+        } else {
+            counts.lost += published.saturating_sub(seen.distinct);
+            if let Some(reason) = ended {
+                counts.disconnected += 1;
+                if counts.close_reasons.len() < 20 {
+                    counts.close_reasons.push(reason);
+                }
+            }
+        }
+    }
+    // Close politely, without waiting long.
+    let _ = timeout(Duration::from_millis(200), ws.close(None)).await;
+}
+
+async fn connect(
+    spec: &ClientSpec,
+    common: &Common,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let target = &spec.target;
+    let socket = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = spec.source_ip {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    if spec.slow {
+        socket.set_recv_buffer_size(common.slow_rcvbuf)?;
+    }
+    let stream = socket.connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    let request = Request::builder()
+        .uri(&target.url)
+        .header("Host", target.addr.to_string())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .body(())?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(common.read_buffer)
+        .write_buffer_size(0);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    // The greeting (`analytics_update`) comes first: the client is live.
+    match ws.next().await {
+        Some(Ok(Message::Text(_))) => Ok(ws),
+        Some(Ok(other)) => anyhow::bail!("unexpected first frame: {other:?}"),
+        Some(Err(err)) => Err(err.into()),
+        None => anyhow::bail!("closed before the greeting"),
+    }
+}
+
+fn fail(common: &Common, reason: &str) {
+    let mut counts = common.shard.lock();
+    counts.connect_failed += 1;
+    if counts.close_reasons.len() < 20 {
+        counts.close_reasons.push(format!("connect: {reason}"));
+    }
+}
+
+/// Whether a stalled client's connection was closed by the server: reads
+/// (and discards) what is buffered for up to a second.
+async fn probe_closed(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// The sequence numbers a client has seen.
+#[derive(Debug, Default)]
+struct Seen {
+    bits: Vec<u64>,
+    distinct: u64,
+}
+
+impl Seen {
+    /// Marks `seq`; false if it was already there.
+    fn insert(&mut self, seq: u64) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if word >= self.bits.len() {
+            self.bits.resize((word + 1).next_power_of_two(), 0);
+        }
+        let fresh = self.bits[word] & (1 << bit) == 0;
+        self.bits[word] |= 1 << bit;
+        self.distinct += u64::from(fresh);
+        fresh
+    }
+}
+
+fn on_text(text: &str, slow: bool, seen: &mut Seen, common: &Common) {
+    let received = unix_nanos();
+    let Some((seq, sent)) = parse_event(text) else {
+        common.shard.lock().other_frames += 1;
+        return;
+    };
+    let fresh = seen.insert(seq);
+    let mut counts = common.shard.lock();
+    counts.bytes += text.len() as u64;
+    if slow {
+        counts.slow_delivered += 1;
+        return;
+    }
+    counts.delivered += 1;
+    if !fresh {
+        counts.duplicated += 1;
+        return;
+    }
+    if seq >= common.published.measure_from.load(Ordering::Relaxed) {
+        let micros = (received.saturating_sub(sent) / 1000).max(1);
+        let _ = counts.latency.record(micros);
+        let _ = counts.latency_interval.record(micros);
+    }
+}
+
+/// `(seq, sent_unix_nanos)` from a test event's text, without a JSON parse:
+/// the publisher writes `"seq":N` and `"t":N` into `data`, which the gateway
+/// passes through untouched.
+pub fn parse_event(text: &str) -> Option<(u64, u64)> {
+    Some((
+        number_after(text, "\"seq\":")?,
+        number_after(text, "\"t\":")?,
+    ))
+}
+
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    let digits = &text[start..];
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_parsed_from_the_frame_text() {
+        let frame = r#"{"id":"1-0","type":"loadtest","data":{"seq":42,"t":1700000000123456789,"pad":"xx"},"timestamp":"2026-11-25T10:00:00.000Z"}"#;
+        assert_eq!(parse_event(frame), Some((42, 1_700_000_000_123_456_789)));
+        assert_eq!(
+            parse_event(r#"{"type":"analytics_update","data":{}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn seen_counts_each_sequence_number_once() {
+        let mut seen = Seen::default();
+        assert!(seen.insert(0));
+        assert!(seen.insert(1000));
+        assert!(!seen.insert(1000));
+        assert!(seen.insert(63));
+        assert_eq!(seen.distinct, 3);
+    }
+}

@@ -1,0 +1,266 @@
+//! The final report: a table on stdout, optionally JSON.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::cli::Args;
+use crate::stats::Counts;
+
+#[derive(Debug)]
+pub struct ProcessReport {
+    pub name: String,
+    pub pid: u32,
+    /// (user, system) CPU time used in the measured window.
+    pub cpu: Option<(Duration, Duration)>,
+    pub rss_before: Option<u64>,
+    pub rss_connected: Option<u64>,
+    pub rss_end: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    /// Share of the whole machine's CPU time that was busy in the window.
+    pub machine_busy: Option<f64>,
+    pub connect_elapsed: Duration,
+    /// The measured window: after the warm-up, until publishing stopped.
+    pub window: Duration,
+    /// Deliveries (all clients) inside the window.
+    pub window_delivered: u64,
+    pub published_attempted: u64,
+    pub published_ok: u64,
+    pub publish_errors: u64,
+    pub publish_backlog_max: u64,
+    pub run_elapsed: Duration,
+    pub processes: Vec<ProcessReport>,
+    pub counts: Counts,
+}
+
+/// Microseconds as milliseconds, 2 decimals.
+pub fn ms(micros: u64) -> String {
+    format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+fn quantiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    json!({
+        "samples": h.len(),
+        "p50_ms": q(0.50),
+        "p90_ms": q(0.90),
+        "p99_ms": q(0.99),
+        "p999_ms": q(0.999),
+        "max_ms": h.max() as f64 / 1000.0,
+        "mean_ms": h.mean() / 1000.0,
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl Report {
+    fn readers(&self) -> u64 {
+        self.counts.connected - self.counts.slow_clients
+    }
+
+    fn connect_rate(&self) -> f64 {
+        self.counts.connected as f64 / self.connect_elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Deliveries per CPU-second of a watched process, in the window.
+    fn per_cpu_second(&self, p: &ProcessReport) -> Option<f64> {
+        let (user, system) = p.cpu?;
+        let cpu = (user + system).as_secs_f64();
+        (cpu > 0.0 && self.window_delivered > 0).then(|| self.window_delivered as f64 / cpu)
+    }
+
+    /// Memory added per connection between before-connect and connected.
+    fn rss_per_conn(&self, p: &ProcessReport) -> Option<f64> {
+        let (a, b) = (p.rss_before?, p.rss_connected?);
+        (self.counts.connected > 0).then(|| (b as f64 - a as f64) / self.counts.connected as f64)
+    }
+
+    pub fn print(&self, args: &Args) {
+        let c = &self.counts;
+        let title = if args.label.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", args.label)
+        };
+        println!(
+            "loadtest{title}: {} clients on {} URL(s), {} ev/s × {} B via {}, {:.0} s (+{:.0} s warm-up excluded)",
+            args.clients,
+            args.url.len(),
+            args.rate,
+            args.payload_bytes,
+            args.via.name(),
+            (args.duration.saturating_sub(args.warmup)).as_secs_f64(),
+            args.warmup.as_secs_f64(),
+        );
+        println!(
+            "  connect     {} ok, {} failed in {:.2} s → {:.0} conn/s; handshake+greeting p50 {} p99 {} max {}",
+            c.connected,
+            c.connect_failed,
+            self.connect_elapsed.as_secs_f64(),
+            self.connect_rate(),
+            ms(c.connect_time.value_at_quantile(0.5)),
+            ms(c.connect_time.value_at_quantile(0.99)),
+            ms(c.connect_time.max()),
+        );
+        if args.publishing() {
+            println!(
+                "  published   {} ok of {} ({:.1}/s), {} errors, publisher backlog max {}",
+                self.published_ok,
+                self.published_attempted,
+                self.published_ok as f64 / args.duration.as_secs_f64(),
+                self.publish_errors,
+                self.publish_backlog_max,
+            );
+            println!(
+                "  delivered   {} to {} reading clients (expected {}); {:.0}/s in the window",
+                c.delivered,
+                self.readers(),
+                self.published_ok * self.readers(),
+                self.window_delivered as f64 / self.window.as_secs_f64().max(1e-9),
+            );
+            println!(
+                "  lost        {}   duplicated {}   disconnected {}{}",
+                c.lost,
+                c.duplicated,
+                c.disconnected,
+                if c.close_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", c.close_reasons.join("; "))
+                }
+            );
+            if c.latency.is_empty() {
+                println!("  latency     no samples");
+            } else {
+                println!(
+                    "  latency     p50 {}  p90 {}  p99 {}  p999 {}  max {}  ({} samples, publish → receive)",
+                    ms(c.latency.value_at_quantile(0.5)),
+                    ms(c.latency.value_at_quantile(0.9)),
+                    ms(c.latency.value_at_quantile(0.99)),
+                    ms(c.latency.value_at_quantile(0.999)),
+                    ms(c.latency.max()),
+                    c.latency.len(),
+                );
+            }
+            if c.slow_clients > 0 {
+                println!(
+                    "  slow        {} clients stopped reading after {:.0} s (excluded above); {} events reached them; {} closed by the server",
+                    c.slow_clients,
+                    args.slow_after.as_secs_f64(),
+                    c.slow_delivered,
+                    c.slow_closed,
+                );
+            }
+        } else if c.disconnected > 0 {
+            println!(
+                "  disconnected {} ({})",
+                c.disconnected,
+                c.close_reasons.join("; ")
+            );
+        }
+        for p in &self.processes {
+            let mut line = format!("  {:<11} pid {}:", p.name, p.pid);
+            if let Some((user, system)) = p.cpu {
+                let cpu = user + system;
+                line += &format!(
+                    " cpu {:.2} s ({:.2} user + {:.2} sys) in {:.1} s ({:.0}%)",
+                    cpu.as_secs_f64(),
+                    user.as_secs_f64(),
+                    system.as_secs_f64(),
+                    self.window.as_secs_f64(),
+                    cpu.as_secs_f64() / self.window.as_secs_f64().max(1e-9) * 100.0
+                );
+                if let Some(rate) = self.per_cpu_second(p) {
+                    line += &format!(", {rate:.0} deliveries per CPU-second");
+                }
+            }
+            if let (Some(a), Some(b), Some(e)) = (p.rss_before, p.rss_connected, p.rss_end) {
+                line += &format!("; rss {} → {} connected → {} end", mib(a), mib(b), mib(e));
+                if let Some(per) = self.rss_per_conn(p) {
+                    line += &format!(" ({:.2} KiB per connection)", per / 1024.0);
+                }
+            }
+            println!("{line}");
+        }
+        if let Some(busy) = self.machine_busy {
+            println!(
+                "  machine     {:.0}% of all cores busy in the window",
+                busy * 100.0
+            );
+        }
+    }
+
+    pub fn json(&self, args: &Args) -> Value {
+        let c = &self.counts;
+        json!({
+            "label": args.label,
+            "config": {
+                "urls": args.url,
+                "clients": args.clients,
+                "rate": args.rate,
+                "payload_bytes": args.payload_bytes,
+                "via": args.via.name(),
+                "duration_s": args.duration.as_secs_f64(),
+                "warmup_s": args.warmup.as_secs_f64(),
+                "threads": args.threads,
+                "slow_share": args.slow_share,
+                "slow_after_s": args.slow_after.as_secs_f64(),
+            },
+            "connect": {
+                "connected": c.connected,
+                "failed": c.connect_failed,
+                "elapsed_s": self.connect_elapsed.as_secs_f64(),
+                "rate_per_s": self.connect_rate(),
+                "time": quantiles(&c.connect_time),
+            },
+            "published": {
+                "ok": self.published_ok,
+                "attempted": self.published_attempted,
+                "errors": self.publish_errors,
+                "backlog_max": self.publish_backlog_max,
+            },
+            "delivered": c.delivered,
+            "expected": self.published_ok * self.readers(),
+            "lost": c.lost,
+            "duplicated": c.duplicated,
+            "disconnected": c.disconnected,
+            "close_reasons": c.close_reasons,
+            "other_frames": c.other_frames,
+            "bytes": c.bytes,
+            "latency": quantiles(&c.latency),
+            "slow": {
+                "clients": c.slow_clients,
+                "delivered": c.slow_delivered,
+                "closed_by_server": c.slow_closed,
+            },
+            "window": {
+                "seconds": self.window.as_secs_f64(),
+                "delivered": self.window_delivered,
+                "per_second": self.window_delivered as f64 / self.window.as_secs_f64().max(1e-9),
+            },
+            "processes": self.processes.iter().map(|p| json!({
+                "name": p.name,
+                "pid": p.pid,
+                "cpu_s": p.cpu.map(|(u, s)| (u + s).as_secs_f64()),
+                "cpu_user_s": p.cpu.map(|(u, _)| u.as_secs_f64()),
+                "cpu_sys_s": p.cpu.map(|(_, s)| s.as_secs_f64()),
+                "deliveries_per_cpu_s": self.per_cpu_second(p),
+                "rss_before": p.rss_before,
+                "rss_connected": p.rss_connected,
+                "rss_end": p.rss_end,
+                "rss_per_connection": self.rss_per_conn(p),
+            })).collect::<Vec<_>>(),
+            "run_elapsed_s": self.run_elapsed.as_secs_f64(),
+            "machine_busy": self.machine_busy,
+        })
+    }
+}

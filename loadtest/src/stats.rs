@@ -1,0 +1,122 @@
+//! Counters and latency histograms, one set per client thread (shard), merged
+//! for the progress line and the report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, 3 significant digits, up to 60 s.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[derive(Debug)]
+pub struct Counts {
+    /// Clients that got their greeting.
+    pub connected: u64,
+    pub connect_failed: u64,
+    /// Non-slow clients whose connection ended before the run did.
+    pub disconnected: u64,
+    /// Close codes (or "eof"/"error") of those, for the report.
+    pub close_reasons: Vec<String>,
+    /// Test events received by non-slow clients, duplicates included.
+    pub delivered: u64,
+    pub duplicated: u64,
+    /// Test events received by slow clients (before and after they stalled).
+    pub slow_delivered: u64,
+    /// Frames that are not test events (greetings, pongs...).
+    pub other_frames: u64,
+    pub bytes: u64,
+    /// Filled in when the run ends: events published but never received.
+    pub lost: u64,
+    pub slow_clients: u64,
+    /// Slow clients the server had closed by the end of the run.
+    pub slow_closed: u64,
+    /// Latency (µs) of measured deliveries to non-slow clients.
+    pub latency: Histogram<u64>,
+    /// The same, since the last progress line.
+    pub latency_interval: Histogram<u64>,
+    /// Handshake + greeting time (µs).
+    pub connect_time: Histogram<u64>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            connected: 0,
+            connect_failed: 0,
+            disconnected: 0,
+            close_reasons: Vec::new(),
+            delivered: 0,
+            duplicated: 0,
+            slow_delivered: 0,
+            other_frames: 0,
+            bytes: 0,
+            lost: 0,
+            slow_clients: 0,
+            slow_closed: 0,
+            latency: histogram(),
+            latency_interval: histogram(),
+            connect_time: histogram(),
+        }
+    }
+}
+
+impl Counts {
+    pub fn merge(&mut self, other: &Counts) {
+        self.connected += other.connected;
+        self.connect_failed += other.connect_failed;
+        self.disconnected += other.disconnected;
+        self.close_reasons
+            .extend(other.close_reasons.iter().take(20).cloned());
+        self.delivered += other.delivered;
+        self.duplicated += other.duplicated;
+        self.slow_delivered += other.slow_delivered;
+        self.other_frames += other.other_frames;
+        self.bytes += other.bytes;
+        self.lost += other.lost;
+        self.slow_clients += other.slow_clients;
+        self.slow_closed += other.slow_closed;
+        // Same bounds everywhere: adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.latency_interval.add(&other.latency_interval);
+        let _ = self.connect_time.add(&other.connect_time);
+    }
+}
+
+/// One shard's counts. Only its own thread and the once-a-second reporter
+/// take the lock, so it is practically uncontended.
+#[derive(Debug, Default)]
+pub struct Shard {
+    counts: Mutex<Counts>,
+}
+
+impl Shard {
+    pub fn lock(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the publisher shares with the clients.
+#[derive(Debug, Default)]
+pub struct PublishCounts {
+    /// Sequence numbers handed out (attempts).
+    pub attempted: AtomicU64,
+    /// Publishes the bus (or the API) acknowledged.
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    /// The largest backlog of events due by the schedule but not yet handed
+    /// to a worker (all busy): the publisher, not the gateway, fell behind.
+    pub behind: AtomicU64,
+    /// Sequence number from which latency is measured (after the warm-up).
+    pub measure_from: AtomicU64,
+}
+
+impl PublishCounts {
+    pub fn new() -> Self {
+        let counts = Self::default();
+        counts.measure_from.store(u64::MAX, Ordering::Relaxed);
+        counts
+    }
+}
