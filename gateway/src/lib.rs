@@ -34,6 +34,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use publisher::{Topology, WireFormat};
 use thiserror::Error;
@@ -49,6 +50,11 @@ pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
 use crate::node::Node;
 
+/// The kernel send buffer asked for on each client socket (Linux doubles
+/// it). Without a cap, loopback autotuning lets a stalled client park up to
+/// 4 MiB in the kernel; with it, a client that stops reading soon blocks its
+/// writes and meets `CLIENT_BUFFER` / `WRITE_TIMEOUT_MS` instead.
+const SOCKET_SEND_BUFFER: usize = 64 * 1024;
 /// Largest `POST /api/publish` body.
 const MAX_PUBLISH_BODY: usize = 1024 * 1024;
 /// How often histograms are folded into their buckets.
@@ -191,6 +197,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();
     let bus = state.bus.clone();
+    let listener = listener.tap_io(|tcp: &mut tokio::net::TcpStream| {
+        // Frames are small and latency matters: no Nagle delay.
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {err}");
+        }
+        if let Err(err) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
+            tracing::debug!("SO_SNDBUF: {err}");
+        }
+    });
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),

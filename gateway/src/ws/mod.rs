@@ -24,9 +24,10 @@ use crate::admission::Refusal;
 use crate::http::AppError;
 use crate::telemetry::HANDSHAKES_REJECTED;
 
-/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB)
-/// would be allocated for every idle connection.
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes tungstenite reads from the socket at a time, allocated for every
+/// connection: its default (128 KiB) would dominate an idle connection's
+/// memory. Clients send tiny frames; the buffer grows for a larger one.
+const READ_BUFFER: usize = 1024;
 /// Outgoing bytes gathered before a write; a batch is flushed anyway.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// A client whose unsent bytes exceed this is dropped.

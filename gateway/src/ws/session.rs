@@ -93,6 +93,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) 
         filter: params.filter,
         seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(state.config.message_rate)),
+        latency: metrics::histogram!(BROADCAST_LATENCY),
         state: &state,
     };
     let ended = session.serve(params.resume).await;
@@ -116,6 +117,8 @@ struct Session<'a> {
     seam: EventId,
     /// The client's message allowance (`MESSAGE_RATE`).
     inbound: Bucket,
+    /// `gateway_broadcast_latency_seconds`, looked up once per client.
+    latency: metrics::Histogram,
 }
 
 impl Session<'_> {
@@ -183,12 +186,16 @@ impl Session<'_> {
         let pong_deadline = sleep_until(Instant::now() + ping_interval);
         tokio::pin!(pong_deadline);
         let mut awaiting_pong = false;
+        // Made once: a fresh `cancelled()` future on every turn costs a
+        // registration per event per client.
         let shutdown = self.state.shutdown.clone();
+        let shutdown = shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
             // Not `biased`: a busy broadcast must not starve the client's
             // pongs, or the ping deadline would drop a healthy client.
             let step = tokio::select! {
-                _ = shutdown.cancelled() => Err(Ended::Shutdown),
+                () = &mut shutdown => Err(Ended::Shutdown),
                 frame = rx.recv() => match frame {
                     Ok(frame) => self.forward(frame, rx).await,
                     Err(RecvError::Lagged(_)) => Err(Ended::SlowClient),
@@ -231,25 +238,37 @@ impl Session<'_> {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
-        // Bit i set: batch[i] was written (MAX_BATCH fits in 64 bits).
-        let mut written: u64 = 0;
+        // Bit i set: batch[i] is for this client (MAX_BATCH fits in 64 bits).
+        let mut wanted: u64 = 0;
         for (i, frame) in batch.iter().enumerate() {
             if self.wants(frame) {
-                self.feed(frame.text.clone()).await?;
-                written |= 1 << i;
+                wanted |= 1 << i;
             }
         }
-        if written == 0 {
+        if wanted == 0 {
             return Ok(());
         }
-        self.flush().await?;
+        // The whole batch under one timeout: one timer per write, not per frame.
+        let socket = &mut self.socket;
+        let write = async {
+            for (i, frame) in batch.iter().enumerate() {
+                if wanted & (1 << i) != 0 {
+                    socket.feed(Message::Text(frame.text.clone())).await?;
+                }
+            }
+            socket.flush().await
+        };
+        match timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Ended::ClientGone),
+            Err(_) => return Err(Ended::WriteTimeout),
+        }
         let now = Utc::now();
-        let latency = metrics::histogram!(BROADCAST_LATENCY);
         for (i, frame) in batch.iter().enumerate() {
-            if written & (1 << i) != 0 {
+            if wanted & (1 << i) != 0 {
                 frame.sent.increment(1);
                 let micros = (now - frame.published_at).num_microseconds().unwrap_or(0);
-                latency.record(micros.max(0) as f64 / 1e6);
+                self.latency.record(micros.max(0) as f64 / 1e6);
             }
         }
         Ok(())

@@ -190,7 +190,9 @@ impl RedisBus {
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        self.set_ready(false);
+        // Stopping, not lost: no warning.
+        self.ready.store(false, Ordering::SeqCst);
+        gauge!(BUS_CONNECTED).set(0.0);
     }
 
     /// One subscription's life: subscribe, catch up, then follow the live
