@@ -54,7 +54,7 @@ pub struct Config {
     /// Bearer key for POST /api/publish (unset: the route is off).
     #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
     pub publish_api_key: Option<String>,
-    /// HS256 secret; when set, /ws/dashboard needs ?token=<JWT>.
+    /// HS256 secret; when set, /ws/dashboard needs `?token=<JWT>`.
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub auth_jwt_secret: Option<String>,
     /// Run a generator of live demo data on this node's bus.
