@@ -118,6 +118,47 @@ pub struct Args {
     #[arg(long, default_value_t = 8192)]
     pub read_buffer: usize,
 
+    /// Churn (soak runs): every second this many connected clients vanish
+    /// and as many new ones connect in their place, so the count stays near
+    /// `--clients`. By default a churned client drops its TCP socket without
+    /// a WebSocket close (see `--churn-close-share`, `--churn-silent-share`).
+    /// Churn runs from the start of publishing until it stops.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_per_sec: f64,
+
+    /// Share (0..1) of churned clients that send a clean WebSocket close
+    /// instead of vanishing.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_close_share: f64,
+
+    /// Share (0..1) of churned clients that go silent instead: they stop
+    /// reading and never answer pings, keep the socket open for
+    /// `--churn-silent-hold`, then drop it (a peer gone without a FIN, as
+    /// far as the gateway can tell: its ping timeout has to find them).
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_silent_share: f64,
+
+    /// How long a silent churned client holds its socket, seconds.
+    #[arg(long, default_value = "45", value_parser = parse_secs)]
+    pub churn_silent_hold: Duration,
+
+    /// Share (0..1) of the first `--clients` that churn never picks: the
+    /// steady clients, connected for the whole run, on which lost and
+    /// duplicated are counted as without churn.
+    #[arg(long, default_value_t = 0.1)]
+    pub churn_exempt: f64,
+
+    /// Write a time series, one CSV row per second (clients, churn,
+    /// publishes, deliveries, and RSS, open fds and CPU of every watched
+    /// process). Also turns on the series table and the warm-vs-end
+    /// comparison in the report (on anyway with `--churn-per-sec`).
+    #[arg(long)]
+    pub series: Option<String>,
+
+    /// Spacing of the rows of the series table in the report, seconds.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    pub series_every: Duration,
+
     /// Local processes to account (CPU, RSS) as `name=pid`, e.g.
     /// `gateway=1234`; repeatable. Linux only (/proc).
     #[arg(long = "watch-pid", value_parser = parse_watch)]
@@ -172,5 +213,14 @@ fn parse_watch(value: &str) -> Result<(String, u32), String> {
 impl Args {
     pub fn publishing(&self) -> bool {
         self.via != Via::None && self.rate > 0.0
+    }
+
+    pub fn churning(&self) -> bool {
+        self.churn_per_sec > 0.0
+    }
+
+    /// Whether the per-second series (RSS, fds...) is kept and reported.
+    pub fn series_on(&self) -> bool {
+        self.series.is_some() || self.churning()
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use tokio::net::TcpSocket;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Request;
@@ -26,8 +26,28 @@ use crate::stats::{PublishCounts, Shard};
 pub enum Phase {
     Connecting,
     Running,
+    /// Publishing has stopped; the last deliveries are awaited (no churn).
+    Draining,
     Done,
 }
+
+/// How a churned client leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Churn {
+    /// Drops the TCP socket, no WebSocket close (the kernel sends a FIN, or
+    /// an RST if unread data was in the receive buffer).
+    Drop,
+    /// Sends a close frame, then drops the socket.
+    Close,
+    /// Stops reading (so never answers a ping) and holds the socket open
+    /// for a while, then drops it.
+    Silent(Duration),
+}
+
+/// A shard's connected clients that churn may pick: each entry wakes one
+/// client. A client that ended on its own has dropped its receiver, so a
+/// send to it fails and another is picked.
+pub type ChurnPool = Arc<std::sync::Mutex<Vec<oneshot::Sender<Churn>>>>;
 
 /// What a client needs to connect.
 #[derive(Debug, Clone)]
@@ -42,6 +62,10 @@ pub struct ClientSpec {
     pub target: Arc<Target>,
     pub source_ip: Option<IpAddr>,
     pub slow: bool,
+    /// Churn may pick this client once it is connected.
+    pub churnable: bool,
+    /// A replacement, connected while publishing: counted apart.
+    pub late: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +78,7 @@ pub struct Common {
     pub read_buffer: usize,
     pub slow_after: Duration,
     pub slow_rcvbuf: u32,
+    pub churn_pool: ChurnPool,
 }
 
 pub async fn run(spec: ClientSpec, common: Common) {
@@ -69,27 +94,47 @@ pub async fn run(spec: ClientSpec, common: Common) {
     let mut ws = match connected {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
-            fail(&common, &err.to_string());
+            fail(&common, spec.late, &err.to_string());
             return;
         }
         Err(_) => {
-            fail(&common, "connect timeout");
+            fail(&common, spec.late, "connect timeout");
             return;
         }
     };
+    // A replacement is owed every event handed to the publisher from now on.
+    let owed_from = common.published.attempted.load(Ordering::Relaxed);
     {
         let mut counts = common.shard.lock();
-        counts.connected += 1;
-        let _ = counts
-            .connect_time
-            .record(started.elapsed().as_micros().max(1) as u64);
+        let micros = started.elapsed().as_micros().max(1) as u64;
+        if spec.late {
+            counts.late_connected += 1;
+            let _ = counts.late_connect_time.record(micros);
+        } else {
+            counts.connected += 1;
+            let _ = counts.connect_time.record(micros);
+        }
         if spec.slow {
             counts.slow_clients += 1;
         }
     }
+    let mut churn_rx = None;
+    if spec.churnable {
+        let (tx, rx) = oneshot::channel();
+        common
+            .churn_pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        churn_rx = Some(rx);
+    }
+    let mut churned: Option<Churn> = None;
 
     let mut phase = common.phase.clone();
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        owed_from,
+        ..Seen::default()
+    };
     let mut ended: Option<String> = None;
     let stall_at = sleep_until(far_future());
     tokio::pin!(stall_at);
@@ -103,6 +148,8 @@ pub async fn run(spec: ClientSpec, common: Common) {
                 let now = changed.map(|()| *phase.borrow_and_update()).unwrap_or(Phase::Done);
                 match now {
                     Phase::Done => break,
+                    // No churn while draining: the pool's senders stay but
+                    // nobody sends on them any more.
                     Phase::Running if spec.slow => {
                         stall_at.as_mut().reset(Instant::now() + common.slow_after);
                     }
@@ -114,16 +161,75 @@ pub async fn run(spec: ClientSpec, common: Common) {
                 // a client that cannot keep up.
                 stalled = true;
             }
-            message = ws.next(), if !stalled && ended.is_none() => match message {
-                Some(Ok(Message::Text(text))) => on_text(&text, spec.slow, &mut seen, &common),
-                Some(Ok(Message::Close(frame))) => {
-                    ended = Some(frame.map_or("close".to_owned(), |f| format!("close {}", u16::from(f.code))));
+            kind = churn_signal(&mut churn_rx), if churn_rx.is_some() => match kind {
+                Some(kind) => {
+                    churned = Some(kind);
+                    break;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => ended = Some(format!("error: {err}")),
-                None => ended = Some("eof".to_owned()),
+                None => churn_rx = None,
             },
+            message = ws.next(), if !stalled && ended.is_none() => {
+                match message {
+                    Some(Ok(Message::Text(text))) => on_text(&text, &spec, &mut seen, &common),
+                    Some(Ok(Message::Close(frame))) => {
+                        ended = Some(frame.map_or("close".to_owned(), |f| format!("close {}", u16::from(f.code))));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => ended = Some(format!("error: {err}")),
+                    None => ended = Some("eof".to_owned()),
+                }
+                if ended.is_some() {
+                    // Ended by the server: not churn's to pick any more.
+                    churn_rx = None;
+                }
+            }
         }
+    }
+
+    if let Some(kind) = churned {
+        {
+            let mut counts = common.shard.lock();
+            match kind {
+                Churn::Drop => counts.churned_drop += 1,
+                Churn::Close => counts.churned_close += 1,
+                Churn::Silent(_) => counts.churned_silent += 1,
+            }
+            // Its deliveries leave the steady (or replacement) totals.
+            if spec.late {
+                counts.late_delivered -= seen.delivered;
+                counts.late_duplicated -= seen.duplicated;
+            } else {
+                counts.delivered -= seen.delivered;
+                counts.duplicated -= seen.duplicated;
+                counts.churned_initial += 1;
+            }
+            counts.churned_delivered += seen.delivered;
+            counts.churned_duplicated += seen.duplicated;
+        }
+        match kind {
+            // Gone: the socket is closed with no WebSocket close frame.
+            Churn::Drop => drop(ws),
+            Churn::Close => {
+                let _ = timeout(Duration::from_millis(500), ws.close(None)).await;
+            }
+            Churn::Silent(hold) => {
+                // Read nothing, answer nothing; leave early only if the run ends.
+                let hold = tokio::time::sleep(hold);
+                tokio::pin!(hold);
+                loop {
+                    tokio::select! {
+                        () = &mut hold => break,
+                        changed = phase.changed() => {
+                            if changed.is_err() || *phase.borrow_and_update() == Phase::Done {
+                                break;
+                            }
+                        }
+                    }
+                }
+                drop(ws);
+            }
+        }
+        return;
     }
 
     let slow_closed = if spec.slow {
@@ -139,6 +245,17 @@ pub async fn run(spec: ClientSpec, common: Common) {
         if spec.slow {
             if slow_closed {
                 counts.slow_closed += 1;
+            }
+        } else if spec.late {
+            counts.late_alive += u64::from(ended.is_none());
+            counts.late_lost += published
+                .saturating_sub(owed_from)
+                .saturating_sub(seen.owed_seen);
+            if let Some(reason) = ended {
+                counts.disconnected += 1;
+                if counts.close_reasons.len() < 20 {
+                    counts.close_reasons.push(reason);
+                }
             }
         } else {
             counts.lost += published.saturating_sub(seen.distinct);
@@ -197,9 +314,21 @@ async fn connect(
     }
 }
 
-fn fail(common: &Common, reason: &str) {
+/// The churn signal, if one comes; `None` once the sender is gone.
+async fn churn_signal(rx: &mut Option<oneshot::Receiver<Churn>>) -> Option<Churn> {
+    match rx.as_mut() {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+fn fail(common: &Common, late: bool, reason: &str) {
     let mut counts = common.shard.lock();
-    counts.connect_failed += 1;
+    if late {
+        counts.late_connect_failed += 1;
+    } else {
+        counts.connect_failed += 1;
+    }
     if counts.close_reasons.len() < 20 {
         counts.close_reasons.push(format!("connect: {reason}"));
     }
@@ -227,6 +356,15 @@ fn far_future() -> Instant {
 struct Seen {
     bits: Vec<u64>,
     distinct: u64,
+    /// Test events received (duplicates included) and duplicates, by this
+    /// client: moved to the churned totals if it is churned.
+    delivered: u64,
+    duplicated: u64,
+    /// The publisher's `attempted` at the greeting: every `seq` from here on
+    /// was handed out after the client was subscribed.
+    owed_from: u64,
+    /// Distinct `seq`s at or after `owed_from`.
+    owed_seen: u64,
 }
 
 impl Seen {
@@ -243,22 +381,30 @@ impl Seen {
     }
 }
 
-fn on_text(text: &str, slow: bool, seen: &mut Seen, common: &Common) {
+fn on_text(text: &str, spec: &ClientSpec, seen: &mut Seen, common: &Common) {
     let received = unix_nanos();
     let Some((seq, sent)) = parse_event(text) else {
         common.shard.lock().other_frames += 1;
         return;
     };
     let fresh = seen.insert(seq);
+    seen.delivered += 1;
+    seen.duplicated += u64::from(!fresh);
+    seen.owed_seen += u64::from(fresh && seq >= seen.owed_from);
     let mut counts = common.shard.lock();
     counts.bytes += text.len() as u64;
-    if slow {
+    if spec.slow {
         counts.slow_delivered += 1;
         return;
     }
-    counts.delivered += 1;
+    if spec.late {
+        counts.late_delivered += 1;
+        counts.late_duplicated += u64::from(!fresh);
+    } else {
+        counts.delivered += 1;
+        counts.duplicated += u64::from(!fresh);
+    }
     if !fresh {
-        counts.duplicated += 1;
         return;
     }
     if seq >= common.published.measure_from.load(Ordering::Relaxed) {

@@ -19,6 +19,7 @@ mod client;
 mod procfs;
 mod publish;
 mod report;
+mod series;
 mod stats;
 
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::cli::Args;
-use crate::client::{ClientSpec, Common, Phase, Target};
+use crate::client::{Churn, ChurnPool, ClientSpec, Common, Phase, Target};
 use crate::report::{ProcessReport, Report};
 use crate::stats::{Counts, PublishCounts, Shard};
 
@@ -55,6 +56,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         "--slow-share is a share, 0..1"
     );
     anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
+    anyhow::ensure!(
+        args.churn_per_sec >= 0.0,
+        "--churn-per-sec must not be negative"
+    );
+    for (name, share) in [
+        ("--churn-close-share", args.churn_close_share),
+        ("--churn-silent-share", args.churn_silent_share),
+        ("--churn-exempt", args.churn_exempt),
+    ] {
+        anyhow::ensure!((0.0..=1.0).contains(&share), "{name} is a share, 0..1");
+    }
+    anyhow::ensure!(
+        args.churn_close_share + args.churn_silent_share <= 1.0,
+        "--churn-close-share + --churn-silent-share must not exceed 1"
+    );
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -73,8 +89,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     let rss_before: Vec<Option<u64>> = watched.iter().map(|(_, pid)| procfs::rss(*pid)).collect();
 
     let slow_count = (args.clients as f64 * args.slow_share).round() as usize;
+    let exempt_count = (args.clients as f64 * args.churn_exempt).round() as usize;
+    // Client i is picked when the running share steps up: spread evenly.
+    let picked = |i: usize, count: usize| {
+        count > 0 && (i * count / args.clients) != ((i + 1) * count / args.clients)
+    };
     let mut threads = Vec::new();
     for (t, shard) in shards.iter().enumerate() {
+        let churn = ChurnPlan {
+            per_sec: args.churn_per_sec / args.threads as f64,
+            close_share: args.churn_close_share,
+            silent_share: args.churn_silent_share,
+            silent_hold: args.churn_silent_hold,
+            targets: targets.clone(),
+            source_ips: args.source_ip.clone(),
+            seed: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1).wrapping_mul(client::unix_nanos() | 1),
+        };
         let common = Common {
             shard: shard.clone(),
             published: published.clone(),
@@ -84,6 +114,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             read_buffer: args.read_buffer,
             slow_after: args.slow_after,
             slow_rcvbuf: args.slow_rcvbuf,
+            churn_pool: ChurnPool::default(),
         };
         let specs: Vec<ClientSpec> = (t..args.clients)
             .step_by(args.threads)
@@ -91,9 +122,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 target: targets[i % targets.len()].clone(),
                 source_ip: (!args.source_ip.is_empty())
                     .then(|| args.source_ip[i % args.source_ip.len()]),
-                // Spread evenly: client i is slow when the running share steps up.
-                slow: slow_count > 0
-                    && (i * slow_count / args.clients) != ((i + 1) * slow_count / args.clients),
+                slow: picked(i, slow_count),
+                churnable: args.churning() && !picked(i, slow_count) && !picked(i, exempt_count),
+                late: false,
             })
             .collect();
         threads.push(
@@ -107,6 +138,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                         let mut set = tokio::task::JoinSet::new();
                         for spec in specs {
                             set.spawn(client::run(spec, common.clone()));
+                        }
+                        if churn.per_sec > 0.0 {
+                            churn.run(&mut set, &common).await;
                         }
                         while set.join_next().await.is_some() {}
                     });
@@ -195,13 +229,7 @@ struct Sample {
 }
 
 fn sample(shards: &[Arc<Shard>], watched: &[(String, u32)]) -> Sample {
-    let delivered = shards
-        .iter()
-        .map(|s| {
-            let c = s.lock();
-            c.delivered + c.slow_delivered
-        })
-        .sum();
+    let delivered = shards.iter().map(|s| s.lock().received()).sum();
     Sample {
         at: Instant::now(),
         cpu: watched
@@ -222,6 +250,11 @@ async fn orchestrate(
     rss_before: &[Option<u64>],
 ) -> anyhow::Result<Report> {
     let mut progress = Progress::new(args, watched);
+    let mut series = if args.series_on() {
+        Some(series::Series::new(args, watched)?)
+    } else {
+        None
+    };
 
     // 1. Connect.
     let start = Instant::now();
@@ -236,6 +269,9 @@ async fn orchestrate(
             break;
         }
         progress.maybe_print("connect", shards, published, watched);
+        if let Some(s) = series.as_mut() {
+            s.maybe_sample("connect", shards, published);
+        }
     }
     let connected = merged(shards, false).connected;
     anyhow::ensure!(
@@ -268,8 +304,16 @@ async fn orchestrate(
             break;
         }
         progress.maybe_print("run", shards, published, watched);
+        // The last of these is the "end" of the warm-vs-end comparison:
+        // taken while the publisher still runs (its connections still open).
+        if let Some(s) = series.as_mut()
+            && Instant::now() < run_end
+        {
+            s.maybe_sample("run", shards, published);
+        }
     }
     let window_end = sample(shards, watched);
+    let _ = phase.send(Phase::Draining);
     if let Some(publisher) = publisher {
         publisher.await??;
     }
@@ -279,12 +323,16 @@ async fn orchestrate(
     let ok = published.ok.load(Ordering::Relaxed);
     while drain_start.elapsed() < args.drain {
         let c = merged(shards, false);
-        let readers = c.connected - c.slow_clients - c.disconnected;
-        if args.publishing() && c.delivered - c.duplicated >= ok * readers {
+        let readers = c.connected - c.slow_clients - c.disconnected - c.churned_initial;
+        // With churn, replacements are owed events too: wait out the drain.
+        if args.publishing() && !args.churning() && c.delivered - c.duplicated >= ok * readers {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         progress.maybe_print("drain", shards, published, watched);
+        if let Some(s) = series.as_mut() {
+            s.maybe_sample("drain", shards, published);
+        }
     }
     let rss_end: Vec<Option<u64>> = watched.iter().map(|(_, pid)| procfs::rss(*pid)).collect();
     let _ = phase.send(Phase::Done);
@@ -324,6 +372,7 @@ async fn orchestrate(
         run_elapsed: run_start.elapsed(),
         processes,
         counts: Counts::default(),
+        series: series.map(|s| s.finish(run_start, args.duration)),
     })
 }
 
@@ -336,6 +385,8 @@ struct Progress {
     last_published: u64,
     last_cpu: Vec<Option<Duration>>,
     clients: usize,
+    /// Also RSS and open fds of watched processes (with the series).
+    resources: bool,
 }
 
 impl Progress {
@@ -349,6 +400,7 @@ impl Progress {
             last_published: 0,
             last_cpu: watched.iter().map(|(_, pid)| procfs::cpu(*pid)).collect(),
             clients: args.clients,
+            resources: args.series_on(),
         }
     }
 
@@ -365,13 +417,13 @@ impl Progress {
             return;
         }
         let c = merged(shards, true);
-        let delivered = c.delivered + c.slow_delivered;
+        let delivered = c.received();
         let pubs = published.ok.load(Ordering::Relaxed);
         let secs = dt.as_secs_f64();
         let mut line = format!(
             "[{:>5.1}s {phase:<7}] conns {}/{}{}  pub {} ({:.0}/s)  recv {} ({:.0}/s)",
             (now - self.start).as_secs_f64(),
-            c.connected - c.disconnected,
+            c.live(),
             self.clients,
             if c.connect_failed > 0 {
                 format!(" ({} failed)", c.connect_failed)
@@ -390,8 +442,15 @@ impl Progress {
                 report::ms(c.latency_interval.max())
             );
         }
-        if c.duplicated > 0 {
-            line += &format!("  dup {}", c.duplicated);
+        if c.churned() + c.late_connected > 0 {
+            line += &format!("  churned {} new {}", c.churned(), c.late_connected);
+            if c.late_connect_failed > 0 {
+                line += &format!(" ({} failed)", c.late_connect_failed);
+            }
+        }
+        let dup = c.duplicated + c.late_duplicated + c.churned_duplicated;
+        if dup > 0 {
+            line += &format!("  dup {dup}");
         }
         for (i, (name, pid)) in watched.iter().enumerate() {
             let cpu = procfs::cpu(*pid);
@@ -402,6 +461,14 @@ impl Progress {
                 );
             }
             self.last_cpu[i] = cpu;
+            if self.resources {
+                if let Some(rss) = procfs::rss(*pid) {
+                    line += &format!(" {:.0}MiB", rss as f64 / 1048576.0);
+                }
+                if let Some(fds) = procfs::fds(*pid) {
+                    line += &format!(" {fds}fd");
+                }
+            }
         }
         if !self.quiet {
             eprintln!("{line}");
@@ -409,5 +476,92 @@ impl Progress {
         self.last = now;
         self.last_delivered = delivered;
         self.last_published = pubs;
+    }
+}
+
+/// One client thread's share of the churn, and what it needs to replace
+/// the clients it removes.
+struct ChurnPlan {
+    per_sec: f64,
+    close_share: f64,
+    silent_share: f64,
+    silent_hold: Duration,
+    targets: Vec<Arc<Target>>,
+    source_ips: Vec<std::net::IpAddr>,
+    seed: u64,
+}
+
+impl ChurnPlan {
+    /// Every second while publishing: picks its share of connected,
+    /// churnable clients at random, tells each how to leave, and starts as
+    /// many replacements (themselves churnable). Returns when publishing stops.
+    async fn run(self, set: &mut tokio::task::JoinSet<()>, common: &Common) {
+        let mut phase = common.phase.clone();
+        while *phase.borrow_and_update() == Phase::Connecting {
+            if phase.changed().await.is_err() {
+                return;
+            }
+        }
+        let mut rng = self.seed | 1;
+        let mut next = || {
+            // xorshift64*: plenty for picking victims.
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let mut owed = 0.0;
+        let mut spawned = 0usize;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = phase.changed() => {
+                    if changed.is_err() || *phase.borrow_and_update() != Phase::Running {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            // Reap finished tasks so the set does not grow with the churn.
+            while set.try_join_next().is_some() {}
+            owed += self.per_sec;
+            let due = owed.floor() as usize;
+            owed -= due as f64;
+            let mut removed = 0;
+            {
+                let mut pool = common.churn_pool.lock().unwrap_or_else(|p| p.into_inner());
+                while removed < due && !pool.is_empty() {
+                    let at = (next() % pool.len() as u64) as usize;
+                    let victim = pool.swap_remove(at);
+                    let roll = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                    let kind = if roll < self.close_share {
+                        Churn::Close
+                    } else if roll < self.close_share + self.silent_share {
+                        Churn::Silent(self.silent_hold)
+                    } else {
+                        Churn::Drop
+                    };
+                    // Fails only if the client had already ended: pick again.
+                    if victim.send(kind).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            for _ in 0..removed {
+                let spec = ClientSpec {
+                    target: self.targets[spawned % self.targets.len()].clone(),
+                    source_ip: (!self.source_ips.is_empty())
+                        .then(|| self.source_ips[spawned % self.source_ips.len()]),
+                    slow: false,
+                    churnable: true,
+                    late: true,
+                };
+                spawned += 1;
+                set.spawn(client::run(spec, common.clone()));
+            }
+        }
     }
 }

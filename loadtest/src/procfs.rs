@@ -57,3 +57,10 @@ pub fn rss(pid: u32) -> Option<u64> {
 pub fn self_pid() -> u32 {
     std::process::id()
 }
+
+/// Open file descriptors (entries of /proc/<pid>/fd): sockets, files, pipes.
+/// Needs the same user as the process (or root).
+pub fn fds(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.count() as u64)
+}

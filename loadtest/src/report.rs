@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::cli::Args;
+use crate::series::SeriesReport;
 use crate::stats::Counts;
 
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct Report {
     pub run_elapsed: Duration,
     pub processes: Vec<ProcessReport>,
     pub counts: Counts,
+    /// The per-second series, with `--series` or `--churn-per-sec`.
+    pub series: Option<SeriesReport>,
 }
 
 /// Microseconds as milliseconds, 2 decimals.
@@ -63,8 +66,9 @@ fn mib(bytes: u64) -> String {
 }
 
 impl Report {
+    /// Initial, non-slow clients never churned (all of them without churn).
     fn readers(&self) -> u64 {
-        self.counts.connected - self.counts.slow_clients
+        self.counts.connected - self.counts.slow_clients - self.counts.churned_initial
     }
 
     fn connect_rate(&self) -> f64 {
@@ -151,6 +155,39 @@ impl Report {
                     c.latency.len(),
                 );
             }
+            if args.churning() {
+                println!(
+                    "  churn       {}/s asked: {} clients left ({} dropped the socket without a close, {} closed cleanly, {} went silent for {:.0} s); {} replacements connected, {} failed",
+                    args.churn_per_sec,
+                    c.churned(),
+                    c.churned_drop,
+                    c.churned_close,
+                    c.churned_silent,
+                    args.churn_silent_hold.as_secs_f64(),
+                    c.late_connected,
+                    c.late_connect_failed,
+                );
+                if !c.late_connect_time.is_empty() {
+                    println!(
+                        "  replaced    handshake+greeting under load p50 {} p99 {} max {}",
+                        ms(c.late_connect_time.value_at_quantile(0.5)),
+                        ms(c.late_connect_time.value_at_quantile(0.99)),
+                        ms(c.late_connect_time.max()),
+                    );
+                }
+                println!(
+                    "  steady      {} of the first clients were never churned: the delivered/lost/duplicated lines above count them only",
+                    self.readers(),
+                );
+                println!(
+                    "  replacements {} alive at the end: lost {} (of the events handed to the publisher after each one's greeting), duplicated {}, {} delivered",
+                    c.late_alive, c.late_lost, c.late_duplicated, c.late_delivered,
+                );
+                println!(
+                    "  churned     {} events reached clients before they left, {} duplicated (not counted for loss)",
+                    c.churned_delivered, c.churned_duplicated,
+                );
+            }
             if c.slow_clients > 0 {
                 println!(
                     "  slow        {} clients stopped reading after {:.0} s (excluded above); {} events reached them; {} closed by the server",
@@ -196,6 +233,9 @@ impl Report {
                 "  machine     {:.0}% of all cores busy in the window",
                 busy * 100.0
             );
+        }
+        if let Some(series) = &self.series {
+            series.print(args.series_every);
         }
     }
 
@@ -259,6 +299,28 @@ impl Report {
                 "rss_end": p.rss_end,
                 "rss_per_connection": self.rss_per_conn(p),
             })).collect::<Vec<_>>(),
+            "churn": {
+                "per_sec": args.churn_per_sec,
+                "close_share": args.churn_close_share,
+                "silent_share": args.churn_silent_share,
+                "silent_hold_s": args.churn_silent_hold.as_secs_f64(),
+                "exempt_share": args.churn_exempt,
+                "churned": c.churned(),
+                "dropped": c.churned_drop,
+                "closed": c.churned_close,
+                "silent": c.churned_silent,
+                "churned_initial": c.churned_initial,
+                "churned_delivered": c.churned_delivered,
+                "churned_duplicated": c.churned_duplicated,
+                "replacements": c.late_connected,
+                "replacements_failed": c.late_connect_failed,
+                "replacement_connect_time": quantiles(&c.late_connect_time),
+                "replacements_alive": c.late_alive,
+                "replacements_lost": c.late_lost,
+                "replacements_duplicated": c.late_duplicated,
+                "replacements_delivered": c.late_delivered,
+            },
+            "series": self.series.as_ref().map(SeriesReport::json),
             "run_elapsed_s": self.run_elapsed.as_secs_f64(),
             "machine_busy": self.machine_busy,
         })

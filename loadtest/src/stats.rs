@@ -39,6 +39,31 @@ pub struct Counts {
     pub latency_interval: Histogram<u64>,
     /// Handshake + greeting time (µs).
     pub connect_time: Histogram<u64>,
+    // Churn (`--churn-per-sec`). `connected`, `delivered`, `duplicated` and
+    // `lost` above cover the initial clients only, and of those only the
+    // ones never churned (a churned client's deliveries move to
+    // `churned_delivered`); replacements are counted apart, per connection.
+    /// Replacement clients that got their greeting.
+    pub late_connected: u64,
+    pub late_connect_failed: u64,
+    /// Replacements' handshake + greeting time (µs), under load.
+    pub late_connect_time: Histogram<u64>,
+    /// Test events received by replacements not (yet) churned.
+    pub late_delivered: u64,
+    pub late_duplicated: u64,
+    /// Replacements alive at the end, and what they missed of the events
+    /// handed to the publisher after their greeting.
+    pub late_alive: u64,
+    pub late_lost: u64,
+    /// Churned clients, by how they left.
+    pub churned_drop: u64,
+    pub churned_close: u64,
+    pub churned_silent: u64,
+    /// Of the churned, how many were initial clients (the rest replacements).
+    pub churned_initial: u64,
+    /// Test events received by clients before they were churned.
+    pub churned_delivered: u64,
+    pub churned_duplicated: u64,
 }
 
 impl Default for Counts {
@@ -59,6 +84,19 @@ impl Default for Counts {
             latency: histogram(),
             latency_interval: histogram(),
             connect_time: histogram(),
+            late_connected: 0,
+            late_connect_failed: 0,
+            late_connect_time: histogram(),
+            late_delivered: 0,
+            late_duplicated: 0,
+            late_alive: 0,
+            late_lost: 0,
+            churned_drop: 0,
+            churned_close: 0,
+            churned_silent: 0,
+            churned_initial: 0,
+            churned_delivered: 0,
+            churned_duplicated: 0,
         }
     }
 }
@@ -82,6 +120,33 @@ impl Counts {
         let _ = self.latency.add(&other.latency);
         let _ = self.latency_interval.add(&other.latency_interval);
         let _ = self.connect_time.add(&other.connect_time);
+        self.late_connected += other.late_connected;
+        self.late_connect_failed += other.late_connect_failed;
+        let _ = self.late_connect_time.add(&other.late_connect_time);
+        self.late_delivered += other.late_delivered;
+        self.late_duplicated += other.late_duplicated;
+        self.late_alive += other.late_alive;
+        self.late_lost += other.late_lost;
+        self.churned_drop += other.churned_drop;
+        self.churned_close += other.churned_close;
+        self.churned_silent += other.churned_silent;
+        self.churned_initial += other.churned_initial;
+        self.churned_delivered += other.churned_delivered;
+        self.churned_duplicated += other.churned_duplicated;
+    }
+
+    /// Test events received by every client, whatever its kind.
+    pub fn received(&self) -> u64 {
+        self.delivered + self.slow_delivered + self.late_delivered + self.churned_delivered
+    }
+
+    pub fn churned(&self) -> u64 {
+        self.churned_drop + self.churned_close + self.churned_silent
+    }
+
+    /// Clients connected now (as far as the generator knows).
+    pub fn live(&self) -> u64 {
+        (self.connected + self.late_connected).saturating_sub(self.disconnected + self.churned())
     }
 }
 
