@@ -55,6 +55,11 @@ use crate::node::Node;
 /// 4 MiB in the kernel; with it, a client that stops reading soon blocks its
 /// writes and meets `CLIENT_BUFFER` / `WRITE_TIMEOUT_MS` instead.
 const SOCKET_SEND_BUFFER: usize = 64 * 1024;
+/// Pending connections the kernel queues before `accept`. tokio's
+/// `TcpListener::bind` asks for 128, which a reconnect storm (or a burst of
+/// new dashboards) overflows: dropped SYNs come back only after a 1 s
+/// retransmit. The kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
 /// Largest `POST /api/publish` body.
 const MAX_PUBLISH_BODY: usize = 1024 * 1024;
 /// How often histograms are folded into their buckets.
@@ -105,6 +110,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/publish", post(http::publish))
         .layer(DefaultBodyLimit::max(MAX_PUBLISH_BODY))
         .with_state(state)
+}
+
+/// Binds the node's listening socket with a backlog that absorbs connection
+/// bursts (see [`LISTEN_BACKLOG`]).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted node can take its port back while old connections linger
+    // in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Runs one node on `listener` until `shutdown` is cancelled, then drains:

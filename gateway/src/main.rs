@@ -4,7 +4,6 @@
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use gateway::Config;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -16,8 +15,7 @@ async fn main() -> anyhow::Result<()> {
             .exit()
     });
     gateway::telemetry::init_logging();
-    let listener = TcpListener::bind(config.bind_addr)
-        .await
+    let listener = gateway::listen(config.bind_addr)
         .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
