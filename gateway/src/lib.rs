@@ -45,7 +45,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
-use crate::bus::redis::RedisBus;
+use crate::bus::redis::{RedisBus, Target};
 pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
 use crate::node::Node;
@@ -153,27 +153,16 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     };
     let hub = Arc::new(Hub::new(config.client_buffer, arrival));
     let tracker = TaskTracker::new();
-    let bus: Arc<dyn Bus> = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
-        (None, []) => Arc::new(LocalBus::new(hub.clone(), config.history())),
-        (Some(url), _) => {
-            let wire = WireFormat::new(&config.channel_prefix, config.history());
-            let target = bus::redis::Target::Single(url.clone());
-            RedisBus::start(
-                target,
-                wire,
-                hub.clone(),
-                node.clone(),
-                shutdown.clone(),
-                &tracker,
-            )?
-        }
-        (None, seeds) => {
-            let wire = WireFormat::with_topology(
-                &config.channel_prefix,
-                config.history(),
-                Topology::Cluster,
-            );
-            let target = bus::redis::Target::Cluster(seeds.to_vec());
+    let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
+        (None, []) => None,
+        (Some(url), _) => Some((Target::Single(url.clone()), Topology::Single)),
+        (None, seeds) => Some((Target::Cluster(seeds.to_vec()), Topology::Cluster)),
+    };
+    let bus: Arc<dyn Bus> = match redis {
+        None => Arc::new(LocalBus::new(hub.clone(), config.history())),
+        Some((target, topology)) => {
+            let wire =
+                WireFormat::with_topology(&config.channel_prefix, config.history(), topology);
             RedisBus::start(
                 target,
                 wire,

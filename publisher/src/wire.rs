@@ -58,8 +58,12 @@ pub enum Topology {
     Cluster,
 }
 
-/// Cluster: append to the history only; returns the id.
-const HISTORY_SCRIPT: &str = r#"
+/// Appends the event to the history (`ARGV[1]` envelope, `ARGV[2]` max
+/// length, `ARGV[3]` age limit in ms) and sets `id`: the start of both
+/// scripts.
+macro_rules! append_lua {
+    () => {
+        r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'e', ARGV[1])
 local ttl_ms = tonumber(ARGV[3])
 if ttl_ms > 0 then
@@ -69,26 +73,25 @@ if ttl_ms > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
   end
 end
-return id
-"#;
+"#
+    };
+}
 
-const PUBLISH_SCRIPT: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'e', ARGV[2])
-local ttl_ms = tonumber(ARGV[4])
-if ttl_ms > 0 then
-  local now = redis.call('TIME')
-  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
-  if cutoff > 0 then
-    redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
-  end
-end
-local payload = '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2)
+/// Cluster: append to the history only; returns the id.
+const HISTORY_SCRIPT: &str = concat!(append_lua!(), "return id\n");
+
+/// One Redis: append, keep the snapshot (`KEYS[2]` when `ARGV[5]` is 1), and
+/// publish on `ARGV[4]` with the id spliced in front; returns the id.
+const PUBLISH_SCRIPT: &str = concat!(
+    append_lua!(),
+    r#"local payload = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
 if ARGV[5] == '1' then
   redis.call('SET', KEYS[2], payload)
 end
-redis.call('PUBLISH', ARGV[1], payload)
+redis.call('PUBLISH', ARGV[4], payload)
 return id
-"#;
+"#
+);
 
 /// Everything needed to write events in the gateway's format: the prefix,
 /// the history policy and the script. Cheap to clone.
@@ -147,13 +150,9 @@ impl WireFormat {
             return self.publish_sharded(conn, kind, &payload).await;
         }
         let id: String = self
-            .script
-            .key(keys::history_key(&self.prefix))
+            .append(&self.script, &payload)
             .key(keys::analytics_key(&self.prefix))
             .arg(keys::events_channel(&self.prefix, kind))
-            .arg(&payload)
-            .arg(self.history.max_len.max(1))
-            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
             .arg(if kind == kind::ANALYTICS_UPDATE {
                 "1"
             } else {
@@ -162,6 +161,17 @@ impl WireFormat {
             .invoke_async(conn)
             .await?;
         id.parse().map_err(|_| PublishError::BadId(id))
+    }
+
+    /// `script` invoked with the history key and the append arguments.
+    fn append<'a>(&self, script: &'a redis::Script, payload: &str) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(keys::history_key(&self.prefix))
+            .arg(payload)
+            .arg(self.history.max_len.max(1))
+            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX));
+        invocation
     }
 
     async fn publish_sharded<C>(
@@ -174,11 +184,7 @@ impl WireFormat {
         C: ConnectionLike + Send,
     {
         let raw_id: String = self
-            .history_script
-            .key(keys::history_key(&self.prefix))
-            .arg(payload)
-            .arg(self.history.max_len.max(1))
-            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
+            .append(&self.history_script, payload)
             .invoke_async(conn)
             .await?;
         let id: EventId = raw_id.parse().map_err(|_| PublishError::BadId(raw_id))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{PATIENCE, free_port};
+use crate::{free_port, wait_for_port};
 
 /// A real Redis Cluster on loopback: `masters` masters with one replica
 /// each, `redis-server` processes in cluster mode joined with
@@ -58,14 +58,7 @@ impl RedisCluster {
             cluster.children.push(Some(child));
         }
         for port in &ports {
-            let deadline = Instant::now() + PATIENCE;
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server did not start on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_port(*port, "redis-server");
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
