@@ -30,45 +30,11 @@ if [ ${#SCENARIOS[@]} -eq 0 ]; then
 fi
 mkdir -p "$OUT"
 
-for tool in redis-server redis-cli curl jq; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is needed (apt-get install redis-server curl jq)" >&2; exit 2; }
-done
-
-echo "bench: building release binaries" >&2
-cargo build --release --quiet -p gateway -p publisher -p loadtest
-BIN=target/release
-# What was measured: the commit, and a hash of any uncommitted change to the
-# crates on the path.
-{
-    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "uncommitted-diff $(git diff HEAD -- gateway shared publisher 2>/dev/null | sha1sum | cut -c1-12)"
-    echo "date $(date -u +%FT%TZ)"
-    echo "cpus $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
-    echo "kernel $(uname -r)"
-} >"$OUT/version.txt"
-
-# Both processes hold one descriptor per connection.
-ulimit -n "$(ulimit -Hn)"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_prepare bench redis-server redis-cli curl jq python3
 FD_LIMIT=$(ulimit -n)
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --maxclients 1000 --logfile "$OUT/redis.log" &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+start_redis
 API_KEY=bench-key
 
 GW_PID=

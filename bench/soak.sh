@@ -54,46 +54,12 @@ AFTER=${AFTER:-5}
 OUT=${OUT:-bench/results/soak-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/metrics"
 
-for tool in redis-server redis-cli curl python3; do
-    command -v "$tool" >/dev/null || { echo "soak: $tool is needed" >&2; exit 2; }
-done
-
-echo "soak: building release binaries" >&2
-cargo build --release --quiet -p gateway -p publisher -p loadtest
-BIN=target/release
-{
-    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "uncommitted-diff $(git diff HEAD -- gateway shared publisher 2>/dev/null | sha1sum | cut -c1-12)"
-    echo "date $(date -u +%FT%TZ)"
-    echo "cpus $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
-    echo "kernel $(uname -r)"
-} >"$OUT/version.txt"
-
-# One descriptor per connection in both processes, plus silent clients'
-# sockets still held by the generator after the gateway let go of them.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_prepare soak redis-server redis-cli curl python3
 echo "soak: open-files limit $(ulimit -n)" >&2
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --maxclients 1000 --logfile "$OUT/redis.log" &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+start_redis
 API_KEY=soak-key
 
 GW_PORT=$(free_port)
