@@ -39,6 +39,22 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A `redis-server` command on loopback `port` that keeps nothing on disk.
+pub fn redis_server(port: u16) -> Command {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    command
+}
+
 /// Blocks until something accepts connections on loopback `port`.
 pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + PATIENCE;
@@ -339,17 +355,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = redis_server(self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

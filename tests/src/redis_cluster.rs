@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, wait_for_port};
+use crate::{free_port, redis_server, wait_for_port};
 
 /// A real Redis Cluster on loopback: `masters` masters with one replica
 /// each, `redis-server` processes in cluster mode joined with
@@ -32,17 +32,7 @@ impl RedisCluster {
         for port in &ports {
             let node_dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node dir");
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+            let child = redis_server(*port)
                 .args([
                     "--cluster-enabled",
                     "yes",

@@ -34,7 +34,8 @@ export interface UseWebSocketOptions extends Omit<WebSocketServiceOptions, 'onSt
   onStateChange?: (state: ConnectionState, previous: ConnectionState) => void;
 }
 
-export interface UseWebSocketResult {
+/** What `useWebSocket` tracks from the stream. */
+export interface LiveState {
   /** `connecting` | `connected` | `reconnecting` | `disconnected`. */
   state: ConnectionState;
   /** Reconnection attempts made since the last healthy connection (for "Reconnecting (3/10)"). */
@@ -54,22 +55,15 @@ export interface UseWebSocketResult {
   lastMessage: ServerMessage | null;
   /** The last `recovery` frame's data (after a reconnection with `?since=`). */
   recovery: RecoveryData | null;
+}
+
+export interface UseWebSocketResult extends LiveState {
   /** The underlying service (null before the effect ran or while `enabled` is false). */
   service: WebSocketService | null;
   /** Reconnect now (after giving up, or to skip the backoff wait). */
   retry: () => void;
 }
 
-interface LiveState {
-  state: ConnectionState;
-  attempt: number;
-  analytics: AnalyticsData | null;
-  alerts: AlertMessage[];
-  interventions: InterventionMessage[];
-  metrics: Record<string, MetricsUpdateData>;
-  lastMessage: ServerMessage | null;
-  recovery: RecoveryData | null;
-}
 
 type Action =
   | { kind: 'state'; state: ConnectionState; attempt: number }
