@@ -37,7 +37,8 @@ describe('node restart', () => {
 
     // the node drains: clients get 1001 and start reconnecting
     await stop(gw, 'SIGTERM');
-    await rec.waitFor('the close', () => rec.closes.length === 1);
+    // At least one: a fast reconnect attempt refused by the draining node is a close too.
+    await rec.waitFor('the close', () => rec.closes.length >= 1);
     expect(rec.closes[0].code).toBe(1001);
     expect(svc.state).toBe('reconnecting');
 
