@@ -119,10 +119,6 @@ impl WireFormat {
         }
     }
 
-    pub fn topology(&self) -> Topology {
-        self.topology
-    }
-
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

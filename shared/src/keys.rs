@@ -12,14 +12,6 @@ pub fn events_pattern(prefix: &str) -> String {
     format!("{prefix}:events:*")
 }
 
-/// The type part of a channel name, if the channel is one of ours.
-pub fn kind_of_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
-    channel
-        .strip_prefix(prefix)?
-        .strip_prefix(":events:")
-        .filter(|kind| !kind.is_empty())
-}
-
 /// `{prefix}:analytics:latest`: the latest `analytics_update` payload.
 pub fn analytics_key(prefix: &str) -> String {
     format!("{prefix}:analytics:latest")
@@ -59,12 +51,6 @@ mod tests {
         assert_eq!(events_channel("ws", "alert"), "ws:events:alert");
         assert_eq!(events_pattern("ws"), "ws:events:*");
         assert_eq!(analytics_key("ws"), "ws:analytics:latest");
-        assert_eq!(
-            kind_of_channel("ws", "ws:events:test_message"),
-            Some("test_message")
-        );
-        assert_eq!(kind_of_channel("ws", "other:events:alert"), None);
-        assert_eq!(kind_of_channel("ws", "ws:events:"), None);
         assert_eq!(node_key("ws", "a"), "{ws:nodes}:a");
         assert_eq!(nodes_index_key("ws"), "{ws:nodes}");
     }

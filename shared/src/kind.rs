@@ -65,10 +65,6 @@ pub struct TypeFilter {
 }
 
 impl TypeFilter {
-    pub fn all() -> Self {
-        Self::default()
-    }
-
     /// Parses the value of `?types=`. Blank entries are ignored; an empty
     /// list means "everything" (what `?types=` alone would suggest).
     pub fn parse(value: &str) -> Result<Self, KindError> {
