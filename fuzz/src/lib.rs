@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use shared::client::{self, ClientCommand};
-use shared::{EventId, TypeFilter};
+use shared::{Epoch, EventId, Position, TypeFilter};
 
 /// A payload arriving on a Redis channel (from any publisher, possibly
 /// hostile): decoding never panics, and whatever it accepts is a JSON object
@@ -36,10 +36,16 @@ pub fn check_bus_payload(data: &[u8]) {
     assert_eq!(again, decoded);
     // The analytics snapshot path reads the same text.
     let _ = shared::envelope::parts(&decoded.text);
-    if let Some(with_id) = shared::insert_id(&decoded.text, EventId::new(1, 2)) {
+    let position = Position::new(Epoch(0x0123abcd), EventId::new(1, 2));
+    if let Some(with_id) = shared::insert_id(&decoded.text, position) {
         serde_json::from_str::<HashMap<String, Box<RawValue>>>(&with_id)
             .expect("an id spliced into a valid envelope keeps it valid");
     }
+    // Taking an untrusted id out keeps every other member and a valid object.
+    let stripped = shared::envelope::strip_id(&decoded.text).expect("an accepted payload strips");
+    let members = serde_json::from_str::<HashMap<String, Box<RawValue>>>(&stripped)
+        .expect("a stripped envelope stays valid");
+    assert!(!members.contains_key("id"));
 }
 
 /// What a browser controls: frame text and the `?types=` / `?since=` query
@@ -56,6 +62,9 @@ pub fn check_client_input(data: &[u8]) {
     }
     if let Ok(id) = text.parse::<EventId>() {
         assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
+    }
+    if let Ok(position) = text.parse::<Position>() {
+        assert_eq!(position.to_string().parse::<Position>().unwrap(), position);
     }
     let reply = client::error(client::codes::UNKNOWN_MESSAGE, &text, Utc::now());
     serde_json::from_str::<Value>(&reply)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use publisher::HistoryPolicy;
 use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
+use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
 use thiserror::Error;
 
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8000";
@@ -110,6 +111,22 @@ pub struct Config {
     /// Messages a second a client may send, bursts of twice that (0: no limit); more close it with 1008.
     #[arg(long, env = "MESSAGE_RATE", default_value_t = DEFAULT_MESSAGE_RATE, value_parser = parse_rate)]
     pub message_rate: f64,
+    /// Largest encoded event (bytes): bigger publishes are refused (413), bigger bus payloads dropped.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
+          value_parser = parse_max_event_bytes)]
+    pub max_event_bytes: usize,
+}
+
+fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
+    let range = MAX_EVENT_BYTES_RANGE;
+    match value.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
 }
 
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
@@ -189,6 +206,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             handshake_rate_per_ip: 0.0,
             message_rate: DEFAULT_MESSAGE_RATE,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }

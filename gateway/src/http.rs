@@ -136,6 +136,7 @@ pub async fn publish(
         Err(e) if e.status == StatusCode::NOT_FOUND => "disabled",
         Err(e) if e.status == StatusCode::UNAUTHORIZED => "unauthorized",
         Err(e) if e.status == StatusCode::BAD_REQUEST => "bad_request",
+        Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         Err(_) => "unavailable",
     };
     counter!(PUBLISH_REQUESTS, "result" => label).increment(1);
@@ -149,7 +150,7 @@ async fn publish_inner(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<shared::EventId, AppError> {
+) -> Result<shared::Position, AppError> {
     let Some(key) = state.config.publish_api_key.as_deref() else {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
@@ -180,6 +181,9 @@ async fn publish_inner(
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_type", &e.to_string()))?;
     let data = body.data.unwrap_or_else(|| RawValue::NULL.to_owned());
     state.bus.publish(&body.kind, &data).await.map_err(|err| {
+        if let BusError::Publish(err @ publisher::PublishError::TooLarge { .. }) = &err {
+            return AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &err.to_string());
+        }
         tracing::warn!("publish failed: {err}");
         let message = match err {
             BusError::Unavailable | BusError::Timeout => "the bus is unavailable; retry",

@@ -60,8 +60,9 @@ const SOCKET_SEND_BUFFER: usize = 64 * 1024;
 /// new dashboards) overflows: dropped SYNs come back only after a 1 s
 /// retransmit. The kernel caps this at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
-/// Largest `POST /api/publish` body.
-const MAX_PUBLISH_BODY: usize = 1024 * 1024;
+/// Replays one node runs at once: each holds one page of the history and
+/// a Redis connection while it runs.
+const MAX_CONCURRENT_REPLAYS: usize = 16;
 /// How often histograms are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -87,6 +88,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every client session and background task, so a drain can wait.
     pub tracker: TaskTracker,
+    /// Replays (`?since=`) running at once; a resume waits for a permit.
+    pub replays: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -108,7 +111,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/api/publish", post(http::publish))
-        .layer(DefaultBodyLimit::max(MAX_PUBLISH_BODY))
+        // A body over twice the event limit is refused unread (413); the
+        // handler answers anything between with the precise 413.
+        .layer(DefaultBodyLimit::max(
+            2 * state.config.max_event_bytes + 4096,
+        ))
         .with_state(state)
 }
 
@@ -151,7 +158,11 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     } else {
         Arrival::Unordered
     };
-    let hub = Arc::new(Hub::new(config.client_buffer, arrival));
+    let hub = Arc::new(Hub::new(
+        config.client_buffer,
+        arrival,
+        config.max_event_bytes,
+    ));
     let tracker = TaskTracker::new();
     let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
         (None, []) => None,
@@ -162,7 +173,8 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         None => Arc::new(LocalBus::new(hub.clone(), config.history())),
         Some((target, topology)) => {
             let wire =
-                WireFormat::with_topology(&config.channel_prefix, config.history(), topology);
+                WireFormat::with_topology(&config.channel_prefix, config.history(), topology)
+                    .with_max_event_bytes(config.max_event_bytes);
             RedisBus::start(
                 target,
                 wire,
@@ -190,6 +202,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         config,
         shutdown,
         tracker,
+        replays: tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS),
     }))
 }
 

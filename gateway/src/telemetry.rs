@@ -2,6 +2,8 @@
 //! per process, and logging set up for the binary.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -20,9 +22,51 @@ pub const BUS_RECONNECTS: &str = "gateway_bus_reconnects_total";
 pub const BUS_MESSAGES_RECEIVED: &str = "gateway_bus_messages_received_total";
 pub const BUS_INVALID_PAYLOADS: &str = "gateway_bus_invalid_payloads_total";
 pub const BUS_CATCHUP_GAPS: &str = "gateway_bus_catchup_gaps_total";
+pub const BUS_REJECTED_IDS: &str = "gateway_bus_rejected_ids_total";
+pub const BUS_HISTORY_RESETS: &str = "gateway_bus_history_resets_total";
+pub const REPLAYS_DEFERRED: &str = "gateway_replays_deferred_total";
 pub const REPLAYS: &str = "gateway_replays_total";
 pub const REPLAYED_EVENTS: &str = "gateway_replayed_events_total";
 pub const RECOVERIES_FAILED: &str = "gateway_recoveries_failed_total";
+
+/// Lets a log line through at most once per interval, counting the ones it
+/// held back: a flood of bad input must not become a flood of log lines.
+#[derive(Debug)]
+pub struct Throttle {
+    interval_ms: u64,
+    /// When the last line went out, ms since the Unix epoch.
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new(interval: Duration) -> Self {
+        Self {
+            interval_ms: interval.as_millis() as u64,
+            last_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may go out.
+    pub fn allow(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= self.interval_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
 
 /// Publish-to-socket latency buckets, seconds: fine below 100 ms, where the
 /// product's target is.
@@ -82,7 +126,22 @@ fn describe() {
         "Times the bus subscription was re-established"
     );
     describe_counter!(BUS_MESSAGES_RECEIVED, "Payloads received from the bus");
-    describe_counter!(BUS_INVALID_PAYLOADS, "Bus payloads dropped as malformed");
+    describe_counter!(
+        BUS_INVALID_PAYLOADS,
+        "Bus payloads dropped, by reason (malformed, too_large)"
+    );
+    describe_counter!(
+        BUS_REJECTED_IDS,
+        "Bus payloads whose id the history did not assign (sent live-only without it), by reason"
+    );
+    describe_counter!(
+        BUS_HISTORY_RESETS,
+        "Times the history was found created anew (a new epoch)"
+    );
+    describe_counter!(
+        REPLAYS_DEFERRED,
+        "Resumes told to retry (1013) because too many replays were running"
+    );
     describe_counter!(
         BUS_CATCHUP_GAPS,
         "Reconnects after which history could not cover the outage"

@@ -35,8 +35,8 @@ pub use connection::Connection;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use serde::Serialize;
-pub use shared::EventId;
 use shared::kind;
+pub use shared::{EventId, Position};
 use thiserror::Error;
 pub use wire::{HistoryPolicy, Topology, WireFormat};
 
@@ -56,8 +56,10 @@ pub enum PublishError {
     },
     #[error("Redis command failed: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("Redis returned an event id that is not one: {0:?}")]
+    #[error("Redis returned an event position that is not one: {0:?}")]
     BadId(String),
+    #[error("event is {size} bytes encoded, over MAX_EVENT_BYTES ({max})")]
+    TooLarge { size: usize, max: usize },
     #[error("data does not serialize to JSON: {0}")]
     Data(#[from] serde_json::Error),
 }
@@ -97,11 +99,7 @@ impl Publisher {
 
     /// Connects to a Redis Cluster through any of its `seeds`
     /// (`redis://host:port`), publishing on sharded channels.
-    pub async fn connect_cluster(
-        seeds: &[String],
-        prefix: &str,
-        history: HistoryPolicy,
-    ) -> Result<Self, PublishError> {
+    pub async fn connect_cluster(seeds: &[String], wire: WireFormat) -> Result<Self, PublishError> {
         let client = ClusterClientBuilder::new(seeds.to_vec())
             .connection_timeout(REDIS_TIMEOUT)
             .response_timeout(REDIS_TIMEOUT)
@@ -116,7 +114,7 @@ impl Publisher {
             })?;
         Ok(Self {
             conn: Connection::Cluster(conn),
-            wire: WireFormat::with_topology(prefix, history, Topology::Cluster),
+            wire: wire.on_topology(Topology::Cluster),
         })
     }
 
@@ -125,32 +123,32 @@ impl Publisher {
         &self,
         kind: &str,
         data: &D,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Position, PublishError> {
         self.wire.publish(&mut self.conn.clone(), kind, data).await
     }
 
     pub async fn metrics_update<D: Serialize + ?Sized>(
         &self,
         data: &D,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Position, PublishError> {
         self.publish(kind::METRICS_UPDATE, data).await
     }
 
-    pub async fn alert<D: Serialize + ?Sized>(&self, data: &D) -> Result<EventId, PublishError> {
+    pub async fn alert<D: Serialize + ?Sized>(&self, data: &D) -> Result<Position, PublishError> {
         self.publish(kind::ALERT, data).await
     }
 
     pub async fn intervention<D: Serialize + ?Sized>(
         &self,
         data: &D,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Position, PublishError> {
         self.publish(kind::INTERVENTION, data).await
     }
 
     pub async fn analytics_update<D: Serialize + ?Sized>(
         &self,
         data: &D,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Position, PublishError> {
         self.publish(kind::ANALYTICS_UPDATE, data).await
     }
 }

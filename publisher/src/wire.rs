@@ -1,28 +1,37 @@
-//! The Redis wire format, written by one atomic script.
+//! The Redis wire format, written by one atomic script (`lua/publish.lua`,
+//! which the Python package loads too).
 //!
 //! On one Redis: one `EVALSHA` per event, so the history order and the live
 //! order are the same order (Redis runs a script alone), and no subscriber
 //! ever sees a live event that the history lacks:
-//! 1. `XADD {prefix}:history MAXLEN <size>`: the event gets its id, the Redis
-//!    stream id; the oldest entries beyond `size` are trimmed.
-//! 2. `XTRIM MINID`: entries older than the history's age limit are trimmed.
-//! 3. `SET {prefix}:analytics:latest` for `analytics_update`.
-//! 4. `PUBLISH {prefix}:events:{type}` the envelope with its `id` in front.
+//! 1. The history's epoch (`{{prefix}:history}:epoch`) is read, or a new one
+//!    is set when the history does not exist (first publish, Redis restarted
+//!    empty, stream deleted).
+//! 2. `XADD {prefix}:history MAXLEN <size>`: the event gets its stream id;
+//!    the oldest entries beyond `size` are trimmed.
+//! 3. `XTRIM MINID`: entries older than the history's age limit are trimmed.
+//! 4. `SET {prefix}:analytics:latest` for `analytics_update`.
+//! 5. `PUBLISH {prefix}:events:{type}` the envelope with its position,
+//!    `"id":"<epoch>:<ms>-<seq>"`, in front.
 //!
 //! On a Redis Cluster ([`Topology::Cluster`]) the history, the snapshot and
 //! each type's channel live on different shards, so one script cannot do it
-//! all: the script does 1–2 (the history stays the single source of ids and
-//! order), then `SET` the snapshot, `SADD {prefix}:types` a custom type (nodes
-//! subscribe to it), and `SPUBLISH` the envelope on the type's sharded
-//! channel. Gateways re-read the history every second, so an event whose
-//! `SPUBLISH` was lost (a crash between the steps, a failover) still arrives.
+//! all: the script does 1–3 (the history and its epoch share a slot and stay
+//! the single source of positions and order), then `SET` the snapshot, `SADD
+//! {prefix}:types` a custom type (nodes subscribe to it), and `SPUBLISH` the
+//! envelope on the type's sharded channel. Gateways re-read the history every
+//! second, so an event whose `SPUBLISH` was lost (a crash between the steps, a
+//! failover) still arrives.
+//!
+//! Every event is checked against `MAX_EVENT_BYTES` before it reaches Redis.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use redis::aio::ConnectionLike;
 use serde::Serialize;
-use shared::{EventId, keys, kind};
+use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
+use shared::{Epoch, Position, keys, kind};
 
 use crate::PublishError;
 
@@ -58,50 +67,19 @@ pub enum Topology {
     Cluster,
 }
 
-/// Appends the event to the history (`ARGV[1]` envelope, `ARGV[2]` max
-/// length, `ARGV[3]` age limit in ms) and sets `id`: the start of both
-/// scripts.
-macro_rules! append_lua {
-    () => {
-        r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'e', ARGV[1])
-local ttl_ms = tonumber(ARGV[3])
-if ttl_ms > 0 then
-  local now = redis.call('TIME')
-  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
-  if cutoff > 0 then
-    redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
-  end
-end
-"#
-    };
-}
-
-/// Cluster: append to the history only; returns the id.
-const HISTORY_SCRIPT: &str = concat!(append_lua!(), "return id\n");
-
-/// One Redis: append, keep the snapshot (`KEYS[2]` when `ARGV[5]` is 1), and
-/// publish on `ARGV[4]` with the id spliced in front; returns the id.
-const PUBLISH_SCRIPT: &str = concat!(
-    append_lua!(),
-    r#"local payload = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
-if ARGV[5] == '1' then
-  redis.call('SET', KEYS[2], payload)
-end
-redis.call('PUBLISH', ARGV[4], payload)
-return id
-"#
-);
+/// The one write script, shared with the Python package (see its header
+/// for the keys and arguments).
+pub const PUBLISH_SCRIPT: &str = include_str!("../lua/publish.lua");
 
 /// Everything needed to write events in the gateway's format: the prefix,
-/// the history policy and the script. Cheap to clone.
+/// the history policy, the size limit and the script. Cheap to clone.
 #[derive(Clone)]
 pub struct WireFormat {
     prefix: String,
     history: HistoryPolicy,
     topology: Topology,
+    max_event_bytes: usize,
     script: redis::Script,
-    history_script: redis::Script,
 }
 
 impl WireFormat {
@@ -114,9 +92,25 @@ impl WireFormat {
             prefix: prefix.to_owned(),
             history,
             topology,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             script: redis::Script::new(PUBLISH_SCRIPT),
-            history_script: redis::Script::new(HISTORY_SCRIPT),
         }
+    }
+
+    pub fn on_topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// Sets `MAX_EVENT_BYTES`, clamped to the range nodes accept.
+    pub fn with_max_event_bytes(mut self, max: usize) -> Self {
+        self.max_event_bytes =
+            max.clamp(*MAX_EVENT_BYTES_RANGE.start(), *MAX_EVENT_BYTES_RANGE.end());
+        self
+    }
+
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     pub fn prefix(&self) -> &str {
@@ -134,7 +128,7 @@ impl WireFormat {
         conn: &mut C,
         kind: &str,
         data: &D,
-    ) -> Result<EventId, PublishError>
+    ) -> Result<Position, PublishError>
     where
         C: ConnectionLike + Send,
         D: Serialize + ?Sized,
@@ -142,32 +136,44 @@ impl WireFormat {
         shared::validate_kind(kind)?;
         let data = serde_json::value::to_raw_value(data)?;
         let payload = shared::encode(kind, &data, Utc::now());
+        if payload.len() > self.max_event_bytes {
+            return Err(PublishError::TooLarge {
+                size: payload.len(),
+                max: self.max_event_bytes,
+            });
+        }
         if self.topology == Topology::Cluster {
             return self.publish_sharded(conn, kind, &payload).await;
         }
-        let id: String = self
-            .append(&self.script, &payload)
-            .key(keys::analytics_key(&self.prefix))
-            .arg(keys::events_channel(&self.prefix, kind))
-            .arg(if kind == kind::ANALYTICS_UPDATE {
-                "1"
-            } else {
-                "0"
-            })
-            .invoke_async(conn)
-            .await?;
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(keys::history_key(&self.prefix))
+            .key(keys::epoch_key(&self.prefix))
+            .key(keys::analytics_key(&self.prefix));
+        self.script_args(&mut invocation, kind, &payload)
+            .arg(keys::events_channel(&self.prefix, kind));
+        let id: String = invocation.invoke_async(conn).await?;
         id.parse().map_err(|_| PublishError::BadId(id))
     }
 
-    /// `script` invoked with the history key and the append arguments.
-    fn append<'a>(&self, script: &'a redis::Script, payload: &str) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.prepare_invoke();
+    /// The script's arguments 1–5 (see `lua/publish.lua`).
+    fn script_args<'i, 'a>(
+        &self,
+        invocation: &'i mut redis::ScriptInvocation<'a>,
+        kind: &str,
+        payload: &str,
+    ) -> &'i mut redis::ScriptInvocation<'a> {
+        let analytics = if kind == kind::ANALYTICS_UPDATE {
+            "1"
+        } else {
+            "0"
+        };
         invocation
-            .key(keys::history_key(&self.prefix))
             .arg(payload)
             .arg(self.history.max_len.max(1))
-            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX));
-        invocation
+            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(new_epoch().to_string())
+            .arg(analytics)
     }
 
     async fn publish_sharded<C>(
@@ -175,15 +181,18 @@ impl WireFormat {
         conn: &mut C,
         kind: &str,
         payload: &str,
-    ) -> Result<EventId, PublishError>
+    ) -> Result<Position, PublishError>
     where
         C: ConnectionLike + Send,
     {
-        let raw_id: String = self
-            .append(&self.history_script, payload)
-            .invoke_async(conn)
-            .await?;
-        let id: EventId = raw_id.parse().map_err(|_| PublishError::BadId(raw_id))?;
+        // History and epoch only (one slot); no channel: published below.
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(keys::history_key(&self.prefix))
+            .key(keys::epoch_key(&self.prefix));
+        self.script_args(&mut invocation, kind, payload).arg("");
+        let raw_id: String = invocation.invoke_async(conn).await?;
+        let id: Position = raw_id.parse().map_err(|_| PublishError::BadId(raw_id))?;
         let live =
             shared::insert_id(payload, id).expect("an encoded envelope is a non-empty object");
         if kind == kind::ANALYTICS_UPDATE {
@@ -206,4 +215,9 @@ impl WireFormat {
             .await?;
         Ok(id)
     }
+}
+
+/// A random epoch for a history this publish may have to create.
+pub fn new_epoch() -> Epoch {
+    Epoch(fastrand::u32(..))
 }

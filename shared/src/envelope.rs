@@ -14,8 +14,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::event_id::EventId;
+use crate::event_id::Position;
 use crate::kind::{KindError, validate_kind};
+
+/// `MAX_EVENT_BYTES` unless configured: the largest encoded envelope (without
+/// the `id` the history adds) a publisher may send. Dashboard events are a
+/// few hundred bytes; 64 KiB leaves room for a large analytics snapshot while
+/// keeping every per-client buffer small.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+/// The range `MAX_EVENT_BYTES` may be configured in.
+pub const MAX_EVENT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=16 * 1024 * 1024;
+/// Bytes a payload may grow by on its way to clients: the `"id":"…",` the
+/// history splices in (at most 62 bytes) or the `"timestamp":"…",` a node
+/// adds to a raw payload (39 bytes).
+pub const ENVELOPE_GROWTH: usize = 64;
 
 /// RFC 3339, UTC, milliseconds: `2026-11-25T10:00:00.123Z`.
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
@@ -40,7 +52,7 @@ pub fn encode<D: Serialize + ?Sized>(kind: &str, data: &D, at: DateTime<Utc>) ->
 
 /// Encodes an envelope that carries `id`.
 pub fn encode_with_id<D: Serialize + ?Sized>(
-    id: EventId,
+    id: Position,
     kind: &str,
     data: &D,
     at: DateTime<Utc>,
@@ -49,7 +61,7 @@ pub fn encode_with_id<D: Serialize + ?Sized>(
 }
 
 fn encode_inner<D: Serialize + ?Sized>(
-    id: Option<EventId>,
+    id: Option<Position>,
     kind: &str,
     data: &D,
     at: DateTime<Utc>,
@@ -67,7 +79,7 @@ fn encode_inner<D: Serialize + ?Sized>(
 
 /// Puts `"id":"<id>"` first in an encoded envelope, without re-serializing
 /// it. `None` if `payload` is not a non-empty JSON object text.
-pub fn insert_id(payload: &str, id: EventId) -> Option<String> {
+pub fn insert_id(payload: &str, id: Position) -> Option<String> {
     insert_field(payload, "id", &format!("\"{id}\""))
 }
 
@@ -94,13 +106,23 @@ pub enum DecodeError {
     BadTimestamp(String),
 }
 
+/// What a payload's `"id"` field holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdField {
+    /// No `id`: a raw `PUBLISH`, live-only.
+    Absent,
+    /// A well-formed position. Whether the history really assigned it is
+    /// the gateway's call (its epoch must be the current history's).
+    Position(Position),
+    /// Something that is not a position: never trusted, never passed on.
+    Malformed,
+}
+
 /// A payload the gateway accepted, ready to fan out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub kind: String,
-    /// Set by the history path; `None` for raw `PUBLISH`es (live-only), or
-    /// when a raw publisher put something that is not an event id there.
-    pub id: Option<EventId>,
+    pub id: IdField,
     pub published_at: DateTime<Utc>,
     /// The frame to send: the payload as published, or with a `timestamp`
     /// put in front when the publisher left it out.
@@ -114,7 +136,7 @@ struct Head<'a> {
     #[serde(default, borrow)]
     timestamp: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<&'a RawValue>,
 }
 
 /// Validates one payload from the bus. `received_at` stamps payloads that
@@ -133,7 +155,13 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
         serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let kind = head.kind.ok_or(DecodeError::MissingType)?;
     validate_kind(&kind).map_err(DecodeError::BadType)?;
-    let id = head.id.and_then(|id| id.parse().ok());
+    let id = match head.id {
+        None => IdField::Absent,
+        Some(raw) => serde_json::from_str::<Cow<'_, str>>(raw.get())
+            .ok()
+            .and_then(|id| id.parse().ok())
+            .map_or(IdField::Malformed, IdField::Position),
+    };
     let (published_at, text) = match head.timestamp {
         Some(ts) => {
             let at = DateTime::parse_from_rfc3339(&ts)
@@ -154,6 +182,48 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
     })
 }
 
+/// The envelope without its `"id"` member (other members, and their bytes,
+/// kept in order): how an id the history did not assign is taken out
+/// before the event goes live. `None` if `payload` is not a JSON object.
+pub fn strip_id(payload: &str) -> Option<String> {
+    struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut members = Vec::new();
+                    while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                        members.push(entry);
+                    }
+                    Ok(Members(members))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    let Members(members) = serde_json::from_str(payload).ok()?;
+    let mut out = String::with_capacity(payload.len());
+    out.push('{');
+    for (key, value) in members.iter().filter(|(key, _)| key != "id") {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).ok()?);
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    Some(out)
+}
+
 /// The `data` and `timestamp` of an accepted envelope, for re-issuing it
 /// with another id (the initial `analytics_update`).
 #[derive(Debug, Deserialize)]
@@ -171,6 +241,7 @@ pub fn parts(text: &str) -> Result<Parts<'_>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_id::{Epoch, EventId};
     use serde_json::{Value, json};
 
     fn at() -> DateTime<Utc> {
@@ -188,27 +259,51 @@ mod tests {
         );
     }
 
+    fn pos(ms: u64, seq: u64) -> Position {
+        Position::new(Epoch(0xabcdef01), EventId::new(ms, seq))
+    }
+
     #[test]
     fn insert_id_puts_the_id_first_and_keeps_the_rest_byte_for_byte() {
         let text = encode("alert", &json!({"b": 1, "a": [2]}), at());
-        let with_id = insert_id(&text, EventId::new(5, 1)).unwrap();
-        assert_eq!(with_id, format!("{{\"id\":\"5-1\",{}", &text[1..]));
+        let with_id = insert_id(&text, pos(5, 1)).unwrap();
+        assert_eq!(with_id, format!("{{\"id\":\"abcdef01:5-1\",{}", &text[1..]));
         let value: Value = serde_json::from_str(&with_id).unwrap();
-        assert_eq!(value["id"], "5-1");
-        assert_eq!(insert_id("{}", EventId::ZERO), None);
-        assert_eq!(insert_id("[1]", EventId::ZERO), None);
+        assert_eq!(value["id"], "abcdef01:5-1");
+        assert_eq!(insert_id("{}", pos(0, 0)), None);
+        assert_eq!(insert_id("[1]", pos(0, 0)), None);
+    }
+
+    #[test]
+    fn an_id_that_is_no_position_is_flagged_and_can_be_stripped() {
+        for (payload, expected) in [
+            (r#"{"id":"5-1","type":"alert"}"#, IdField::Malformed),
+            (r#"{"id":42,"type":"alert"}"#, IdField::Malformed),
+            (
+                r#"{"id":"abcdef01:5-1","type":"alert"}"#,
+                IdField::Position(pos(5, 1)),
+            ),
+            (r#"{"type":"alert"}"#, IdField::Absent),
+        ] {
+            assert_eq!(
+                decode(payload.as_bytes(), at()).unwrap().id,
+                expected,
+                "{payload}"
+            );
+        }
+        let stripped =
+            strip_id(r#"{"type":"alert","id":"99999999999999-0","data":{"id":1, "x":1.50}}"#)
+                .unwrap();
+        assert_eq!(stripped, r#"{"type":"alert","data":{"id":1, "x":1.50}}"#);
+        assert_eq!(strip_id("[1]"), None);
     }
 
     #[test]
     fn decode_accepts_a_published_envelope_untouched() {
-        let text = insert_id(
-            &encode("alert", &json!({"z": 1, "a": 2}), at()),
-            EventId::new(9, 0),
-        )
-        .unwrap();
+        let text = insert_id(&encode("alert", &json!({"z": 1, "a": 2}), at()), pos(9, 0)).unwrap();
         let decoded = decode(text.as_bytes(), Utc::now()).unwrap();
         assert_eq!(decoded.kind, "alert");
-        assert_eq!(decoded.id, Some(EventId::new(9, 0)));
+        assert_eq!(decoded.id, IdField::Position(pos(9, 0)));
         assert_eq!(decoded.published_at, at());
         assert_eq!(decoded.text, text, "data must pass through untouched");
     }
@@ -219,7 +314,7 @@ mod tests {
         let value: Value = serde_json::from_str(&decoded.text).unwrap();
         assert_eq!(value["timestamp"], "2026-11-25T10:00:00.123Z");
         assert_eq!(value["data"], json!([1, 2]));
-        assert_eq!(decoded.id, None);
+        assert_eq!(decoded.id, IdField::Absent);
     }
 
     #[test]

@@ -22,6 +22,13 @@ pub fn history_key(prefix: &str) -> String {
     format!("{prefix}:history")
 }
 
+/// `{{prefix}:history}:epoch`: the history's [`crate::Epoch`]. The hash tag
+/// is the history key itself, so on a Redis Cluster both live in one slot
+/// and one script can read and write them together.
+pub fn epoch_key(prefix: &str) -> String {
+    format!("{{{prefix}:history}}:epoch")
+}
+
 /// `{prefix}:types`: the set of custom types published so far. On a Redis
 /// Cluster, where sharded pub/sub has no patterns, nodes subscribe to the
 /// channels of the known types plus these.
@@ -52,6 +59,7 @@ mod tests {
         assert_eq!(events_pattern("ws"), "ws:events:*");
         assert_eq!(analytics_key("ws"), "ws:analytics:latest");
         assert_eq!(node_key("ws", "a"), "{ws:nodes}:a");
+        assert_eq!(epoch_key("ws"), "{ws:history}:epoch");
         assert_eq!(nodes_index_key("ws"), "{ws:nodes}");
     }
 }

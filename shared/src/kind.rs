@@ -18,6 +18,9 @@ pub const RECOVERY: &str = "recovery";
 pub const ERROR: &str = "error";
 
 pub const MAX_KIND_LEN: usize = 64;
+/// Most types one `?types=` may name: enough for any dashboard, and it keeps
+/// parsing a hostile list cheap.
+pub const MAX_FILTER_TYPES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum KindError {
@@ -29,6 +32,8 @@ pub enum KindError {
     BadCharacter(String),
     #[error("message type {0:?} is reserved for messages the server itself sends")]
     Reserved(String),
+    #[error("at most {MAX_FILTER_TYPES} types may be asked for")]
+    TooManyTypes,
 }
 
 /// Checks that `kind` may be published: 1–64 characters of `[A-Za-z0-9_.-]`
@@ -66,18 +71,28 @@ pub struct TypeFilter {
 
 impl TypeFilter {
     /// Parses the value of `?types=`. Blank entries are ignored; an empty
-    /// list means "everything" (what `?types=` alone would suggest).
+    /// list means "everything" (what `?types=` alone would suggest). Linear
+    /// in the input: at most [`MAX_FILTER_TYPES`] entries are looked at
+    /// before a longer list is refused, each at most [`MAX_KIND_LEN`] long.
     pub fn parse(value: &str) -> Result<Self, KindError> {
-        let mut only = Vec::new();
+        let mut only: Vec<String> = Vec::new();
         for kind in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            validate_kind(kind)?;
-            if !only.iter().any(|k| k == kind) {
-                only.push(kind.to_owned());
+            if only.len() == MAX_FILTER_TYPES {
+                return Err(KindError::TooManyTypes);
             }
+            validate_kind(kind)?;
+            only.push(kind.to_owned());
         }
+        only.sort_unstable();
+        only.dedup();
         Ok(Self {
             only: (!only.is_empty()).then_some(only),
         })
+    }
+
+    /// The types this filter lets through; `None`: every type.
+    pub fn types(&self) -> Option<&[String]> {
+        self.only.as_deref()
     }
 
     pub fn allows(&self, kind: &str) -> bool {
@@ -128,5 +143,21 @@ mod tests {
         assert!(!filter.allows("metrics_update"));
         assert!(TypeFilter::parse("").unwrap().allows("anything"));
         assert!(TypeFilter::parse("alert,bad type").is_err());
+    }
+
+    #[test]
+    fn a_hostile_type_list_is_refused_after_the_cap() {
+        let many = vec!["a"; MAX_FILTER_TYPES].join(",");
+        assert!(
+            TypeFilter::parse(&many).is_ok(),
+            "repeats are one type each"
+        );
+        let over: Vec<String> = (0..=MAX_FILTER_TYPES).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            TypeFilter::parse(&over.join(",")),
+            Err(KindError::TooManyTypes)
+        );
+        let huge = "x,".repeat(30_000);
+        assert_eq!(TypeFilter::parse(&huge), Err(KindError::TooManyTypes));
     }
 }

@@ -10,7 +10,8 @@
 //!   how to encode one, and how the gateway decodes (and validates) one.
 //! - [`kind`]: message type names, their validation, and [`kind::TypeFilter`]
 //!   for `?types=`.
-//! - [`event_id`]: the ordered, opaque event ids used for resume (`?since=`).
+//! - [`event_id`]: history positions (`<epoch>:<ms>-<seq>`), the opaque
+//!   event ids used for resume (`?since=`).
 //! - [`keys`]: Redis channel and key names under a `CHANNEL_PREFIX`.
 //! - [`client`]: what a browser may send, and the frames the server answers
 //!   with (pong, error, recovery).
@@ -22,5 +23,5 @@ pub mod keys;
 pub mod kind;
 
 pub use envelope::{DecodeError, Decoded, encode, encode_with_id, insert_id};
-pub use event_id::EventId;
+pub use event_id::{Epoch, EventId, Position};
 pub use kind::{KindError, TypeFilter, validate_kind};

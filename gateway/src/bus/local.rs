@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use publisher::HistoryPolicy;
 use serde_json::value::RawValue;
-use shared::EventId;
+use shared::{Epoch, EventId, Position};
 
-use super::{Bus, BusError, NodeStatus, Replay, ReplayEvent};
+use super::{Bus, BusError, HistoryPage, NodeStatus, ReplayEvent, StreamInfo};
 use crate::hub::Hub;
 
 #[derive(Debug)]
@@ -26,24 +26,35 @@ struct Stored {
 #[derive(Debug, Default)]
 struct History {
     events: VecDeque<Stored>,
-    last: Option<EventId>,
-    trimmed: bool,
+    /// The newest id ever assigned.
+    last: EventId,
+    /// Events ever added.
+    added: u64,
 }
 
 #[derive(Debug)]
 pub struct LocalBus {
     hub: Arc<Hub>,
     policy: HistoryPolicy,
+    /// This process's history: a restarted node's is a new one.
+    epoch: Epoch,
     history: Mutex<History>,
 }
 
 impl LocalBus {
     pub fn new(hub: Arc<Hub>, policy: HistoryPolicy) -> Self {
+        let epoch = publisher::wire::new_epoch();
+        hub.init(Position::new(epoch, EventId::ZERO));
         Self {
             hub,
             policy,
+            epoch,
             history: Mutex::default(),
         }
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn trim(&self, history: &mut History, now: Instant) {
@@ -56,7 +67,6 @@ impl LocalBus {
                     .is_some_and(|e| now.duration_since(e.at) > ttl))
         {
             history.events.pop_front();
-            history.trimmed = true;
         }
     }
 }
@@ -71,19 +81,27 @@ impl Bus for LocalBus {
         true
     }
 
-    async fn publish(&self, kind: &str, data: &RawValue) -> Result<EventId, BusError> {
+    async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError> {
         shared::validate_kind(kind).map_err(publisher::PublishError::from)?;
         let now = Utc::now();
+        let envelope = shared::encode(kind, data, now);
+        let max = self.hub.max_event_bytes();
+        if envelope.len() > max {
+            return Err(publisher::PublishError::TooLarge {
+                size: envelope.len(),
+                max,
+            }
+            .into());
+        }
         // Held across the dispatch so history order and live order agree.
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = self.history();
         let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        let id = history
-            .last
-            .map_or(EventId::new(now_ms, 0), |last| last.next(now_ms));
-        let text = shared::encode_with_id(id, kind, data, now);
-        history.last = Some(id);
+        let position = Position::new(self.epoch, history.last.next(now_ms));
+        let text = shared::insert_id(&envelope, position).expect("an envelope is an object");
+        history.last = position.id;
+        history.added += 1;
         history.events.push_back(Stored {
-            id,
+            id: position.id,
             kind: kind.to_owned(),
             text: text.clone(),
             at: Instant::now(),
@@ -92,36 +110,43 @@ impl Bus for LocalBus {
         self.hub
             .dispatch(text.as_bytes())
             .expect("the gateway's own envelope decodes");
-        Ok(id)
+        Ok(position)
     }
 
-    async fn replay(&self, since: EventId) -> Result<Replay, BusError> {
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+    async fn read_history(
+        &self,
+        after: Position,
+        until: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        let mut history = self.history();
         self.trim(&mut history, Instant::now());
-        let start = if since == EventId::ZERO {
-            (!history.trimmed).then_some(0)
-        } else {
-            history
-                .events
-                .binary_search_by_key(&since, |e| e.id)
-                .ok()
-                .map(|i| i + 1)
+        let info = StreamInfo {
+            length: history.events.len() as u64,
+            added: history.added,
+            first: history.events.front().map_or(EventId::ZERO, |e| e.id),
+            last: history.last,
+            max_deleted: EventId::ZERO,
         };
-        let Some(start) = start else {
-            return Ok(Replay::default());
-        };
-        let events = history
+        let standing = info.standing(Some(self.epoch), after);
+        let start = history.events.partition_point(|e| e.id <= after.id);
+        let until = until.unwrap_or(history.last);
+        let events: Vec<ReplayEvent> = history
             .events
             .range(start..)
+            .take_while(|e| e.id <= until)
+            .take(limit)
             .map(|e| ReplayEvent {
                 id: e.id,
                 kind: e.kind.clone(),
                 text: e.text.clone(),
             })
             .collect();
-        Ok(Replay {
+        Ok(HistoryPage {
+            last: events.last().map(|e| e.id),
+            done: events.len() < limit,
             events,
-            recovered: true,
+            standing,
         })
     }
 
@@ -135,13 +160,15 @@ impl Bus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::Standing;
 
     fn bus(max_len: usize) -> LocalBus {
         let policy = HistoryPolicy {
             max_len,
             ttl: Duration::from_secs(60),
         };
-        LocalBus::new(Arc::new(Hub::new(64, crate::hub::Arrival::InOrder)), policy)
+        let hub = Hub::new(64, crate::hub::Arrival::InOrder, 1024);
+        LocalBus::new(Arc::new(hub), policy)
     }
 
     fn data(n: u32) -> Box<RawValue> {
@@ -149,42 +176,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replay_returns_exactly_the_events_after_the_id_in_order() {
+    async fn a_page_holds_exactly_the_events_after_the_position_in_order() {
         let bus = bus(100);
         let mut ids = Vec::new();
         for n in 0..5 {
             ids.push(bus.publish("alert", &data(n)).await.unwrap());
         }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
-        let replay = bus.replay(ids[1]).await.unwrap();
-        assert!(replay.recovered);
-        let got: Vec<EventId> = replay.events.iter().map(|e| e.id).collect();
-        assert_eq!(got, ids[2..]);
         assert!(
-            bus.replay(*ids.last().unwrap())
-                .await
-                .unwrap()
-                .events
-                .is_empty()
+            ids.windows(2).all(|w| w[1].is_after(&w[0])),
+            "ids increase: {ids:?}"
         );
+        let page = bus.read_history(ids[1], None, 2).await.unwrap();
+        assert_eq!(page.standing, Standing::Intact { top: ids[4].id });
+        let got: Vec<EventId> = page.events.iter().map(|e| e.id).collect();
+        assert_eq!(got, [ids[2].id, ids[3].id]);
+        assert!(!page.done, "a full page may have more after it");
+        let rest = bus.read_history(ids[3], None, 2).await.unwrap();
+        assert_eq!(rest.events.len(), 1);
+        assert!(rest.done);
     }
 
     #[tokio::test]
-    async fn unknown_or_trimmed_ids_are_not_recovered() {
+    async fn trimmed_foreign_or_unknown_positions_are_not_intact() {
         let bus = bus(3);
+        let start = bus.hub.position().unwrap();
         let first = bus.publish("alert", &data(0)).await.unwrap();
-        assert!(
-            bus.replay(EventId::ZERO).await.unwrap().recovered,
-            "nothing trimmed yet"
-        );
+        assert!(matches!(
+            bus.read_history(start, None, 10).await.unwrap().standing,
+            Standing::Intact { .. }
+        ));
         for n in 1..6 {
             bus.publish("alert", &data(n)).await.unwrap();
         }
-        assert!(!bus.replay(first).await.unwrap().recovered, "trimmed");
-        assert!(!bus.replay(EventId::ZERO).await.unwrap().recovered);
-        assert!(
-            !bus.replay(EventId::new(1, 0)).await.unwrap().recovered,
-            "unknown"
-        );
+        for (position, why) in [
+            (first, "trimmed"),
+            (start, "from before a trimmed event"),
+            (
+                Position::new(first.epoch, EventId::new(u64::MAX, 0)),
+                "beyond the end",
+            ),
+        ] {
+            let page = bus.read_history(position, None, 10).await.unwrap();
+            assert_eq!(page.standing, Standing::Gone, "{why}");
+        }
+        let restarted = Position::new(Epoch(first.epoch.0.wrapping_add(1)), first.id);
+        assert!(matches!(
+            bus.read_history(restarted, None, 10)
+                .await
+                .unwrap()
+                .standing,
+            Standing::OtherEpoch(_)
+        ));
     }
 }

@@ -13,7 +13,7 @@ pub mod redis;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use shared::EventId;
+use shared::{Epoch, EventId, Position};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -28,16 +28,80 @@ pub enum BusError {
     Pool(String),
     #[error(transparent)]
     Publish(#[from] publisher::PublishError),
+    #[error("the history answered in an unexpected shape: {0}")]
+    Reply(String),
 }
 
-/// Events after a client's last id, from the history.
-#[derive(Debug, Default)]
-pub struct Replay {
+/// How many history entries one read returns: what a replay or a catch-up
+/// holds in memory at a time, whatever the history's length.
+pub const PAGE: usize = 128;
+
+/// One page of the history after a position, read atomically with the
+/// facts that say whether it continues that position exactly.
+#[derive(Debug)]
+pub struct HistoryPage {
     /// In publish order; each `text` is the frame as it went out live.
     pub events: Vec<ReplayEvent>,
-    /// False when the id is unknown or older than the history: some events
-    /// may be missing, and the client should refetch its state.
-    pub recovered: bool,
+    /// The last stream id read (entries that are no event included): where
+    /// the next page starts.
+    pub last: Option<EventId>,
+    /// Fewer entries than asked for: the read reached its end.
+    pub done: bool,
+    pub standing: Standing,
+}
+
+/// What the history says of the position a read started after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The position is of the current history and every entry after it is
+    /// still retained: the page continues it with nothing missing. `top` is
+    /// the newest id at the time of the read.
+    Intact { top: EventId },
+    /// Entries after the position were trimmed, or it lies beyond the
+    /// history's end: events are missing.
+    Gone,
+    /// The position is of another history (Redis restarted empty, the
+    /// stream was deleted); `epoch` is the current one, if any.
+    OtherEpoch(Option<Epoch>),
+}
+
+/// The counters of a history (a Redis stream's `XINFO STREAM`) that decide
+/// its [`Standing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub length: u64,
+    /// Entries ever added (trimmed ones included).
+    pub added: u64,
+    /// The oldest retained entry (meaningless when `length` is 0).
+    pub first: EventId,
+    /// The newest id ever assigned.
+    pub last: EventId,
+    /// The greatest id ever deleted by hand (`XDEL`); trims do not count.
+    pub max_deleted: EventId,
+}
+
+impl StreamInfo {
+    /// Whether every entry ever added after `after` is still retained.
+    /// Entries are trimmed oldest first, so this holds when nothing was ever
+    /// trimmed, or `after` is at or past the oldest retained entry (or, with
+    /// none retained, is the newest id).
+    pub fn standing(&self, epoch: Option<Epoch>, after: Position) -> Standing {
+        if epoch != Some(after.epoch) {
+            return Standing::OtherEpoch(epoch);
+        }
+        let retained = if self.added == self.length {
+            true
+        } else if self.length == 0 {
+            after.id == self.last
+        } else {
+            after.id >= self.first
+        };
+        if after.id > self.last || self.max_deleted > after.id || !retained {
+            Standing::Gone
+        } else {
+            Standing::Intact { top: self.last }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,6 +122,45 @@ pub struct NodeStatus {
     pub updated_at: String,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standing_is_intact_only_when_nothing_after_the_position_was_lost() {
+        let e = Epoch(7);
+        let at = |ms| Position::new(e, EventId::new(ms, 0));
+        let info = |length, added, first, last| StreamInfo {
+            length,
+            added,
+            first: EventId::new(first, 0),
+            last: EventId::new(last, 0),
+            max_deleted: EventId::ZERO,
+        };
+        let intact = Standing::Intact {
+            top: EventId::new(20, 0),
+        };
+        // Never trimmed: any position up to the top.
+        assert_eq!(info(5, 5, 16, 20).standing(Some(e), at(3)), intact);
+        // Trimmed: only from the oldest retained entry on.
+        assert_eq!(info(5, 9, 16, 20).standing(Some(e), at(16)), intact);
+        assert_eq!(info(5, 9, 16, 20).standing(Some(e), at(15)), Standing::Gone);
+        // Beyond the end: not a position this history gave.
+        assert_eq!(info(5, 5, 16, 20).standing(Some(e), at(21)), Standing::Gone);
+        // Everything trimmed (a quiet period past the TTL): intact only at the top.
+        assert_eq!(info(0, 9, 0, 20).standing(Some(e), at(20)), intact);
+        assert_eq!(info(0, 9, 0, 20).standing(Some(e), at(19)), Standing::Gone);
+        // Another history.
+        assert_eq!(
+            info(5, 5, 16, 20).standing(Some(Epoch(8)), at(20)),
+            Standing::OtherEpoch(Some(Epoch(8)))
+        );
+        let mut deleted = info(5, 5, 16, 20);
+        deleted.max_deleted = EventId::new(18, 0);
+        assert_eq!(deleted.standing(Some(e), at(17)), Standing::Gone);
+    }
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// `"in-process"` or `"redis"`, for `/ws/status`.
@@ -67,13 +170,19 @@ pub trait Bus: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
 
     /// Appends an event to the history and delivers it to every node; the
-    /// returned id is its place in the history.
-    async fn publish(&self, kind: &str, data: &RawValue) -> Result<EventId, BusError>;
+    /// returned position is its place in the history.
+    async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError>;
 
-    /// Retained events after `since`, in order. `since` = [`EventId::ZERO`]
-    /// asks for everything, which is complete only if nothing was ever
-    /// trimmed.
-    async fn replay(&self, since: EventId) -> Result<Replay, BusError>;
+    /// Up to `limit` retained events after `after` (and no later than
+    /// `until`), in order, with the [`Standing`] of `after` read in the same
+    /// atomic step. Events are those of the current history, whatever the
+    /// standing.
+    async fn read_history(
+        &self,
+        after: Position,
+        until: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError>;
 
     /// The other nodes' latest status (this node's own entry included when
     /// the bus stores one; the caller replaces it with live numbers).

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics::counter;
 use serde::Deserialize;
-use shared::{EventId, TypeFilter};
+use shared::{Position, TypeFilter};
 
 use crate::AppState;
 use crate::admission::Refusal;
@@ -30,8 +30,16 @@ use crate::telemetry::HANDSHAKES_REJECTED;
 const READ_BUFFER: usize = 1024;
 /// Outgoing bytes gathered before a write; a batch is flushed anyway.
 const WRITE_BUFFER: usize = 16 * 1024;
-/// A client whose unsent bytes exceed this is dropped.
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// A client whose unsent bytes exceed this is dropped. Sized from
+/// `MAX_EVENT_BYTES` so that an event within the limit can never be what
+/// disconnects a client: the buffer is written out once it passes
+/// `WRITE_BUFFER`, so it holds at most that plus one frame (a frame being an
+/// event, its id, and the frame header); twice that is margin.
+pub fn max_write_buffer(max_event_bytes: usize) -> usize {
+    const FRAME_HEADER: usize = 14;
+    WRITE_BUFFER + 2 * (max_event_bytes + shared::envelope::ENVELOPE_GROWTH + FRAME_HEADER)
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DashboardQuery {
@@ -51,8 +59,8 @@ pub struct ClientParams {
 pub enum Resume {
     /// No `?since=`: live from now.
     Fresh,
-    /// `?since=<id>`: replay what came after it.
-    Since(EventId),
+    /// `?since=<position>`: replay what came after it.
+    Since(Position),
     /// `?since=` that is no event id: answered with `recovered: false`.
     Malformed,
 }
@@ -129,7 +137,7 @@ pub async fn dashboard(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_write_buffer_size(max_write_buffer(state.config.max_event_bytes))
         .on_upgrade(move |socket| async move {
             session::run(socket, state, params).await;
             drop((admitted, token));

@@ -10,6 +10,12 @@
 //! meanwhile is lost; the `seam` (the last id the replay covered) drops the
 //! overlap, so nothing arrives twice.
 //!
+//! A replay streams the history page by page (memory bounded by a page, not
+//! by the history), holds one of the node's few replay permits while it
+//! runs (a client that cannot get one in time is closed with 1013 and
+//! retries), and stops at shutdown. `recovered: true` is sent only when every
+//! page continued the previous one with nothing trimmed in between.
+//!
 //! Slow clients: the broadcast ring holds `CLIENT_BUFFER` events; a client
 //! that falls further behind is closed with 1013 and counted — it can
 //! reconnect with `?since=` and lose nothing the history still holds. A
@@ -23,7 +29,7 @@ use chrono::Utc;
 use futures_util::SinkExt;
 use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
-use shared::{EventId, TypeFilter};
+use shared::{EventId, Position, TypeFilter};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -31,16 +37,23 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::{ClientParams, Resume};
 use crate::AppState;
 use crate::admission::{Bucket, burst_for};
+use crate::bus::{PAGE, Standing};
 use crate::hub::{Frame, Snapshot};
 use crate::telemetry::{
     BROADCAST_LATENCY, CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED,
-    REPLAYED_EVENTS, REPLAYS, SLOW_CLIENT_DISCONNECTS,
+    REPLAYED_EVENTS, REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
 };
 
 /// Most frames written before one flush (one syscall for many small frames).
 const MAX_BATCH: usize = 64;
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a resume waits for one of the node's replay permits before it
+/// is told to come back (1013).
+const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Failed replays are logged once per interval, with how many were not.
+static REPLAY_FAILURES: Throttle = Throttle::new(Duration::from_secs(10));
 
 /// Why a connection ended: the `reason` label of the closed counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +66,8 @@ pub enum Ended {
     MessageTooLarge,
     RateLimited,
     Shutdown,
+    /// Too many replays running on this node: retry shortly.
+    ReplayBusy,
     Error,
 }
 
@@ -67,6 +82,7 @@ impl Ended {
             Ended::MessageTooLarge => "message_too_large",
             Ended::RateLimited => "rate_limited",
             Ended::Shutdown => "shutdown",
+            Ended::ReplayBusy => "replay_busy",
             Ended::Error => "error",
         }
     }
@@ -76,6 +92,7 @@ impl Ended {
         match self {
             Ended::Shutdown => Some((close_code::AWAY, "server shutting down; reconnect")),
             Ended::SlowClient => Some((close_code::AGAIN, "too slow; reconnect with ?since=")),
+            Ended::ReplayBusy => Some((close_code::AGAIN, "busy; reconnect with ?since= shortly")),
             Ended::MessageTooLarge => Some((close_code::SIZE, "message too large")),
             Ended::RateLimited => Some((close_code::POLICY, "message rate limit exceeded")),
             Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
@@ -125,9 +142,8 @@ impl Session<'_> {
     async fn serve(&mut self, resume: Resume) -> Ended {
         let sub = self.state.hub.subscribe();
         let mut rx = sub.rx;
-        let head = sub.head.unwrap_or(EventId::ZERO);
-        self.seam = head;
-        let greeting_id = (resume == Resume::Fresh).then_some(head);
+        self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
+        let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
         let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
         if let Err(ended) = self.send_text(greeting.into()).await {
             return ended;
@@ -142,34 +158,9 @@ impl Session<'_> {
 
     async fn replay(&mut self, resume: Resume) -> Result<(), Ended> {
         counter!(REPLAYS).increment(1);
-        let replay = match resume {
-            Resume::Since(since) => match self.state.bus.replay(since).await {
-                Ok(replay) => Some((since, replay)),
-                Err(err) => {
-                    tracing::warn!("replay from {since} failed: {err}");
-                    None
-                }
-            },
-            Resume::Fresh | Resume::Malformed => None,
-        };
-        let mut replayed = 0;
-        let recovered = match replay {
-            Some((since, replay)) if replay.recovered => {
-                self.seam = self.seam.max(since);
-                for event in replay.events {
-                    if event.id <= since || !self.filter.allows(&event.kind) {
-                        continue;
-                    }
-                    self.feed(event.text.into()).await?;
-                    self.seam = self.seam.max(event.id);
-                    replayed += 1;
-                    if replayed % MAX_BATCH == 0 {
-                        self.flush().await?;
-                    }
-                }
-                true
-            }
-            _ => false,
+        let (recovered, replayed) = match resume {
+            Resume::Since(since) => self.replay_from(since).await?,
+            Resume::Fresh | Resume::Malformed => (false, 0),
         };
         if !recovered {
             counter!(RECOVERIES_FAILED).increment(1);
@@ -177,6 +168,61 @@ impl Session<'_> {
         counter!(REPLAYED_EVENTS).increment(replayed as u64);
         self.send_text(client::recovery(recovered, replayed, Utc::now()).into())
             .await
+    }
+
+    /// Streams the history after `since` to the client, page by page, up to
+    /// where it stood at the first read (the live ring has what follows).
+    /// Returns whether every event after `since` was sent, and how many.
+    async fn replay_from(&mut self, since: Position) -> Result<(bool, usize), Ended> {
+        let state = self.state;
+        let permit = tokio::select! {
+            permit = timeout(REPLAY_QUEUE_WAIT, state.replays.acquire()) => permit,
+            () = state.shutdown.cancelled() => return Err(Ended::Shutdown),
+        };
+        let Ok(Ok(_permit)) = permit else {
+            counter!(REPLAYS_DEFERRED).increment(1);
+            return Err(Ended::ReplayBusy);
+        };
+        let mut cursor = since;
+        let mut until = None;
+        let mut replayed = 0;
+        loop {
+            let page = tokio::select! {
+                page = state.bus.read_history(cursor, until, PAGE) => page,
+                () = state.shutdown.cancelled() => return Err(Ended::Shutdown),
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => {
+                    if let Some(suppressed) = REPLAY_FAILURES.allow() {
+                        tracing::warn!(%since, suppressed, "replay failed: {err}");
+                    }
+                    return Ok((false, replayed));
+                }
+            };
+            match page.standing {
+                Standing::Intact { top } => {
+                    if until.is_none() {
+                        // The client holds everything up to `since` already.
+                        self.seam = self.seam.max(since.id);
+                        until = Some(top);
+                    }
+                }
+                Standing::Gone | Standing::OtherEpoch(_) => return Ok((false, replayed)),
+            }
+            for event in page.events {
+                self.seam = self.seam.max(event.id);
+                if self.filter.allows(&event.kind) {
+                    self.feed(event.text.into()).await?;
+                    replayed += 1;
+                }
+            }
+            self.flush().await?;
+            match page.last {
+                Some(last) if !page.done => cursor.id = last,
+                _ => return Ok((true, replayed)),
+            }
+        }
     }
 
     async fn live(&mut self, rx: &mut Receiver<Arc<Frame>>) -> Ended {

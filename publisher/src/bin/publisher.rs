@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use publisher::simulate::Generator;
 use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
 use publisher::{HistoryPolicy, Publisher, WireFormat};
+use shared::envelope::DEFAULT_MAX_EVENT_BYTES;
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -42,6 +43,22 @@ struct RedisArgs {
     /// Seconds an event is kept for resume (0: until pushed out by size).
     #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(), global = true)]
     history_ttl_secs: u64,
+    /// Largest encoded event, bytes; bigger ones are refused (exit 1).
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES, global = true,
+          value_parser = parse_max_event_bytes)]
+    max_event_bytes: usize,
+}
+
+fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
+    let range = shared::envelope::MAX_EVENT_BYTES_RANGE;
+    match value.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -96,14 +113,17 @@ struct Target {
     cluster: Vec<String>,
     prefix: String,
     history: HistoryPolicy,
+    max_event_bytes: usize,
 }
 
 impl Target {
     async fn connect(&self) -> Result<Publisher, publisher::PublishError> {
+        let wire =
+            WireFormat::new(&self.prefix, self.history).with_max_event_bytes(self.max_event_bytes);
         if self.cluster.is_empty() {
-            Publisher::connect_with(&self.url, WireFormat::new(&self.prefix, self.history)).await
+            Publisher::connect_with(&self.url, wire).await
         } else {
-            Publisher::connect_cluster(&self.cluster, &self.prefix, self.history).await
+            Publisher::connect_cluster(&self.cluster, wire).await
         }
     }
 }
@@ -122,6 +142,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_len: cli.redis.history_size,
             ttl: Duration::from_secs(cli.redis.history_ttl_secs),
         },
+        max_event_bytes: cli.redis.max_event_bytes,
     };
     match cli.command {
         Command::Send { kind, data } => {

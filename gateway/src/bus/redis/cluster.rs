@@ -22,7 +22,7 @@ use metrics::counter;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind, Value};
-use shared::{EventId, keys, kind};
+use shared::{keys, kind};
 use tokio_util::sync::CancellationToken;
 
 use super::{BusError, REDIS_TIMEOUT, RedisBus, bounded};
@@ -74,8 +74,9 @@ pub(super) async fn follow(
     bus.subscribed(backoff, subscribed_before).await?;
     tracing::info!(channels = channels.len(), "subscribed to sharded channels");
 
-    // Everything up to the head has been read from the history by now.
-    let mut checked = bus.hub.head().unwrap_or(EventId::ZERO);
+    // Everything up to the node's position has been read from the history
+    // by now; the re-read also notices a history created anew.
+    let mut checked = bus.hub.position().ok_or(BusError::Unavailable)?;
     let mut registry = tokio::time::interval(REGISTRY_REFRESH);
     let mut entropy = tokio::time::interval(ANTI_ENTROPY);
     loop {

@@ -1,172 +1,222 @@
-//! The history stream, read: its top, what follows an id, and this node's
-//! catch-up from it.
+//! The history stream, read: where it stands, one page after a position
+//! (atomically with the facts that say whether nothing is missing), and this
+//! node's catch-up from it.
 
-use chrono::Utc;
+use std::time::Duration;
+
 use metrics::counter;
-use shared::{EventId, keys};
-use tokio::time::timeout;
+use redis::Value;
+use shared::{Epoch, EventId, Position, keys};
+use tokio::time::Instant;
 
-use super::{BusError, PAGE, REDIS_TIMEOUT, RedisBus, bounded};
-use crate::bus::{Replay, ReplayEvent};
+use super::{BusError, RedisBus, bounded};
+use crate::bus::{HistoryPage, PAGE, ReplayEvent, Standing, StreamInfo};
 use crate::hub::Dispatched;
-use crate::telemetry::BUS_CATCHUP_GAPS;
+use crate::telemetry::{BUS_CATCHUP_GAPS, BUS_HISTORY_RESETS};
+
+/// The most a catch-up waits, per page, for clients to read what it sent
+/// before; a client still that far behind after it is genuinely slow.
+const PACE_MAX_WAIT: Duration = Duration::from_millis(250);
+
+static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_history.lua")));
+static ENSURE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("ensure_history.lua")));
 
 impl RedisBus {
-    /// The newest id in the history, if any.
-    pub(super) async fn top(&self) -> Result<Option<EventId>, BusError> {
+    /// Where the shared history stands, creating an empty one (with a new
+    /// epoch) if there is none.
+    pub(super) async fn ensure_history(&self) -> Result<Position, BusError> {
         let mut conn = self.conn().await?;
-        let key = keys::history_key(self.prefix());
-        let entries: Vec<(String, Vec<String>)> = bounded(
-            redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn),
+        let (epoch, last): (String, String) = bounded(
+            ENSURE_SCRIPT
+                .key(keys::history_key(self.prefix()))
+                .key(keys::epoch_key(self.prefix()))
+                .arg(publisher::wire::new_epoch().to_string())
+                .invoke_async(&mut conn),
         )
         .await?;
-        Ok(entries.first().and_then(|(id, _)| id.parse().ok()))
+        let epoch: Epoch = epoch
+            .parse()
+            .map_err(|e: shared::event_id::ParseEpochError| BusError::Reply(e.to_string()))?;
+        let last: EventId = last
+            .parse()
+            .map_err(|e: shared::event_id::ParseEventIdError| BusError::Reply(e.to_string()))?;
+        Ok(Position::new(epoch, last))
+    }
+
+    /// One page after `after`, with its standing (see [`crate::bus::Bus::read_history`]).
+    pub(super) async fn read_page(
+        &self,
+        after: Position,
+        until: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        let mut conn = self.conn().await?;
+        let reply: Value = bounded(
+            READ_SCRIPT
+                .key(keys::history_key(self.prefix()))
+                .key(keys::epoch_key(self.prefix()))
+                .arg(after.id.to_string())
+                .arg(until.map_or_else(|| "+".to_owned(), |id| id.to_string()))
+                .arg(limit.max(1))
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        parse_page(reply, after, limit)
     }
 
     /// Sends this node's clients what the history holds after `from` and
-    /// they have not had (the hub drops what went out already). Returns the
-    /// last id read.
-    pub(super) async fn catch_up(&self, from: EventId) -> Result<EventId, BusError> {
-        let head = from;
-        let replay = self.range_after(head, true).await?;
-        if !replay.recovered {
-            counter!(BUS_CATCHUP_GAPS).increment(1);
-            tracing::warn!(%head, "history no longer holds this node's last event: clients may have missed events");
-        }
-        let mut sent = 0;
-        for event in &replay.events {
-            if matches!(
-                self.hub.dispatch(event.text.as_bytes()),
-                Ok(Dispatched::Sent(_))
-            ) {
-                sent += 1;
+    /// they have not had (the hub drops what went out already), page by
+    /// page, paced so that clients keeping up are never dropped for lagging
+    /// behind the catch-up itself. Returns the last position read.
+    ///
+    /// A gap is counted only when events after `from` really are gone; a
+    /// history created anew is followed from its start (and counted).
+    pub(super) async fn catch_up(&self, from: Position) -> Result<Position, BusError> {
+        let page_size = (self.hub.capacity() / 4).clamp(1, PAGE);
+        let mut cursor = from;
+        let mut until = None;
+        let mut first_page = true;
+        let mut sent = 0usize;
+        loop {
+            let page = self.read_page(cursor, until, page_size).await?;
+            match page.standing {
+                Standing::OtherEpoch(Some(epoch)) => {
+                    counter!(BUS_HISTORY_RESETS).increment(1);
+                    tracing::warn!(
+                        old = %cursor.epoch,
+                        new = %epoch,
+                        "the history was created anew (Redis restarted empty, or the stream was deleted): following the new one from its start"
+                    );
+                    self.hub.adopt(epoch);
+                    cursor = Position::new(epoch, EventId::ZERO);
+                    until = None;
+                    // What the new history lost before this node joined it is
+                    // not a gap of this node's: the reset is counted instead.
+                    first_page = false;
+                    continue;
+                }
+                // No history at all (deleted, nothing published since).
+                Standing::OtherEpoch(None) => return Ok(cursor),
+                Standing::Gone if first_page => {
+                    counter!(BUS_CATCHUP_GAPS).increment(1);
+                    tracing::warn!(from = %cursor, "the history no longer holds events after this node's last one: its clients missed events");
+                }
+                Standing::Intact { top } => {
+                    until.get_or_insert(top);
+                }
+                Standing::Gone => {}
             }
+            first_page = false;
+            for event in &page.events {
+                if matches!(
+                    self.hub.dispatch(event.text.as_bytes()),
+                    Ok(Dispatched::Sent(_))
+                ) {
+                    sent += 1;
+                }
+            }
+            if let Some(last) = page.last {
+                cursor.id = last;
+            }
+            if page.done {
+                break;
+            }
+            self.pace().await;
         }
         if sent > 0 {
             tracing::info!(sent, "caught up on events the live stream did not bring");
         }
-        Ok(replay.events.last().map_or(from, |e| e.id))
+        Ok(cursor)
     }
 
-    /// Retained entries after `since`. `recovered` says whether `since` is
-    /// still in the stream (or, for ZERO, whether nothing was ever trimmed),
-    /// i.e. whether nothing between it and the first returned entry is lost.
-    pub(super) async fn range_after(
-        &self,
-        since: EventId,
-        everything: bool,
-    ) -> Result<Replay, BusError> {
-        let mut conn = self.conn().await?;
-        let key = keys::history_key(self.prefix());
-        let recovered = if since == EventId::ZERO {
-            // XINFO fails on a stream that does not exist yet: nothing trimmed.
-            let info = timeout(
-                REDIS_TIMEOUT,
-                redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&key)
-                    .query_async::<redis::Value>(&mut conn),
-            )
-            .await
-            .map_err(|_| BusError::Timeout)?
-            .unwrap_or(redis::Value::Nil);
-            never_trimmed(&info)
-        } else {
-            let own: Vec<(String, Vec<String>)> = bounded(
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(since.to_string())
-                    .arg(since.to_string())
-                    .query_async(&mut conn),
-            )
-            .await?;
-            !own.is_empty()
+    /// Waits (boundedly) until clients have read most of what was sent.
+    async fn pace(&self) {
+        let deadline = Instant::now() + PACE_MAX_WAIT;
+        while self.hub.backlog() > self.hub.capacity() / 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+fn bad(what: &str) -> BusError {
+    BusError::Reply(what.to_owned())
+}
+
+fn text(value: &Value) -> Option<String> {
+    redis::from_redis_value_ref::<String>(value).ok()
+}
+
+/// Parses the reply of `read_history.lua`.
+fn parse_page(reply: Value, after: Position, limit: usize) -> Result<HistoryPage, BusError> {
+    let Value::Array(parts) = reply else {
+        return Err(bad("not an array"));
+    };
+    let [epoch, info, entries] = <[Value; 3]>::try_from(parts).map_err(|_| bad("not 3 parts"))?;
+    // An epoch that is no epoch (set by hand) names no history we know.
+    let epoch: Option<Epoch> = text(&epoch).and_then(|e| e.parse().ok());
+    let info = match info {
+        Value::Array(fields) => Some(parse_info(&fields).ok_or_else(|| bad("stream info"))?),
+        _ => None,
+    };
+    let Value::Array(entries) = entries else {
+        return Err(bad("entries"));
+    };
+    let read = entries.len();
+    let mut events = Vec::with_capacity(read);
+    let mut last = None;
+    for entry in entries {
+        let Value::Array(entry) = entry else {
+            continue;
         };
-        if !recovered && !everything {
-            return Ok(Replay::default());
+        let Some(id) = entry.first().and_then(text).and_then(|id| id.parse().ok()) else {
+            continue;
+        };
+        last = Some(id);
+        let fields: Vec<String> = entry
+            .get(1)
+            .and_then(|f| redis::from_redis_value_ref(f).ok())
+            .unwrap_or_default();
+        if let Some(epoch) = epoch
+            && let Some(event) = history_event(Position::new(epoch, id), &fields)
+        {
+            events.push(event);
         }
-        let limit = self.wire.history().max_len + PAGE;
-        let mut events = Vec::new();
-        let mut cursor = since;
-        loop {
-            let page: Vec<(String, Vec<String>)> = bounded(
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(format!("({cursor}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(PAGE)
-                    .query_async(&mut conn),
-            )
-            .await?;
-            let full = page.len() == PAGE;
-            for (id, fields) in page {
-                let Ok(id) = id.parse::<EventId>() else {
-                    continue;
-                };
-                cursor = id;
-                if let Some(event) = history_event(id, &fields) {
-                    events.push(event);
-                }
-            }
-            if !full || events.len() >= limit {
-                break;
-            }
-        }
-        Ok(Replay { events, recovered })
     }
+    let standing = match (info, epoch) {
+        (Some(info), _) => info.standing(epoch, after),
+        (None, _) => Standing::OtherEpoch(None),
+    };
+    Ok(HistoryPage {
+        events,
+        last,
+        done: read < limit.max(1),
+        standing,
+    })
 }
 
-/// For `XINFO STREAM`: true when every entry ever added is still there (or
-/// the stream does not exist yet).
-fn never_trimmed(info: &redis::Value) -> bool {
-    let pairs: Vec<(String, redis::Value)> = match info {
-        redis::Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [k, v] => redis::from_redis_value_ref::<String>(k)
-                    .ok()
-                    .map(|k| (k, v.clone())),
-                _ => None,
-            })
-            .collect(),
-        redis::Value::Map(items) => items
-            .iter()
-            .filter_map(|(k, v)| {
-                redis::from_redis_value_ref::<String>(k)
-                    .ok()
-                    .map(|k| (k, v.clone()))
-            })
-            .collect(),
-        _ => return true,
-    };
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| redis::from_redis_value_ref::<u64>(v).ok())
-    };
-    match (field("length"), field("entries-added")) {
-        (Some(length), Some(added)) => length == added,
-        _ => false,
-    }
+fn parse_info(fields: &[Value]) -> Option<StreamInfo> {
+    let number = |i: usize| redis::from_redis_value_ref::<u64>(fields.get(i)?).ok();
+    let id = |i: usize| text(fields.get(i)?)?.parse::<EventId>().ok();
+    Some(StreamInfo {
+        length: number(0)?,
+        added: number(1)?,
+        first: id(2)?,
+        last: id(3)?,
+        max_deleted: id(4)?,
+    })
 }
 
-fn history_event(id: EventId, fields: &[String]) -> Option<ReplayEvent> {
+fn history_event(position: Position, fields: &[String]) -> Option<ReplayEvent> {
     let envelope = fields
         .chunks(2)
         .find(|pair| pair[0] == publisher::wire::HISTORY_FIELD)
         .and_then(|pair| pair.get(1))?;
-    let text = shared::insert_id(envelope, id)?;
-    let decoded = shared::envelope::decode(text.as_bytes(), Utc::now()).ok()?;
+    let text = shared::insert_id(envelope, position)?;
+    let decoded = shared::envelope::decode(text.as_bytes(), chrono::Utc::now()).ok()?;
     Some(ReplayEvent {
-        id,
+        id: position.id,
         kind: decoded.kind,
         text,
     })

@@ -42,12 +42,12 @@ use redis::AsyncCommands;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use serde_json::value::RawValue;
-use shared::{EventId, keys};
+use shared::{EventId, Position, keys};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Bus, BusError, NodeStatus, Replay};
+use super::{Bus, BusError, HistoryPage, NodeStatus};
 use crate::hub::Hub;
 use crate::node::Node;
 use crate::telemetry::{BUS_CONNECTED, BUS_RECONNECTS};
@@ -60,8 +60,6 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const NODE_TTL: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// History is read in pages of this many entries.
-const PAGE: usize = 1000;
 
 /// Where the bus lives.
 #[derive(Debug, Clone)]
@@ -220,15 +218,14 @@ impl RedisBus {
         }
     }
 
-    /// Where the shared history stands, for a node that has sent nothing
-    /// yet: clients joining now resume from here. Read before subscribing;
-    /// the catch-up after it covers anything published in between.
+    /// Where the shared history stands, for a node that knows none yet:
+    /// clients joining now resume from here. Read before subscribing; the
+    /// catch-up after it covers anything published in between. (A node that
+    /// knew a history catches up from its own position instead, and finds
+    /// out there if the history was created anew.)
     async fn init_position(&self) -> Result<(), BusError> {
-        if self.hub.head().is_none()
-            && let Some(top) = self.top().await?
-        {
-            self.hub.init_head(top);
-        }
+        let position = self.ensure_history().await?;
+        self.hub.init(position);
         Ok(())
     }
 
@@ -240,8 +237,8 @@ impl RedisBus {
         subscribed_before: &mut bool,
     ) -> Result<(), BusError> {
         self.load_snapshot().await?;
-        if let Some(head) = self.hub.head() {
-            self.catch_up(head).await?;
+        if let Some(position) = self.hub.position() {
+            self.catch_up(position).await?;
         }
         self.set_ready(true);
         *backoff = BACKOFF_MIN;
@@ -284,15 +281,20 @@ impl Bus for RedisBus {
         self.ready.load(Ordering::SeqCst)
     }
 
-    async fn publish(&self, kind: &str, data: &RawValue) -> Result<EventId, BusError> {
+    async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError> {
         shared::validate_kind(kind).map_err(publisher::PublishError::from)?;
         let mut conn = self.conn().await?;
         let id = bounded(self.wire.publish(&mut conn, kind, data)).await?;
         Ok(id)
     }
 
-    async fn replay(&self, since: EventId) -> Result<Replay, BusError> {
-        self.range_after(since, false).await
+    async fn read_history(
+        &self,
+        after: Position,
+        until: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        self.read_page(after, until, limit).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError> {

@@ -17,6 +17,9 @@ use crate::telemetry::BUS_MESSAGES_RECEIVED;
 /// How often an idle subscription is checked with PING (a half-open TCP
 /// connection would otherwise look like a quiet bus).
 const SUBSCRIPTION_HEALTH: Duration = Duration::from_secs(5);
+/// How often the node checks, after a payload named another epoch, whether
+/// the history was created anew (at most this often, however many arrive).
+const EPOCH_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) async fn follow(
     bus: &RedisBus,
@@ -35,6 +38,7 @@ pub(super) async fn follow(
 
     let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);
     health.reset();
+    let mut epoch_check = tokio::time::interval(EPOCH_CHECK);
     let received = counter!(BUS_MESSAGES_RECEIVED);
     loop {
         tokio::select! {
@@ -48,6 +52,15 @@ pub(super) async fn follow(
             },
             _ = health.tick() => {
                 bounded(sink.ping::<redis::Value>()).await?;
+            }
+            _ = epoch_check.tick() => {
+                // A history created anew while this node stayed subscribed
+                // (the stream deleted by hand): follow it from its start.
+                if bus.hub.take_foreign_epoch_seen()
+                    && let Some(position) = bus.hub.position()
+                {
+                    bus.catch_up(position).await?;
+                }
             }
             _ = shutdown.cancelled() => return Ok(()),
         }
