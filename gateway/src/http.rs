@@ -105,8 +105,15 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
     nodes.push(local);
     nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     let total: u64 = nodes.iter().map(|n| n.active_connections).sum();
+    // What the FastAPI `/ws/status` this replaces answered, and scripts read.
+    let health = if state.bus.is_ready() {
+        "operational"
+    } else {
+        "degraded"
+    };
     Json(json!({
         "active_connections": total,
+        "status": health,
         "node_id": node.id,
         "local_connections": node.connections(),
         "nodes": nodes,

@@ -102,6 +102,7 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(http::assets::index))
+        .route("/dashboard", get(http::assets::index))
         .route("/assets/dashboard.css", get(http::assets::css))
         .route("/assets/ws-client.js", get(http::assets::client_js))
         .route("/assets/dashboard.js", get(http::assets::dashboard_js))

@@ -309,12 +309,19 @@ async fn status_health_readiness_and_metrics_answer() {
     let _b = node.client().await;
     let status = get(node.addr, "/ws/status").await.json();
     assert_eq!(status["active_connections"], 2);
+    assert_eq!(
+        status["status"], "operational",
+        "what the FastAPI route said"
+    );
     assert_eq!(status["local_connections"], 2);
     assert_eq!(status["node_id"], "node-a");
     assert_eq!(status["nodes"][0]["node_id"], "node-a");
     assert_eq!(status["nodes"][0]["active_connections"], 2);
     assert_eq!(get(node.addr, "/healthz").await.status, 200);
     assert_eq!(get(node.addr, "/readyz").await.status, 200);
+    let page = get(node.addr, "/dashboard").await;
+    assert_eq!(page.status, 200, "the page at /dashboard too");
+    assert_eq!(page.body, get(node.addr, "/").await.body);
 
     node.publish("alert", json!({})).await;
     let metrics = eventually("metrics to show the delivery", || async {

@@ -122,6 +122,37 @@ pub struct NodeStatus {
     pub updated_at: String,
 }
 
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// `"in-process"` or `"redis"`, for `/ws/status`.
+    fn name(&self) -> &'static str;
+
+    /// True while events published anywhere reach this node.
+    fn is_ready(&self) -> bool;
+
+    /// Appends an event to the history and delivers it to every node; the
+    /// returned position is its place in the history.
+    async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError>;
+
+    /// Up to `limit` retained events after `after` (and no later than
+    /// `until`), in order, with the [`Standing`] of `after` read in the same
+    /// atomic step. Events are those of the current history, whatever the
+    /// standing.
+    async fn read_history(
+        &self,
+        after: Position,
+        until: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError>;
+
+    /// The other nodes' latest status (this node's own entry included when
+    /// the bus stores one; the caller replaces it with live numbers).
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError>;
+
+    /// Removes this node from the cluster count at once (drain).
+    async fn leave(&self);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,35 +190,4 @@ mod tests {
         deleted.max_deleted = EventId::new(18, 0);
         assert_eq!(deleted.standing(Some(e), at(17)), Standing::Gone);
     }
-}
-
-#[async_trait]
-pub trait Bus: Send + Sync + 'static {
-    /// `"in-process"` or `"redis"`, for `/ws/status`.
-    fn name(&self) -> &'static str;
-
-    /// True while events published anywhere reach this node.
-    fn is_ready(&self) -> bool;
-
-    /// Appends an event to the history and delivers it to every node; the
-    /// returned position is its place in the history.
-    async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError>;
-
-    /// Up to `limit` retained events after `after` (and no later than
-    /// `until`), in order, with the [`Standing`] of `after` read in the same
-    /// atomic step. Events are those of the current history, whatever the
-    /// standing.
-    async fn read_history(
-        &self,
-        after: Position,
-        until: Option<EventId>,
-        limit: usize,
-    ) -> Result<HistoryPage, BusError>;
-
-    /// The other nodes' latest status (this node's own entry included when
-    /// the bus stores one; the caller replaces it with live numbers).
-    async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError>;
-
-    /// Removes this node from the cluster count at once (drain).
-    async fn leave(&self);
 }

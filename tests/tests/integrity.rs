@@ -1,0 +1,241 @@
+//! Lose nothing, for real: what careless or hostile publishers, large
+//! events and Redis faults must not do to delivery and resume. Real gateway
+//! processes on a real redis-server.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use system_tests::{
+    Client, GatewayProcess, RedisServer, eventually, get, metric, publish, publisher_cli,
+};
+
+async fn node(redis: &RedisServer, env: &[(&str, &str)]) -> GatewayProcess {
+    let url = redis.url();
+    let mut all = vec![("REDIS_URL", url.as_str())];
+    all.extend_from_slice(env);
+    let node = GatewayProcess::start(&all).await;
+    node.wait_ready(200).await;
+    node
+}
+
+fn send(redis: &RedisServer, kind: &str, data: &Value, env: &[(&str, &str)]) -> String {
+    let url = redis.url();
+    let mut all = vec![("REDIS_URL", url.as_str())];
+    all.extend_from_slice(env);
+    let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &all);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn metrics(node: &GatewayProcess) -> String {
+    get(node.addr, "/metrics").await.body
+}
+
+#[tokio::test]
+async fn a_forged_id_on_the_bus_never_stops_delivery_or_becomes_a_position() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    client.next_json().await;
+    let epoch = redis.cli(&["GET", "{ws:history}:epoch"]).trim().to_owned();
+    let forged = [
+        r#"{"id":"99999999999999-0","type":"alert","data":{"n":"bare"}}"#.to_owned(),
+        r#"{"id":"0badbeef:99999999999999-0","type":"alert","data":{"n":"other epoch"}}"#
+            .to_owned(),
+        format!(r#"{{"id":"{epoch}:99999999999999-0","type":"alert","data":{{"n":"future"}}}}"#),
+    ];
+    for payload in &forged {
+        redis.cli(&["PUBLISH", "ws:events:alert", payload]);
+        let event = client.next_json().await;
+        assert!(event.get("id").is_none(), "delivered live-only: {event}");
+    }
+    let id = send(&redis, "alert", &json!({"n": "real"}), &[]);
+    let event = client.next_json().await;
+    assert_eq!(event["id"], id.as_str(), "later events still arrive");
+
+    let mut newcomer = Client::connect(&node.ws_url("")).await.unwrap();
+    assert_eq!(
+        newcomer.next_json().await["id"],
+        id.as_str(),
+        "greeted with the history's own position"
+    );
+    let text = metrics(&node).await;
+    for reason in ["malformed", "foreign_epoch", "future"] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("gateway_bus_rejected_ids_total{{reason=\"{reason}\"}}")
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_over_max_event_bytes_is_refused_everywhere_and_one_within_it_disconnects_nobody()
+{
+    let redis = RedisServer::start();
+    let node = node(
+        &redis,
+        &[("MAX_EVENT_BYTES", "4096"), ("PUBLISH_API_KEY", "k")],
+    )
+    .await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    client.next_json().await;
+
+    let too_big = json!({"pad": "x".repeat(5000)});
+    let url = redis.url();
+    let env = [("REDIS_URL", url.as_str()), ("MAX_EVENT_BYTES", "4096")];
+    let output = publisher_cli(
+        &["send", "--type", "alert", "--data", &too_big.to_string()],
+        &env,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("over MAX_EVENT_BYTES (4096)"), "{stderr}");
+    let refused = publish(node.addr, "k", "alert", &too_big).await;
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.json()["error"]["code"], "too_large");
+    let raw = format!(r#"{{"type":"alert","data":{too_big}}}"#);
+    redis.cli(&["PUBLISH", "ws:events:alert", &raw]);
+    redis.cli(&[
+        "SET",
+        "ws:analytics:latest",
+        &raw.replace("alert", "analytics_update"),
+    ]);
+
+    // Just within the limit, many in a row: every client keeps up.
+    let within = json!({"pad": "y".repeat(3900)});
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(send(&redis, "analytics_update", &within, &env));
+    }
+    for id in &ids {
+        let event = client.next_json().await;
+        assert_eq!(event["id"], id.as_str(), "nothing oversized came through");
+    }
+    let mut resumed = Client::connect(&node.ws_url("?since=x")).await.unwrap();
+    assert_eq!(
+        resumed.next_json().await["data"]["pad"]
+            .as_str()
+            .map(str::len),
+        Some(3900)
+    );
+    let text = metrics(&node).await;
+    assert_eq!(
+        metric(
+            &text,
+            "gateway_bus_invalid_payloads_total{reason=\"too_large\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "gateway_connections_closed_total{reason=\"client_gone\"}"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_position_from_before_redis_restarted_empty_is_not_recovered() {
+    let mut redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    let before = client.next_json().await["id"]
+        .as_str()
+        .expect("a position before any event")
+        .to_owned();
+    client.close().await;
+    redis.restart();
+    node.wait_ready(200).await;
+    send(&redis, "alert", &json!({"n": 1}), &[]);
+    let mut back = Client::connect(&node.ws_url(&format!("?since={before}")))
+        .await
+        .unwrap();
+    back.next_json().await;
+    assert_eq!(
+        back.next_of("recovery").await["data"],
+        json!({"recovered": false, "replayed": 0}),
+        "the events of the old history are gone: say so"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_replays_the_whole_retained_history_however_long() {
+    let redis = RedisServer::start();
+    // The node keeps a short history, the publisher a long one: the stream
+    // is what counts.
+    let node = node(&redis, &[("HISTORY_SIZE", "50")]).await;
+    let first = send(&redis, "alert", &json!({"n": 0}), &[]);
+    let url = redis.url();
+    let output = publisher_cli(
+        &[
+            "simulate", "--rate", "5000", "--count", "1500", "--seed", "3",
+        ],
+        &[("REDIS_URL", &url), ("HISTORY_SIZE", "5000")],
+    );
+    assert!(output.status.success());
+    let mut back = Client::connect(&node.ws_url(&format!("?since={first}")))
+        .await
+        .unwrap();
+    back.next_json().await;
+    let recovery = back.next_of("recovery").await;
+    assert_eq!(
+        recovery["data"],
+        json!({"recovered": true, "replayed": 1500})
+    );
+}
+
+#[tokio::test]
+async fn catch_up_after_an_outage_drops_no_client_that_keeps_reading() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[("CLIENT_BUFFER", "64")]).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    client.next_json().await;
+    // Lock the node out (its Redis user off, its connections killed) while
+    // 2,000 events are published as another user, then let it back in: the
+    // catch-up is 30 times the client's ring.
+    let admin = ["--user", "admin", "--pass", "pw", "--no-auth-warning"];
+    redis.cli(&["ACL", "SETUSER", "admin", "on", ">pw", "~*", "&*", "+@all"]);
+    redis.cli(&["ACL", "SETUSER", "default", "off"]);
+    redis.cli(&[&admin[..], &["CLIENT", "KILL", "USER", "default"]].concat());
+    let url = redis.url().replace("redis://", "redis://admin:pw@");
+    let output = publisher_cli(
+        &[
+            "simulate", "--rate", "20000", "--count", "2000", "--seed", "5",
+        ],
+        &[("REDIS_URL", &url)],
+    );
+    assert!(output.status.success());
+    redis.cli(&[&admin[..], &["ACL", "SETUSER", "default", "on"]].concat());
+    let mut got = 0;
+    while got < 2000 {
+        let event = client.next_json().await;
+        if event["id"].is_string() {
+            got += 1;
+        }
+    }
+    let text = eventually("the node to count its reconnect", || async {
+        let text = metrics(&node).await;
+        (metric(&text, "gateway_bus_reconnects_total") >= 1.0).then_some(text)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "gateway_slow_client_disconnects_total"),
+        0.0,
+        "nobody dropped for lagging behind the catch-up"
+    );
+    assert!(
+        client
+            .try_next_json(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
