@@ -67,36 +67,39 @@ pub struct Config {
     pub demo_rate: u32,
     /// Server WebSocket ping interval, milliseconds.
     #[arg(long, env = "PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub ping_interval_ms: u64,
     /// How long after a ping without any answer a client counts as dead, milliseconds.
     #[arg(long, env = "PONG_TIMEOUT_MS", default_value_t = DEFAULT_PONG_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub pong_timeout_ms: u64,
     /// Largest inbound WebSocket message; bigger ones close the connection with 1009.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
-          value_parser = parse_at_least_16)]
+          value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
     /// Events a client may fall behind before it is disconnected as too slow.
     #[arg(long, env = "CLIENT_BUFFER", default_value_t = DEFAULT_CLIENT_BUFFER,
-          value_parser = parse_at_least_16)]
+          value_parser = parse_client_buffer)]
     pub client_buffer: usize,
     /// How long one write to a client may block before it is dropped, milliseconds.
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub write_timeout_ms: u64,
     /// Events kept for resume (?since=).
     #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE,
-          value_parser = parse_at_least_1)]
+          value_parser = parse_history_size)]
     pub history_size: usize,
     /// Seconds an event is kept for resume (0: until pushed out by HISTORY_SIZE).
-    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs())]
+    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=YEAR_SECS))]
     pub history_ttl_secs: u64,
     /// Seconds a draining node waits for its clients to close before it exits.
-    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout_secs: u64,
     /// Most clients on this node (0: no limit); more get 503 at the handshake.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub max_connections: u64,
     /// Most clients from one IP (0: no limit); more get 429. Behind a load
     /// balancer, set TRUSTED_PROXIES too, or every client shares its IP.
@@ -118,15 +121,7 @@ pub struct Config {
 }
 
 fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
-    let range = MAX_EVENT_BYTES_RANGE;
-    match value.parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{value:?} is not a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )),
-    }
+    parse_within(value, MAX_EVENT_BYTES_RANGE)
 }
 
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
@@ -137,29 +132,42 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{value:?} is not an IP address or CIDR block"))
 }
 
+/// Upper bounds: a value past them is a typo, and would fail late (an
+/// allocation that aborts, a Redis argument out of range, a timer that
+/// overflows) instead of at start with exit code 2.
+const HOUR_MS: u64 = 3_600_000;
+const YEAR_SECS: u64 = 366 * 24 * 3600;
+const MAX_RATE: f64 = 1_000_000.0;
+
 fn parse_rate(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
-        _ => Err(format!("{value:?} is not a rate (a number >= 0)")),
+        Ok(rate) if rate.is_finite() && (0.0..=MAX_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{value:?} is not a rate (a number from 0 to {MAX_RATE})"
+        )),
     }
 }
 
-fn parse_at_least(value: &str, min: usize) -> Result<usize, String> {
-    let n: usize = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a whole number"))?;
-    if n < min {
-        return Err(format!("must be at least {min}"));
+fn parse_within(value: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be from {} to {}", range.start(), range.end())),
+        Err(_) => Err(format!("{value:?} is not a whole number")),
     }
-    Ok(n)
 }
 
-fn parse_at_least_1(value: &str) -> Result<usize, String> {
-    parse_at_least(value, 1)
+fn parse_message_bytes(value: &str) -> Result<usize, String> {
+    parse_within(value, 16..=16 * 1024 * 1024)
 }
 
-fn parse_at_least_16(value: &str) -> Result<usize, String> {
-    parse_at_least(value, 16)
+/// Each client's ring slot is shared, but the ring itself is allocated at
+/// start: a million slots is far past any useful lag.
+fn parse_client_buffer(value: &str) -> Result<usize, String> {
+    parse_within(value, 16..=1_048_576)
+}
+
+fn parse_history_size(value: &str) -> Result<usize, String> {
+    parse_within(value, 1..=100_000_000)
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -324,13 +332,24 @@ mod tests {
         let err = parse(&["--channel-prefix", "a b"]).unwrap_err();
         assert!(err.contains("CHANNEL_PREFIX"), "{err}");
         let err = parse(&["--client-buffer", "3"]).unwrap_err();
-        assert!(err.contains("at least 16"), "{err}");
+        assert!(err.contains("from 16 to"), "{err}");
         let err = parse(&["--cors-origins", "example.com"]).unwrap_err();
         assert!(err.contains("CORS_ORIGINS"), "{err}");
         let err = parse(&["--trusted-proxies", "10.0.0.0/33"]).unwrap_err();
         assert!(err.contains("not an IP address or CIDR"), "{err}");
         let err = parse(&["--message-rate=-1"]).unwrap_err();
         assert!(err.contains("not a rate"), "{err}");
+        for (flag, value) in [
+            ("--client-buffer", "100000000000"),
+            ("--client-buffer", "4611686018427387904"),
+            ("--history-size", "18446744073709551615"),
+            ("--ping-interval-ms", "18446744073709551615"),
+            ("--max-event-bytes", "100"),
+            ("--handshake-rate-per-ip", "1e300"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert!(err.contains(flag), "{flag}={value}: {err}");
+        }
     }
 
     #[test]

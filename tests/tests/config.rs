@@ -37,6 +37,12 @@ fn a_bad_value_stops_the_node_with_a_clear_message_and_exit_code_2() {
             "http://127.0.0.1:7000",
             "REDIS_CLUSTER_NODES",
         ),
+        // Out of range: refused at start, not an abort, a panic or a node
+        // that starts and fails every publish.
+        ("CLIENT_BUFFER", "100000000000", "--client-buffer"),
+        ("CLIENT_BUFFER", "4611686018427387904", "--client-buffer"),
+        ("HISTORY_SIZE", "18446744073709551615", "--history-size"),
+        ("MAX_EVENT_BYTES", "99999999999", "--max-event-bytes"),
     ];
     for (key, value, expected) in cases {
         let output = gateway(&[(key, value)]);

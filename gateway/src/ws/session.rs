@@ -68,6 +68,8 @@ pub enum Ended {
     Shutdown,
     /// Too many replays running on this node: retry shortly.
     ReplayBusy,
+    /// A text frame (or close reason) that is not UTF-8.
+    InvalidData,
     Error,
 }
 
@@ -83,6 +85,7 @@ impl Ended {
             Ended::RateLimited => "rate_limited",
             Ended::Shutdown => "shutdown",
             Ended::ReplayBusy => "replay_busy",
+            Ended::InvalidData => "invalid_data",
             Ended::Error => "error",
         }
     }
@@ -96,6 +99,7 @@ impl Ended {
             Ended::MessageTooLarge => Some((close_code::SIZE, "message too large")),
             Ended::RateLimited => Some((close_code::POLICY, "message rate limit exceeded")),
             Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
+            Ended::InvalidData => Some((close_code::INVALID, "invalid UTF-8")),
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
         }
@@ -334,8 +338,9 @@ impl Session<'_> {
             None => Err(Ended::ClientGone),
             Some(Err(err)) => Err(classify(err)),
             Some(Ok(Message::Close(_))) => Err(Ended::ClientClose),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            // Control frames count too: a ping flood costs a pong each.
             Some(Ok(_)) if !self.within_rate() => Err(Ended::RateLimited),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
                 Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
                 None => {
@@ -353,7 +358,7 @@ impl Session<'_> {
         }
     }
 
-    /// Takes one message from the client's allowance (control frames are free).
+    /// Takes one message (data or control) from the client's allowance.
     fn within_rate(&mut self) -> bool {
         let rate = self.state.config.message_rate;
         rate == 0.0 || self.inbound.take(rate, burst_for(rate))
@@ -395,15 +400,35 @@ impl Session<'_> {
         }
     }
 
-    /// Sends the close frame `ended` calls for, briefly, and hands it back.
+    /// The closing handshake (RFC 6455), boundedly: a client's close frame
+    /// is answered (tungstenite queued the echo of its code, or 1002 for a
+    /// code that is not allowed; it goes out with this flush); our own close
+    /// frame is sent, then input is read until the client's close arrives,
+    /// so unread input never turns the close into a TCP reset.
     async fn close(&mut self, ended: Ended) -> Ended {
-        if let Some((code, reason)) = ended.close_frame() {
+        let socket = &mut self.socket;
+        let handshake = async {
+            if ended == Ended::ClientClose {
+                let _ = socket.flush().await;
+                return;
+            }
+            let Some((code, reason)) = ended.close_frame() else {
+                return;
+            };
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = timeout(CLOSE_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
-        }
+            if socket.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = timeout(CLOSE_TIMEOUT, handshake).await;
         ended
     }
 }
@@ -414,6 +439,9 @@ fn classify(err: axum::Error) -> Ended {
     let inner = err.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Ended::MessageTooLarge,
+        // tungstenite reports a text frame and a close reason that are not
+        // UTF-8 alike; both close with 1007 (inconsistent data).
+        Some(tungstenite::Error::Utf8(_)) => Ended::InvalidData,
         Some(tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
         )) => Ended::ClientGone,
