@@ -26,6 +26,8 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 /// A dashboard sends a ping every ~15 s; 20 a second is abuse.
 pub const DEFAULT_MESSAGE_RATE: f64 = 20.0;
+/// A connection that has not sent a whole request head by then is closed.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -114,6 +116,11 @@ pub struct Config {
     /// Messages a second a client may send, bursts of twice that (0: no limit); more close it with 1008.
     #[arg(long, env = "MESSAGE_RATE", default_value_t = DEFAULT_MESSAGE_RATE, value_parser = parse_rate)]
     pub message_rate: f64,
+    /// Milliseconds a connection may take to send a complete HTTP request head
+    /// (and an idle keep-alive connection may wait); then it is closed.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..=HOUR_MS))]
+    pub handshake_timeout_ms: u64,
     /// Largest encoded event (bytes): bigger publishes are refused (413), bigger bus payloads dropped.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
           value_parser = parse_max_event_bytes)]
@@ -215,6 +222,7 @@ impl Default for Config {
             handshake_rate_per_ip: 0.0,
             message_rate: DEFAULT_MESSAGE_RATE,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }
@@ -287,6 +295,10 @@ impl Config {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
     }
 
     pub fn drain_timeout(&self) -> Duration {

@@ -34,7 +34,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use publisher::{Topology, WireFormat};
 use thiserror::Error;
@@ -60,6 +59,15 @@ const SOCKET_SEND_BUFFER: usize = 64 * 1024;
 /// new dashboards) overflows: dropped SYNs come back only after a 1 s
 /// retransmit. The kernel caps this at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
+/// Addresses with connections accepted but not yet upgraded (or done with
+/// their HTTP request): each connection is a file descriptor and a little
+/// memory until its head arrives or `HANDSHAKE_TIMEOUT_MS` ends it.
+const MAX_PENDING_CONNECTIONS: usize = 4096;
+/// Such connections from one address: a flood from one source cannot take
+/// the descriptors that health checks and other dashboards need.
+const MAX_PENDING_PER_IP: usize = 128;
+/// The same for a `TRUSTED_PROXIES` address (a load balancer).
+const MAX_PENDING_PER_PROXY: usize = 8192;
 /// Replays one node runs at once: each holds one page of the history and
 /// a Redis connection while it runs.
 const MAX_CONCURRENT_REPLAYS: usize = 16;
@@ -216,25 +224,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         bus = state.bus.name(),
         "gateway listening"
     );
-    let shutdown = state.shutdown.clone();
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();
     let bus = state.bus.clone();
-    let listener = listener.tap_io(|tcp: &mut tokio::net::TcpStream| {
-        // Frames are small and latency matters: no Nagle delay.
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {err}");
-        }
-        if let Err(err) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
-            tracing::debug!("SO_SNDBUF: {err}");
-        }
-    });
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    accept(listener, state).await;
 
     // Accepting has stopped. Upgraded sockets are outside axum's graceful
     // shutdown (tokio-rs/axum#3003): each session watches `shutdown` itself
@@ -249,6 +242,128 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     bus.leave().await;
     tracing::info!("drained");
     Ok(())
+}
+
+/// The accept loop. Each connection is served by hyper's HTTP/1 with a
+/// header-read timer: one that has not sent a whole request head within
+/// `HANDSHAKE_TIMEOUT_MS` (a silent socket, half a head, a byte a second, an
+/// idle keep-alive) is closed. Connections not yet upgraded are bounded per
+/// address ([`MAX_PENDING_PER_IP`]) and in addresses
+/// ([`MAX_PENDING_CONNECTIONS`]): past that new ones are closed at once, so
+/// a flood of them cannot take the file descriptors that health checks and
+/// dashboards need. Upgraded sessions count against `MAX_CONNECTIONS`.
+async fn accept(listener: TcpListener, state: Arc<AppState>) {
+    let shutdown = state.shutdown.clone();
+    let pending = Arc::new(Pending::default());
+    let router = app(state.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.config.handshake_timeout());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, mostly: wait instead of spinning.
+                    tracing::warn!("accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        // A trusted proxy carries many clients' handshakes at once.
+        let per_ip = if state
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip()))
+        {
+            MAX_PENDING_PER_PROXY
+        } else {
+            MAX_PENDING_PER_IP
+        };
+        let Some(permit) = pending.admit(peer.ip(), per_ip) else {
+            metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "too_many_pending")
+                .increment(1);
+            continue;
+        };
+        tune(&tcp);
+        let router = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            hyper::service::Service::call(&router, request)
+        });
+        let connection = http
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        state.tracker.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            // Served, closed, or handed over to a WebSocket session.
+            drop(permit);
+        });
+    }
+}
+
+/// Connections not yet upgraded, in all and per address.
+#[derive(Debug, Default)]
+struct Pending {
+    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A pending connection's place, given back when dropped.
+struct PendingPlace {
+    pending: Arc<Pending>,
+    ip: std::net::IpAddr,
+}
+
+impl Pending {
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, per_ip: usize) -> Option<PendingPlace> {
+        let mut by_ip = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = by_ip.len(); // distinct addresses, bounded below
+        let count = by_ip.get(&ip).copied().unwrap_or(0);
+        if count >= per_ip || (count == 0 && total >= MAX_PENDING_CONNECTIONS) {
+            return None;
+        }
+        *by_ip.entry(ip).or_insert(0) += 1;
+        Some(PendingPlace {
+            pending: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingPlace {
+    fn drop(&mut self) {
+        let mut by_ip = self.pending.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = by_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Frames are small and latency matters: no Nagle delay; and a capped
+/// kernel send buffer (see [`SOCKET_SEND_BUFFER`]).
+fn tune(tcp: &tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {err}");
+    }
+    if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
+        tracing::debug!("SO_SNDBUF: {err}");
+    }
 }
 
 async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {

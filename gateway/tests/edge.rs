@@ -125,3 +125,48 @@ async fn a_ping_flood_is_closed_with_1008_and_the_close_frame_arrives() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_connection_that_never_completes_its_request_head_is_closed() {
+    let node = Node::start(Config {
+        handshake_timeout_ms: 300,
+        ..config()
+    })
+    .await;
+    let mut silent = TcpStream::connect(node.addr).await.unwrap();
+    let mut half = TcpStream::connect(node.addr).await.unwrap();
+    half.write_all(b"GET /ws/dashboard HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut half] {
+        let mut byte = [0u8; 1];
+        let read = timeout(Duration::from_secs(3), stream.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "closed by the node, not left open: {read:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_from_one_address_leaves_health_checks_answered() {
+    let node = Node::default().await;
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        flood.push(socket.connect(node.addr).await.unwrap());
+    }
+    let health = timeout(
+        Duration::from_secs(3),
+        system_tests::get(node.addr, "/healthz"),
+    )
+    .await
+    .expect("/healthz answers under the flood");
+    assert_eq!(health.status, 200);
+    let mut client = timeout(Duration::from_secs(3), node.client())
+        .await
+        .expect("a dashboard still gets in");
+    drop(flood);
+    client.send_text("ping").await;
+}

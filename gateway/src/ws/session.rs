@@ -118,11 +118,12 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) 
         state: &state,
     };
     let ended = session.serve(params.resume).await;
-    let ended = session.close(ended).await;
+    // Counted when decided, not after the closing handshake's wait.
     counter!(CONNECTIONS_CLOSED, "reason" => ended.label()).increment(1);
     if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
         counter!(SLOW_CLIENT_DISCONNECTS).increment(1);
     }
+    session.close(ended).await;
     tracing::debug!(reason = ended.label(), "client disconnected");
 }
 
@@ -405,7 +406,7 @@ impl Session<'_> {
     /// code that is not allowed; it goes out with this flush); our own close
     /// frame is sent, then input is read until the client's close arrives,
     /// so unread input never turns the close into a TCP reset.
-    async fn close(&mut self, ended: Ended) -> Ended {
+    async fn close(&mut self, ended: Ended) {
         let socket = &mut self.socket;
         let handshake = async {
             if ended == Ended::ClientClose {
@@ -429,7 +430,6 @@ impl Session<'_> {
             }
         };
         let _ = timeout(CLOSE_TIMEOUT, handshake).await;
-        ended
     }
 }
 
