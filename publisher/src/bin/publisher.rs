@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use publisher::simulate::Generator;
 use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
 use publisher::{HistoryPolicy, Publisher, WireFormat};
+use serde_json::value::RawValue;
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -126,10 +127,13 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Send { kind, data } => {
             shared::validate_kind(&kind).context("--type")?;
-            let data: serde_json::Value =
+            // Validated, but published as written: a `RawValue` keeps the
+            // caller's bytes (key order, `1.50`, escapes) where a `Value`
+            // would sort keys and rewrite numbers.
+            let data: Box<RawValue> =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
             let publisher = target.connect().await?;
-            let id = publisher.publish(&kind, &data).await?;
+            let id = publisher.publish(&kind, &*data).await?;
             println!("{id}");
             Ok(())
         }
