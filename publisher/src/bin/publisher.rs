@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! publisher send --type alert --data '{"tutor_id":"t-17","severity":"critical"}'
+//! publisher send --url http://localhost:8000 --key "$KEY" --type alert --data '{}'
 //! publisher simulate --rate 20
 //! ```
 
@@ -18,7 +19,10 @@ use serde_json::value::RawValue;
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Parser)]
-#[command(version, about = "Publish dashboard events to the gateway's Redis bus")]
+#[command(
+    version,
+    about = "Publish dashboard events to the gateway's Redis bus (or one gateway over HTTP)"
+)]
 struct Cli {
     #[command(flatten)]
     redis: RedisArgs,
@@ -47,14 +51,22 @@ struct RedisArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Publish one event; prints its id and exits 0 once Redis has it.
+    /// Publish one event; prints its id and exits 0 once Redis (or, with
+    /// --url, the gateway) has it.
     Send {
         /// Message type: metrics_update, alert, intervention, analytics_update or your own.
         #[arg(long = "type")]
         kind: String,
-        /// The event's data, as JSON.
+        /// The event's data, as JSON; published byte for byte as written.
         #[arg(long)]
         data: String,
+        /// Publish through this gateway's POST /api/publish instead of Redis
+        /// (e.g. http://localhost:8000 for `gateway --demo`).
+        #[arg(long, env = "GATEWAY_URL")]
+        url: Option<String>,
+        /// The gateway's PUBLISH_API_KEY, sent as a bearer key (with --url).
+        #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
     /// Publish a realistic, continuous stream of tutor metrics, alerts,
     /// interventions and analytics until stopped.
@@ -125,15 +137,29 @@ async fn run(cli: Cli) -> Result<()> {
         },
     };
     match cli.command {
-        Command::Send { kind, data } => {
+        Command::Send {
+            kind,
+            data,
+            url,
+            key,
+        } => {
             shared::validate_kind(&kind).context("--type")?;
             // Validated, but published as written: a `RawValue` keeps the
             // caller's bytes (key order, `1.50`, escapes) where a `Value`
             // would sort keys and rewrite numbers.
             let data: Box<RawValue> =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
-            let publisher = target.connect().await?;
-            let id = publisher.publish(&kind, &*data).await?;
+            // An empty variable counts as unset, as for the gateway.
+            let key = key.filter(|key| !key.is_empty());
+            let id = match url.filter(|url| !url.is_empty()) {
+                Some(url) => publisher::http::publish(&url, key.as_deref(), &kind, &data).await?,
+                None => target
+                    .connect()
+                    .await?
+                    .publish(&kind, &*data)
+                    .await?
+                    .to_string(),
+            };
             println!("{id}");
             Ok(())
         }
