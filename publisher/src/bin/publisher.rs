@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use publisher::simulate::Generator;
 use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
@@ -176,7 +177,9 @@ async fn simulate(target: &Target, rate: u32, count: Option<u64>, seed: Option<u
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(rate, "simulating dashboard traffic; ctrl-c to stop");
     let mut sent = 0u64;
-    let mut event = generator.next_event();
+    // The generator keeps time by the wall clock: alerts' `triggered_at`
+    // and the like read true even when publishing stalls.
+    let mut event = generator.next_event_at(Utc::now());
     while count.is_none_or(|count| sent < count) {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -185,7 +188,7 @@ async fn simulate(target: &Target, rate: u32, count: Option<u64>, seed: Option<u
         match publisher.publish(event.kind, &event.data).await {
             Ok(_) => {
                 sent += 1;
-                event = generator.next_event();
+                event = generator.next_event_at(Utc::now());
             }
             Err(err) => {
                 tracing::warn!("publish failed, retrying in 1 s: {err}");
