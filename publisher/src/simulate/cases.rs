@@ -10,6 +10,7 @@
 //! per id has exactly the open set. Both sets are capped, so however long the
 //! demo runs the feed stays readable.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -208,7 +209,7 @@ pub struct Cases {
     /// Until when a (tutor, type) stays quiet after a resolution.
     cool_down: Vec<(usize, AlertType, DateTime<Utc>)>,
     /// When alerts were raised, oldest first, for `alerts_last_hour`.
-    raised_at: std::collections::VecDeque<DateTime<Utc>>,
+    raised_at: VecDeque<DateTime<Utc>>,
     interventions: Vec<Intervention>,
     interventions_opened: u64,
 }
@@ -220,7 +221,7 @@ impl Cases {
             alerts: Vec::new(),
             alerts_raised: 0,
             cool_down: Vec::new(),
-            raised_at: std::collections::VecDeque::new(),
+            raised_at: VecDeque::new(),
             interventions: Vec::new(),
             interventions_opened: 0,
         }
@@ -281,7 +282,8 @@ impl Cases {
         }
         self.interventions.retain(|i| i.status != Status::Completed);
 
-        // Standing conditions become alerts, one open per tutor and type.
+        // Standing conditions become alerts, one open per tutor and type,
+        // none beyond the cap (this is the step's last part: it may stop here).
         for (t, tutor) in tutors.iter().enumerate() {
             for alert_type in AlertType::ALL {
                 if self.alerts.len() >= MAX_OPEN_ALERTS {
@@ -328,8 +330,7 @@ impl Cases {
     ) {
         let (kind, likelihood) = alert.alert_type.intervention();
         let (likelihood, priority) = match alert.severity {
-            "critical" => (likelihood, "high"),
-            "high" => (likelihood, "high"),
+            "critical" | "high" => (likelihood, "high"),
             "medium" => (likelihood / 4.0, "medium"),
             _ => return,
         };
