@@ -23,9 +23,12 @@
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
 //!   gateway's `--demo`).
-//! - `src/bin/publisher.rs`: the CLI, a thin layer over the two.
+//! - [`http`]: [`http::publish`], one event through a node's
+//!   `POST /api/publish`, for when Redis is out of reach (`gateway --demo`).
+//! - `src/bin/publisher.rs`: the CLI, a thin layer over these.
 
 pub mod connection;
+pub mod http;
 pub mod simulate;
 pub mod wire;
 

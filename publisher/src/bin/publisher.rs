@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! publisher send --type alert --data '{"tutor_id":"t-17","severity":"critical"}'
+//! publisher send --url http://localhost:8000 --key "$KEY" --type alert --data '{}'
 //! publisher simulate --rate 20
 //! ```
 
@@ -9,16 +10,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use publisher::simulate::Generator;
 use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
 use publisher::{HistoryPolicy, Publisher, WireFormat};
+use serde_json::value::RawValue;
 use shared::envelope::DEFAULT_MAX_EVENT_BYTES;
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Parser)]
-#[command(version, about = "Publish dashboard events to the gateway's Redis bus")]
+#[command(
+    version,
+    about = "Publish dashboard events to the gateway's Redis bus (or one gateway over HTTP)"
+)]
 struct Cli {
     #[command(flatten)]
     redis: RedisArgs,
@@ -63,14 +69,22 @@ fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Publish one event; prints its id and exits 0 once Redis has it.
+    /// Publish one event; prints its id and exits 0 once Redis (or, with
+    /// --url, the gateway) has it.
     Send {
         /// Message type: metrics_update, alert, intervention, analytics_update or your own.
         #[arg(long = "type")]
         kind: String,
-        /// The event's data, as JSON.
+        /// The event's data, as JSON; published byte for byte as written.
         #[arg(long)]
         data: String,
+        /// Publish through this gateway's POST /api/publish instead of Redis
+        /// (e.g. http://localhost:8000 for `gateway --demo`).
+        #[arg(long, env = "GATEWAY_URL")]
+        url: Option<String>,
+        /// The gateway's PUBLISH_API_KEY, sent as a bearer key (with --url).
+        #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
     /// Publish a realistic, continuous stream of tutor metrics, alerts,
     /// interventions and analytics until stopped.
@@ -145,12 +159,29 @@ async fn run(cli: Cli) -> Result<()> {
         max_event_bytes: cli.redis.max_event_bytes,
     };
     match cli.command {
-        Command::Send { kind, data } => {
+        Command::Send {
+            kind,
+            data,
+            url,
+            key,
+        } => {
             shared::validate_kind(&kind).context("--type")?;
-            let data: serde_json::Value =
+            // Validated, but published as written: a `RawValue` keeps the
+            // caller's bytes (key order, `1.50`, escapes) where a `Value`
+            // would sort keys and rewrite numbers.
+            let data: Box<RawValue> =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
-            let publisher = target.connect().await?;
-            let id = publisher.publish(&kind, &data).await?;
+            // An empty variable counts as unset, as for the gateway.
+            let key = key.filter(|key| !key.is_empty());
+            let id = match url.filter(|url| !url.is_empty()) {
+                Some(url) => publisher::http::publish(&url, key.as_deref(), &kind, &data).await?,
+                None => target
+                    .connect()
+                    .await?
+                    .publish(&kind, &*data)
+                    .await?
+                    .to_string(),
+            };
             println!("{id}");
             Ok(())
         }
@@ -167,7 +198,9 @@ async fn simulate(target: &Target, rate: u32, count: Option<u64>, seed: Option<u
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(rate, "simulating dashboard traffic; ctrl-c to stop");
     let mut sent = 0u64;
-    let mut event = generator.next_event();
+    // The generator keeps time by the wall clock: alerts' `triggered_at`
+    // and the like read true even when publishing stalls.
+    let mut event = generator.next_event_at(Utc::now());
     while count.is_none_or(|count| sent < count) {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -176,7 +209,7 @@ async fn simulate(target: &Target, rate: u32, count: Option<u64>, seed: Option<u
         match publisher.publish(event.kind, &event.data).await {
             Ok(_) => {
                 sent += 1;
-                event = generator.next_event();
+                event = generator.next_event_at(Utc::now());
             }
             Err(err) => {
                 tracing::warn!("publish failed, retrying in 1 s: {err}");

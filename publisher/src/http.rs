@@ -1,0 +1,245 @@
+//! Publishing through a gateway node's `POST /api/publish` instead of Redis.
+//!
+//! For a node that has no Redis to reach (`gateway --demo` runs an
+//! in-process bus) or a job that may not talk to Redis: one HTTP/1.1 request,
+//! `{"type": ..., "data": ...}` with the data's bytes as the caller wrote
+//! them, `Authorization: Bearer <key>`. The node answers 202 `{"id": ...}`
+//! once the event is on its bus; anything else becomes an [`HttpError`] that
+//! says what to fix.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+/// How long connecting, sending and reading the answer may take in all.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The route a node publishes on, below the URL it was given.
+pub const PUBLISH_PATH: &str = "/api/publish";
+
+#[derive(Debug, Error)]
+pub enum HttpError {
+    #[error("invalid gateway URL {url:?}: {why}")]
+    Url { url: String, why: String },
+    #[error("the publish key cannot be sent in an HTTP header (control characters?)")]
+    Key,
+    #[error("no gateway at {url} (connection refused); is `gateway` running there?")]
+    Refused { url: String },
+    #[error("cannot reach the gateway at {url}: {source}")]
+    Connect { url: String, source: std::io::Error },
+    #[error("the gateway at {url} did not answer within {}s", HTTP_TIMEOUT.as_secs())]
+    Timeout { url: String },
+    #[error("HTTP exchange with {url} failed: {source}")]
+    Exchange { url: String, source: hyper::Error },
+    #[error(
+        "the gateway refused the publish key (401 Unauthorized): {}",
+        if *.key_given { "the key is wrong; pass the node's PUBLISH_API_KEY with --key" }
+        else { "it needs one; pass the node's PUBLISH_API_KEY with --key or PUBLISH_API_KEY" }
+    )]
+    Unauthorized { key_given: bool },
+    #[error("the gateway answered {status}: {message}")]
+    Rejected { status: StatusCode, message: String },
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a RawValue,
+}
+
+/// The body `POST /api/publish` takes; `data` is copied in byte for byte.
+pub fn publish_body(kind: &str, data: &RawValue) -> String {
+    serde_json::to_string(&Body { kind, data }).expect("a str and a RawValue serialize")
+}
+
+/// Publishes one event through the node at `gateway` (`http://host:port`,
+/// optionally with a path prefix a proxy strips). Returns the event's id, as
+/// the node reported it.
+pub async fn publish(
+    gateway: &str,
+    key: Option<&str>,
+    kind: &str,
+    data: &RawValue,
+) -> Result<String, HttpError> {
+    let target = Target::parse(gateway)?;
+    let mut request = Request::post(target.path.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        let value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| HttpError::Key)?;
+        request = request.header(AUTHORIZATION, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(publish_body(kind, data))))
+        .expect("method, path and headers were checked");
+    let url = target.url.clone();
+    let (status, body) = tokio::time::timeout(HTTP_TIMEOUT, target.send(request))
+        .await
+        .map_err(|_| HttpError::Timeout { url })??;
+    match status {
+        StatusCode::ACCEPTED => Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_default()),
+        StatusCode::UNAUTHORIZED => Err(HttpError::Unauthorized {
+            key_given: key.is_some(),
+        }),
+        status => Err(HttpError::Rejected {
+            status,
+            message: error_message(&body),
+        }),
+    }
+}
+
+/// The `message` of the node's JSON error (`{"error": {"code", "message"}}`),
+/// else the start of whatever the body was.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(message) = json["error"]["message"].as_str()
+    {
+        return message.to_owned();
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    text.chars().take(200).collect()
+}
+
+/// Where the request goes: a host and port to connect to, the `Host`
+/// header, the request path.
+struct Target {
+    url: String,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, HttpError> {
+        let bad = |why: &str| HttpError::Url {
+            url: url.to_owned(),
+            why: why.to_owned(),
+        };
+        let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported; use the node's own http:// address",
+                ));
+            }
+            _ => return Err(bad("expected http://host:port")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if uri.query().is_some() {
+            return Err(bad("a query string has no place here"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        Ok(Self {
+            url: url.to_owned(),
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            path: format!("{}{PUBLISH_PATH}", uri.path().trim_end_matches('/')),
+        })
+    }
+
+    /// One request on a fresh connection; the status and the whole body.
+    async fn send(self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), HttpError> {
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => HttpError::Refused {
+                    url: self.url.clone(),
+                },
+                _ => HttpError::Connect {
+                    url: self.url.clone(),
+                    source,
+                },
+            })?;
+        let exchange = |source| HttpError::Exchange {
+            url: self.url.clone(),
+            source,
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(exchange)?;
+        // The connection is driven by its own task; it ends when the
+        // response has been read and `sender` is dropped.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender.send_request(request).await.map_err(exchange)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(exchange)?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_carries_data_as_written() {
+        let data = RawValue::from_string(r#"{"b": 1.50, "a":[1e3]}"#.to_owned()).unwrap();
+        assert_eq!(
+            publish_body("alert", &data),
+            r#"{"type":"alert","data":{"b": 1.50, "a":[1e3]}}"#
+        );
+    }
+
+    #[test]
+    fn urls_become_a_host_a_port_and_the_publish_path() {
+        let t = Target::parse("http://localhost:8000").unwrap();
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            ("localhost", 8000, "localhost:8000", "/api/publish")
+        );
+        let t = Target::parse("http://[::1]/gw/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
+        assert_eq!(t.path, "/gw/api/publish");
+        for bad in [
+            "localhost:8000",
+            "https://gw.example.com",
+            "http://h/?x=1",
+            "ws://h",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_messages_come_from_the_nodes_json_error() {
+        assert_eq!(
+            error_message(br#"{"error":{"code":"bad_type","message":"invalid type"}}"#),
+            "invalid type"
+        );
+        assert_eq!(error_message(b"Bad Gateway\n"), "Bad Gateway");
+        assert_eq!(error_message(b""), "(empty body)");
+    }
+}
