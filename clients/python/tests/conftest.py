@@ -160,7 +160,10 @@ class Dashboard:
     def __init__(self, url: str) -> None:
         from websockets.sync.client import connect
 
-        self.ws = connect(url, open_timeout=10, close_timeout=2, max_size=None)
+        # Entered by hand (not `with`): works across websockets versions,
+        # whose plain connect() changed meaning.
+        self._connection = connect(url, open_timeout=10, close_timeout=2, max_size=None)
+        self.ws = self._connection.__enter__()
 
     def recv(self, timeout: float = 5.0) -> Dict[str, Any]:
         return json.loads(self.recv_text(timeout))
@@ -181,7 +184,7 @@ class Dashboard:
         pytest.fail(f"unexpected frame: {extra!r}")
 
     def close(self) -> None:
-        self.ws.close()
+        self._connection.__exit__(None, None, None)
 
 
 def publish_with_cli(redis_url: str, message_type: str, data: str, **env: str) -> str:

@@ -21,7 +21,9 @@ manager.get_connection_count()     # dashboards on every gateway node
 there are no sockets here to accept or to write to.
 """
 
+import asyncio
 import threading
+import weakref
 from typing import Any, Dict, List, NoReturn, Optional
 
 from .errors import NotOnABusError
@@ -62,6 +64,7 @@ class ConnectionManager:
         self._settings = settings if settings is not None else Settings.from_env()
         self._json_default = json_default
         self._async: Optional[AsyncPublisher] = None
+        self._async_loop: Optional["weakref.ReferenceType[asyncio.AbstractEventLoop]"] = None
         self._sync: Optional[Publisher] = None
         self._lock = threading.Lock()
 
@@ -71,10 +74,16 @@ class ConnectionManager:
 
     @property
     def publisher(self) -> AsyncPublisher:
-        """The asyncio publisher behind `broadcast` (created on first use)."""
+        """The asyncio publisher behind `broadcast`, for the running event loop.
+
+        redis.asyncio connections belong to the loop that opened them, and a
+        process-wide manager may outlive a loop (tests that run one loop each,
+        `asyncio.run` in a script): a new loop gets a new publisher."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._async is None:
+            if self._async is None or self._async_loop is None or self._async_loop() is not loop:
                 self._async = AsyncPublisher(settings=self._settings, json_default=self._json_default)
+                self._async_loop = weakref.ref(loop)
             return self._async
 
     @property
@@ -128,10 +137,13 @@ class ConnectionManager:
 
     async def aclose(self) -> None:
         """Closes both publishers' connections (e.g. at application shutdown)."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            async_pub, sync_pub = self._async, self._sync
-            self._async = self._sync = None
-        if async_pub is not None:
+            async_pub, async_loop, sync_pub = self._async, self._async_loop, self._sync
+            self._async = self._sync = self._async_loop = None
+        # Another loop's connections cannot be closed from this one; they go
+        # with that loop.
+        if async_pub is not None and async_loop is not None and async_loop() is loop:
             await async_pub.aclose()
         if sync_pub is not None:
             sync_pub.close()
