@@ -25,7 +25,10 @@ def test_the_loaded_script_is_publisher_lua_publish_lua():
 
 def test_the_installed_package_holds_the_scripts_text():
     installed = Path(dashboard_gateway.__file__).parent / "publish.lua"
-    assert installed.is_file()
+    assert installed.is_file() and not installed.is_symlink(), (
+        f"{installed} should be the installed copy of the script, not the checkout's link "
+        "(run the tests against `pip install ./clients/python`, as run-tests.sh does)"
+    )
     assert installed.read_bytes() == SCRIPT_SOURCE.read_bytes()
 
 
@@ -51,3 +54,10 @@ def test_a_built_wheel_holds_the_scripts_text(tmp_path):
         names = archive.namelist()
         assert "dashboard_gateway/py.typed" in names
         assert archive.read("dashboard_gateway/publish.lua") == SCRIPT_SOURCE.read_bytes()
+
+
+def test_the_package_is_python_3_9_syntax():
+    import ast
+
+    for source in Path(dashboard_gateway.__file__).parent.glob("*.py"):
+        ast.parse(source.read_text(encoding="utf-8"), str(source), feature_version=(3, 9))

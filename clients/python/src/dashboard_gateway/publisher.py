@@ -261,8 +261,9 @@ class AsyncPublisher(_Core):
     await publisher.aclose()
     ```
 
-    Creating one does no I/O. Use it from one event loop (redis.asyncio
-    connections belong to the loop that opened them).
+    Creating one does no I/O; its client is created on first use. Use it from
+    one event loop (redis.asyncio connections belong to the loop that opened
+    them).
     """
 
     def __init__(
@@ -277,18 +278,32 @@ class AsyncPublisher(_Core):
         settings = _settings(redis_url, settings, options)
         super().__init__(settings, json_default)
         self._owns_client = client is None
-        self._client: aioredis.Redis = (
-            client
-            if client is not None
-            else aioredis.Redis.from_url(
-                settings.redis_url,
-                socket_connect_timeout=REDIS_TIMEOUT_SECS,
-                socket_timeout=REDIS_TIMEOUT_SECS,
-                retry=AsyncRetry(NoBackoff(), 0),
+        self._client: Optional[aioredis.Redis] = None
+        self._script: Any = None
+        self._address = "Redis"
+        if client is not None:
+            self._use(client)
+
+    def _use(self, client: "aioredis.Redis") -> "aioredis.Redis":
+        self._client = client
+        self._address = _address(client)
+        self._script = client.register_script(SCRIPT)
+        return client
+
+    def _redis(self) -> "aioredis.Redis":
+        # Created on first use, inside the running loop: on Python 3.9 the
+        # client's asyncio primitives bind to the loop current at creation,
+        # which at import time is not the loop a server later runs.
+        if self._client is None:
+            return self._use(
+                aioredis.Redis.from_url(
+                    self._settings.redis_url,
+                    socket_connect_timeout=REDIS_TIMEOUT_SECS,
+                    socket_timeout=REDIS_TIMEOUT_SECS,
+                    retry=AsyncRetry(NoBackoff(), 0),
+                )
             )
-        )
-        self._address = _address(self._client)
-        self._script = self._client.register_script(SCRIPT)
+        return self._client
 
     @classmethod
     def from_env(
@@ -309,11 +324,13 @@ class AsyncPublisher(_Core):
 
     @property
     def client(self) -> "aioredis.Redis":
-        return self._client
+        """The redis.asyncio client (created on first use when not passed in)."""
+        return self._redis()
 
     async def publish(self, message_type: str, data: Any) -> str:
         """See `Publisher.publish`."""
         keys, args = self._prepare(message_type, data)
+        self._redis()
         try:
             reply = await self._script(keys=keys, args=args)
         except _REDIS_ERRORS as err:
@@ -336,10 +353,11 @@ class AsyncPublisher(_Core):
         """See `Publisher.cluster_nodes`."""
         try:
             index = wire.nodes_index_key(self._settings.channel_prefix)
-            ids = await self._client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
+            client = self._redis()
+            ids = await client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
             if not ids:
                 return []
-            entries = await self._client.mget(self._node_keys(ids))
+            entries = await client.mget(self._node_keys(ids))
         except _REDIS_ERRORS as err:
             raise _translate(err, self._address) from err
         return self._statuses(entries)
@@ -349,14 +367,17 @@ class AsyncPublisher(_Core):
 
     async def ping(self) -> None:
         try:
-            await self._client.ping()
+            await self._redis().ping()
         except _REDIS_ERRORS as err:
             raise _translate(err, self._address) from err
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            closer = getattr(self._client, "aclose", None)  # redis-py >= 5
-            await (closer() if closer is not None else self._client.close())
+        if not self._owns_client or self._client is None:
+            return
+        client, self._client = self._client, None  # a later publish opens anew
+        if client is not None:
+            closer = getattr(client, "aclose", None)  # redis-py >= 5
+            await (closer() if closer is not None else client.close())
 
     async def __aenter__(self) -> "AsyncPublisher":
         return self
