@@ -63,6 +63,8 @@ echo "== pip install ./clients/python (+ pytest, websockets, fastapi, httpx)"
 # pip >= 21.3 builds in place, so the package's link to publisher/lua/publish.lua
 # resolves (older pip copies the directory alone and the build refuses).
 "$venv/bin/python" -m pip install -q --upgrade pip
+# setuptools builds in place and would ship a stale build/ (e.g. a deleted module).
+rm -rf "$here/build" "$here"/src/*.egg-info
 "$venv/bin/python" -m pip install -q "$here" pytest "websockets>=12" fastapi httpx
 
 echo "== pytest"

@@ -15,7 +15,7 @@ Empty variables count as unset, as for the gateway.
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -101,7 +101,7 @@ class Settings:
                     "Sentinel(...).master_for(...); TLS: ssl_ca_certs=...). "
                     "Redis Cluster is not supported from Python"
                 )
-        values: dict = {}
+        values: Dict[str, Any] = {}
         for field, name in (
             ("redis_url", "REDIS_URL"),
             ("channel_prefix", "CHANNEL_PREFIX"),
