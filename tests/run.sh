@@ -6,6 +6,8 @@
 #   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
 #   4. clients/js/run-tests.sh: the TypeScript client and React hook (Vitest),
 #      against a real gateway where the behaviour crosses the wire.
+#   5. clients/python/run-tests.sh: the Python publisher package (pytest, in a
+#      throwaway venv), against real redis-server, gateway and publisher CLI.
 # Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,6 +54,7 @@ fi
 suite smoke deploy/smoke.sh
 suite browser tests/browser/run.sh
 suite js-client clients/js/run-tests.sh
+suite python-client clients/python/run-tests.sh
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,0 +1,69 @@
+"""Publish events to the dashboard gateway from Python.
+
+Every event goes through the gateway's one write script (`publish.lua`, shared
+with the Rust `publisher` crate): appended to the bounded history, given its
+position (`id`), and published live to every gateway node, atomically.
+
+```python
+from dashboard_gateway import Publisher, AsyncPublisher
+
+publisher = Publisher.from_env()     # REDIS_URL, CHANNEL_PREFIX, HISTORY_SIZE, ...
+publisher.alert({"tutor_id": "t-17", "severity": "critical"})
+```
+
+Layout: `wire` (types, envelope, Redis names; no I/O), `settings`
+(environment), `script` (the Lua source), `publisher` (`Publisher`,
+`AsyncPublisher`), `tutormax` (the drop-in `ConnectionManager`), `errors`.
+"""
+
+from .errors import (
+    ConfigError,
+    DataError,
+    EventTooLargeError,
+    GatewayError,
+    InvalidTypeError,
+    NotOnABusError,
+    PublishError,
+    RedisCommandError,
+    RedisUnavailableError,
+)
+from .publisher import AsyncPublisher, Publisher
+from .settings import Settings
+from .tutormax import ConnectionManager, get_connection_manager
+from .wire import (
+    ALERT,
+    ANALYTICS_UPDATE,
+    INTERVENTION,
+    KNOWN_TYPES,
+    METRICS_UPDATE,
+    RawJSON,
+    encode_envelope,
+    validate_type,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALERT",
+    "ANALYTICS_UPDATE",
+    "AsyncPublisher",
+    "ConfigError",
+    "ConnectionManager",
+    "DataError",
+    "EventTooLargeError",
+    "GatewayError",
+    "INTERVENTION",
+    "InvalidTypeError",
+    "KNOWN_TYPES",
+    "METRICS_UPDATE",
+    "NotOnABusError",
+    "PublishError",
+    "Publisher",
+    "RawJSON",
+    "RedisCommandError",
+    "RedisUnavailableError",
+    "Settings",
+    "encode_envelope",
+    "get_connection_manager",
+    "validate_type",
+]

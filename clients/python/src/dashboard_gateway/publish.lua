@@ -1,0 +1,1 @@
+../../../../publisher/lua/publish.lua

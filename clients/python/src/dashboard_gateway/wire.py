@@ -1,0 +1,207 @@
+"""The wire contract, pure (no I/O): message types, the envelope, Redis names.
+
+Every rule here mirrors the Rust crates (`shared::kind`, `shared::envelope`,
+`shared::keys`), so an event written from Python is byte-for-byte the event the
+Rust publisher would write, and refused for the same reasons with the same words.
+"""
+
+import json
+import re
+import unicodedata
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional, Union
+
+from .errors import DataError, EventTooLargeError, InvalidTypeError
+
+METRICS_UPDATE = "metrics_update"
+ALERT = "alert"
+INTERVENTION = "intervention"
+ANALYTICS_UPDATE = "analytics_update"
+#: The four types every dashboard understands. Any other valid name works too.
+KNOWN_TYPES = (METRICS_UPDATE, ALERT, INTERVENTION, ANALYTICS_UPDATE)
+#: Sent by the server only; publishing them is refused.
+RESERVED_TYPES = ("recovery", "error")
+MAX_TYPE_LEN = 64
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+class RawJSON:
+    """`data` that is already JSON text: it goes into the envelope byte for byte
+    (no re-ordering of keys, no rewriting of numbers). Checked to be one valid
+    JSON value (NaN and Infinity are not JSON and are refused)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: Union[str, bytes, bytearray]) -> None:
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"RawJSON is not valid UTF-8: {err}") from None
+        if not isinstance(text, str):
+            raise TypeError(f"RawJSON takes str or bytes, not {type(text).__name__}")
+        try:
+            json.loads(text, parse_constant=_refuse_constant)
+        except ValueError as err:
+            raise DataError(f"RawJSON is not valid JSON: {err}") from None
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"RawJSON({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawJSON) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def rust_debug_str(value: str) -> str:
+    """`value` quoted as Rust's `{:?}` quotes a `str`, so error messages match
+    the Rust crate's: double quotes, backslash escapes, `\\u{..}` for characters
+    that are not printable."""
+    out = ['"']
+    for ch in value:
+        if ch in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif _rust_escapes_unicode(ch):
+            out.append("\\u{%x}" % ord(ch))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_SIMPLE_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"', "\0": "\\0"}
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Me"}
+
+
+def _rust_escapes_unicode(ch: str) -> bool:
+    # Rust escapes what is not printable, separators other than ' ', and
+    # grapheme extenders (approximated by the combining-mark categories).
+    return unicodedata.category(ch) in _UNPRINTABLE
+
+
+def validate_type(message_type: str) -> None:
+    """Raises `InvalidTypeError` unless `message_type` may be published: 1-64
+    characters of `[A-Za-z0-9_.-]` (safe in a channel name, never a glob), and
+    not `recovery` or `error`. The same checks, in the same order and with the
+    same messages, as the Rust `shared::validate_kind`."""
+    if not isinstance(message_type, str):
+        raise TypeError(f"message type must be a str, not {type(message_type).__name__}")
+    if message_type == "":
+        reason = "message type is empty"
+    elif len(message_type.encode("utf-8", "surrogatepass")) > MAX_TYPE_LEN:
+        reason = f"message type is longer than {MAX_TYPE_LEN} characters"
+    elif not _TOKEN.fullmatch(message_type):
+        reason = (
+            f"message type {rust_debug_str(message_type)} may only contain letters, "
+            "digits, '_', '-' and '.'"
+        )
+    elif message_type in RESERVED_TYPES:
+        reason = (
+            f"message type {rust_debug_str(message_type)} is reserved for messages "
+            "the server itself sends"
+        )
+    else:
+        return
+    raise InvalidTypeError(f"invalid message type: {reason}")
+
+
+def format_timestamp(at: datetime) -> str:
+    """RFC 3339, UTC, milliseconds (truncated): `2026-11-25T10:00:00.123Z`."""
+    if at.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    at = at.astimezone(timezone.utc)
+    return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+
+
+JsonDefault = Callable[[Any], Any]
+
+
+def encode_data(data: Any, json_default: Optional[JsonDefault] = None) -> str:
+    """`data` as compact JSON text; a `RawJSON` as given."""
+    if isinstance(data, RawJSON):
+        return data.text
+    try:
+        return json.dumps(
+            data,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=json_default,
+        )
+    except (TypeError, ValueError, RecursionError) as err:
+        raise DataError(f"data does not serialize to JSON: {err}") from None
+
+
+def encode_envelope(
+    message_type: str,
+    data: Any,
+    at: Optional[datetime] = None,
+    json_default: Optional[JsonDefault] = None,
+) -> bytes:
+    """The envelope without an id, exactly as the Rust crate writes it:
+    `{"type":"alert","data":{...},"timestamp":"2026-11-25T10:00:00.123Z"}`,
+    as UTF-8. Validates the type first."""
+    validate_type(message_type)
+    stamp = format_timestamp(at if at is not None else datetime.now(timezone.utc))
+    text = '{"type":"%s","data":%s,"timestamp":"%s"}' % (
+        message_type,
+        encode_data(data, json_default),
+        stamp,
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(f"data does not serialize to UTF-8 JSON: {err}") from None
+
+
+def check_size(envelope: bytes, max_event_bytes: int) -> None:
+    if len(envelope) > max_event_bytes:
+        raise EventTooLargeError(len(envelope), max_event_bytes)
+
+
+# Redis names, all under one CHANNEL_PREFIX (see shared/src/keys.rs).
+
+
+def events_channel(prefix: str, message_type: str) -> str:
+    return f"{prefix}:events:{message_type}"
+
+
+def analytics_key(prefix: str) -> str:
+    return f"{prefix}:analytics:latest"
+
+
+def history_key(prefix: str) -> str:
+    return f"{prefix}:history"
+
+
+def epoch_key(prefix: str) -> str:
+    """`{{prefix}:history}:epoch`: hash-tagged into the history's cluster slot."""
+    return "{%s:history}:epoch" % prefix
+
+
+def nodes_index_key(prefix: str) -> str:
+    """Sorted set of gateway node ids scored by their last heartbeat (ms)."""
+    return "{%s:nodes}" % prefix
+
+
+def node_key(prefix: str, node_id: str) -> str:
+    """One gateway node's JSON status, with a short expiry."""
+    return "{%s:nodes}:%s" % (prefix, node_id)
+
+
+_POSITION = re.compile(r"[^:]+:[0-9]+-[0-9]+")
+
+
+def is_position(value: str) -> bool:
+    """Whether `value` looks like an event position, `<epoch>:<ms>-<seq>`."""
+    return _POSITION.fullmatch(value) is not None
