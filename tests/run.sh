@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what is missing first:
-#   1. Rust: unit, single-node and multi-process system tests (cargo nextest;
-#      cargo test when nextest is absent), against a real redis-server.
+#   0. Gates: cargo fmt --check, cargo clippy -D warnings.
+#   1. Rust: unit, single-node and multi-process system tests (cargo nextest,
+#      installed when missing), against a real redis-server.
 #   2. deploy/smoke.sh: three gateways behind a real nginx on loopback.
 #   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
 #   4. clients/js/run-tests.sh: the TypeScript client and React hook (Vitest),
@@ -46,11 +47,13 @@ suite() { # name command...
 # browser tests run the built binaries).
 cargo build --workspace --locked || { echo "suites: 0 passed, 1 failed"; exit 1; }
 
-if cargo nextest --version >/dev/null 2>&1; then
-  suite rust cargo nextest run --workspace --locked
-else
-  suite rust cargo test --workspace --locked
-fi
+# Gates: formatting and lints fail the run like a failing test.
+suite fmt cargo fmt --all -- --check
+suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+# nextest is the one runner (one process per test, so tests that read the
+# process-wide metrics cannot see another test's node); installed if missing.
+cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
+suite rust cargo nextest run --workspace --locked
 suite smoke deploy/smoke.sh
 suite browser tests/browser/run.sh
 suite js-client clients/js/run-tests.sh
