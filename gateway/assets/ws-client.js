@@ -370,6 +370,7 @@
       const delay = this.backoffDelay(this.attempt);
       this.attempt++;
       this._setState("reconnecting");
+      this._emit("client:reconnecting", { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
       this._reconnectTimer = this.options.timers.setTimeout(() => {
         this._reconnectTimer = null;
         if (!this._stopped && !this._ws) this._open("reconnecting");

@@ -579,6 +579,8 @@ export class WebSocketService<X extends object = {}> {
     const delay = this.backoffDelay(this.attempt);
     this.attempt++;
     this._setState('reconnecting');
+    // every attempt, not only the first: the state stays `reconnecting` between them
+    this._emit('client:reconnecting', { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
     this._reconnectTimer = this.options.timers.setTimeout(() => {
       this._reconnectTimer = null;
       if (!this._stopped && !this._ws) this._open('reconnecting');

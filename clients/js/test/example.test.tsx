@@ -2,14 +2,14 @@
 // The README's ten-line React example compiles (typecheck) and renders live data.
 import { act, cleanup, render, screen } from '@testing-library/react';
 import { afterEach, expect, it } from 'vitest';
-import { useWebSocket } from '../src/react.js';
+import { useDashboardStream } from '../src/react.js';
 import { FakeWebSocket, env } from './helpers/fake-ws.js';
 
 afterEach(() => cleanup());
 
 // ---- the README example, verbatim but for the import path and the injected fake socket
 export function OpsDashboard() {
-  const { state, analytics, alerts, interventions, metrics, retry } = useWebSocket({ url: 'wss://gw.example.com/ws/dashboard', WebSocket: FakeWebSocket });
+  const { state, analytics, alerts, interventions, metrics, retry } = useDashboardStream({ url: 'wss://gw.example.com/ws/dashboard', WebSocket: FakeWebSocket });
   return <main>
     <p>{state} {state === 'disconnected' && <button onClick={retry}>Retry</button>}</p>
     <h2>{analytics?.total_tutors ?? '–'} tutors · {Object.keys(metrics).length} reporting · {interventions.length} interventions</h2>

@@ -238,6 +238,8 @@ describe('reconnection', () => {
     const random = vi.spyOn(Math, 'random').mockReturnValue(0.999999);
     const states: ConnectionState[] = [];
     const s = service({ onStateChange: (st) => states.push(st) });
+    const announced: [number, number, number][] = [];
+    s.on('client:reconnecting', (d) => announced.push([d.attempt, d.maxAttempts, d.delayMs]));
     expect([0, 1, 2, 3, 5, 6, 9].map((n) => s.backoffDelay(n)))
       .toEqual([499, 999, 1999, 3999, 15999, 29999, 29999]);
     random.mockReturnValue(0);
@@ -264,6 +266,8 @@ describe('reconnection', () => {
       FakeWebSocket.last.drop();
     });
     expect(random).toHaveBeenCalledTimes(10); // a fresh draw for every attempt
+    // every attempt is announced (the state stays `reconnecting` between them)
+    expect(announced).toEqual(schedule.map((delay, i) => [i + 1, 10, delay]));
     s.disconnect();
   });
 
