@@ -6,6 +6,8 @@
 #   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
 #   4. clients/js/run-tests.sh: the TypeScript client and React hook (Vitest),
 #      against a real gateway where the behaviour crosses the wire.
+#   5. clients/js/scripts/test-install.sh: the packed package installed into a fresh
+#      Vite + React app, built, and run in headless Chromium against a real gateway.
 # Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,6 +54,7 @@ fi
 suite smoke deploy/smoke.sh
 suite browser tests/browser/run.sh
 suite js-client clients/js/run-tests.sh
+suite js-install clients/js/scripts/test-install.sh
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]
