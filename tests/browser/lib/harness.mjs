@@ -158,6 +158,7 @@ export async function startGateway({ port, redis, env = {}, args = [] } = {}) {
   const child = startChild(`gateway :${port}`, GATEWAY_BIN, args, fullEnv, { replaceEnv: true });
   child.port = port;
   child.base = `http://127.0.0.1:${port}`;
+  gatewayPorts.add(port);
   await waitFor(`gateway ready on ${port}`, async () => {
     const r = await fetch(`${child.base}/readyz`);
     return r.status === 200;
@@ -196,16 +197,20 @@ export function publisherSend(redis, type, data, env = {}) {
 // older than gateway/assets/ serves yesterday's page; then the browser is given the files
 // from the checkout instead (same status and headers from the gateway, the body from disk),
 // so the tests check the page in this tree. A binary built from this tree serves exactly
-// these files and nothing is substituted. Routes the binary does not serve stay as they are.
+// these files and nothing is substituted. Routes the binary does not serve stay as they are,
+// and so does every other server (only ports of gateways started here are looked at).
 const ASSET_DIR = path.join(REPO_ROOT, 'gateway', 'assets');
 const PAGE_FILES = {
   '/': 'index.html', '/dashboard': 'index.html', '/assets/dashboard.css': 'dashboard.css',
   '/assets/dashboard.js': 'dashboard.js', '/assets/ws-client.js': 'ws-client.js',
 };
 const substituted = new Set();
+const gatewayPorts = new Set();
 
 async function serveCheckoutAssets(context) {
-  await context.route((url) => url.hostname === '127.0.0.1' && PAGE_FILES[url.pathname] !== undefined, async (route) => {
+  const isGatewayPage = (url) => url.hostname === '127.0.0.1' && gatewayPorts.has(Number(url.port)) &&
+    PAGE_FILES[url.pathname] !== undefined;
+  await context.route(isGatewayPage, async (route) => {
     const response = await route.fetch();
     const file = PAGE_FILES[new URL(route.request().url()).pathname];
     const onDisk = fs.readFileSync(path.join(ASSET_DIR, file));
