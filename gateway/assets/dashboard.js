@@ -223,6 +223,8 @@
         flash(node, 'is-updated');
       }
     });
+    var shown = tiles.filter(function (node) { return !node.parentElement.hidden; }).length;
+    $('tiles').classList.toggle('is-dense', shown > 8);
     renderTiers(d.performance_distribution);
     renderSeverities(d.alerts_count);
     if (Object.keys(d).length) {
