@@ -7,7 +7,9 @@
 #   3. tests/browser/run.sh: the dashboard page in real headless Chromium.
 #   4. clients/js/run-tests.sh: the TypeScript client and React hook (Vitest),
 #      against a real gateway where the behaviour crosses the wire.
-#   5. clients/python/run-tests.sh: the Python publisher package (pytest, in a
+#   5. clients/js/scripts/test-install.sh: the packed package installed into a fresh
+#      Vite + React app, built, and run in headless Chromium against a real gateway.
+#   6. clients/python/run-tests.sh: the Python publisher package (pytest, in a
 #      throwaway venv), against real redis-server, gateway and publisher CLI.
 # Exits non-zero if any suite fails; the last line sums the suites.
 set -uo pipefail
@@ -57,6 +59,7 @@ suite rust cargo nextest run --workspace --locked
 suite smoke deploy/smoke.sh
 suite browser tests/browser/run.sh
 suite js-client clients/js/run-tests.sh
+suite js-install clients/js/scripts/test-install.sh
 suite python-client clients/python/run-tests.sh
 
 echo "suites: $passed passed, $failed failed"

@@ -44,6 +44,8 @@
     if (typeof v === 'object') return fallback == null ? '–' : fallback;
     return String(v);
   }
+  /** a string or number from wire data as a string; null for anything else */
+  function scalar(v) { return v != null && typeof v !== 'object' ? String(v) : null; }
   /** a CSS-class-safe token from wire data */
   function token(v) { return String(v == null ? 'unknown' : v).toLowerCase().replace(/[^a-z0-9_-]/g, '') || 'unknown'; }
 
@@ -119,6 +121,9 @@
         ' reconnection attempts. Press "Retry now" to try again.');
     }
   });
+
+  // the state stays `reconnecting` from one attempt to the next: count each one
+  service.on('client:reconnecting', function () { renderState(service.state); });
 
   retryButton.addEventListener('click', function () {
     hideNotice();
@@ -196,11 +201,13 @@
 
   var tiles = Array.prototype.slice.call(document.querySelectorAll('.tiles [data-field]'));
   var formatters = {
+    avg_rating: fmtScore,
+    avg_engagement_score: fmtScore,
     avg_satisfaction: fmtScore,
     avg_response_time_ms: fmtMs
   };
   var series = []; // {t: ms, d: analytics object}
-  var chartMetric = 'sessions_in_progress';
+  var chartMetric = 'avg_rating';
 
   service.on('analytics_update', function (data, msg) {
     // each analytics_update is a full snapshot; {} means nothing was published yet
@@ -209,23 +216,62 @@
       var field = node.getAttribute('data-field');
       var fmt = formatters[field] || fmtCount;
       var text = d[field] == null ? '–' : fmt(d[field]);
+      var tile = node.parentElement;
+      if (tile.hasAttribute('data-optional')) tile.hidden = d[field] == null;
       if (node.textContent !== text) {
         node.textContent = text;
         flash(node, 'is-updated');
       }
     });
+    var shown = tiles.filter(function (node) { return !node.parentElement.hidden; }).length;
+    $('tiles').classList.toggle('is-dense', shown > 8);
+    renderTiers(d.performance_distribution);
+    renderSeverities(d.alerts_count);
     if (Object.keys(d).length) {
       series.push({ t: msgTime(msg).getTime(), d: d });
+      showChartMetrics(d);
       var cutoff = series[series.length - 1].t - CHART_WINDOW_MS;
       while (series.length > CHART_MAX_POINTS || (series.length && series[0].t < cutoff)) series.shift();
       scheduleChart();
     }
   });
 
+  // ------------------------------------------------------------------ performance tiers
+
+  // TutorMax's `performance_distribution`: tutors per tier, one SVG bar each (share of all).
+  var tierRows = Array.prototype.slice.call(document.querySelectorAll('#tiers [data-tier]'));
+  function renderTiers(dist) {
+    var counts = tierRows.map(function (row) {
+      var v = isObject(dist) ? dist[row.getAttribute('data-tier')] : undefined;
+      return isNum(v) && v >= 0 ? v : null;
+    });
+    var total = counts.reduce(function (a, v) { return a + (v || 0); }, 0);
+    tierRows.forEach(function (row, i) {
+      var v = counts[i];
+      var share = v != null && total > 0 ? v / total : 0;
+      row.querySelector('.tier-fill').setAttribute('width', String(Math.round(share * 1000) / 10));
+      row.querySelector('.tier-count').textContent = v == null ? '–' : fmtCount(v);
+      row.querySelector('.tier-pct').textContent = v == null || total === 0 ? '' : Math.round(share * 100) + '%';
+    });
+    $('tier-total').textContent = counts.some(function (v) { return v != null; }) ? fmtCount(total) : '–';
+  }
+
+  // TutorMax's `alerts_count`: alerts by severity, as the backend counts them.
+  var severityCounts = Array.prototype.slice.call(document.querySelectorAll('[data-testid="alerts-count"] [data-severity]'));
+  function renderSeverities(counts) {
+    severityCounts.forEach(function (node) {
+      var v = isObject(counts) ? counts[node.getAttribute('data-severity')] : undefined;
+      node.querySelector('b').textContent = isNum(v) ? fmtCount(v) : '–';
+    });
+  }
+
   // ------------------------------------------------------------------ chart
 
   var canvas = $('chart');
   var chartLabels = {
+    avg_rating: 'Average rating',
+    avg_engagement_score: 'Average engagement',
+    active_tutors: 'Active tutors',
     sessions_in_progress: 'Sessions in progress',
     avg_satisfaction: 'Average satisfaction',
     avg_response_time_ms: 'Average response time'
@@ -237,16 +283,30 @@
     window.requestAnimationFrame(function () { chartQueued = false; drawChart(); });
   }
 
-  Array.prototype.forEach.call(document.querySelectorAll('.seg-btn'), function (b) {
-    b.addEventListener('click', function () {
-      chartMetric = b.getAttribute('data-metric');
-      Array.prototype.forEach.call(document.querySelectorAll('.seg-btn'), function (o) {
-        o.classList.toggle('is-active', o === b);
-      });
-      $('chart-title').textContent = chartLabels[chartMetric] || chartMetric;
-      scheduleChart();
-    });
+  var segButtons = Array.prototype.slice.call(document.querySelectorAll('.seg-btn'));
+  function selectChartMetric(metric) {
+    chartMetric = metric;
+    segButtons.forEach(function (o) { o.classList.toggle('is-active', o.getAttribute('data-metric') === metric); });
+    $('chart-title').textContent = chartLabels[metric] || metric;
+    scheduleChart();
+  }
+  segButtons.forEach(function (b) {
+    b.addEventListener('click', function () { selectChartMetric(b.getAttribute('data-metric')); });
   });
+  // Optional metrics get a button once a snapshot carries them; a chart of a metric the
+  // stream never had moves to the first one it has.
+  var seenMetrics = {};
+  function showChartMetrics(d) {
+    segButtons.forEach(function (b) {
+      var m = b.getAttribute('data-metric');
+      if (isNum(d[m])) seenMetrics[m] = true;
+      if (b.hasAttribute('data-optional')) b.hidden = !seenMetrics[m];
+    });
+    if (!seenMetrics[chartMetric]) {
+      var first = segButtons.filter(function (b) { return seenMetrics[b.getAttribute('data-metric')]; })[0];
+      if (first) selectChartMetric(first.getAttribute('data-metric'));
+    }
+  }
 
   function niceStep(range) {
     var raw = range / 4;
@@ -281,8 +341,8 @@
     var cAccent = css.getPropertyValue('--accent').trim() || '#4fb3ff';
     var cGrid = css.getPropertyValue('--border').trim() || '#27313d';
     var cText = css.getPropertyValue('--muted').trim() || '#8b98a9';
-    var fmt = chartMetric === 'avg_satisfaction' ? fmtScore
-      : chartMetric === 'avg_response_time_ms' ? fmtMs : fmtCount;
+    var fmt = formatters[chartMetric] || fmtCount;
+    var fractional = fmt === fmtScore; // ratings and scores are not whole numbers
 
     var padL = 56, padR = 16, padT = 12, padB = 22;
     var pw = Math.max(10, w - padL - padR);
@@ -292,10 +352,10 @@
     pts.forEach(function (p) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); });
     if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
     var step = niceStep(hi - lo);
-    if (chartMetric !== 'avg_satisfaction') step = Math.max(1, step); // counts and ms are whole
+    if (!fractional) step = Math.max(1, step); // counts and ms are whole
     lo = Math.floor(lo / step) * step;
     hi = Math.ceil(hi / step) * step;
-    if (chartMetric !== 'avg_satisfaction' && lo < 0 && pts.every(function (p) { return p.v >= 0; })) lo = 0;
+    if (!fractional && lo < 0 && pts.every(function (p) { return p.v >= 0; })) lo = 0;
 
     var t1 = pts[pts.length - 1].t;
     var t0 = Math.min(pts[0].t, t1 - 20000); // at least 20 s wide
@@ -359,23 +419,31 @@
 
   // ------------------------------------------------------------------ tutors
 
-  var tutors = new Map(); // tutor_id -> {row, cells}
+  // one row per tutor, or per (tutor, window) when the metrics carry a `window` (TutorMax
+  // sends 7day and 30day figures for each tutor)
+  var tutors = new Map(); // row key -> {row, cells}
   var tutorBody = $('tutor-rows');
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 
-  function newTutorRow(id) {
+  function newTutorRow(key, id, window_) {
     var row = el('tr');
     row.setAttribute('data-tutor-id', id);
+    row.setAttribute('data-row-key', key);
+    if (window_ != null) row.setAttribute('data-window', window_);
     var cells = {};
     var tutorCell = el('td');
     cells.name = el('span', 'tutor-name');
-    cells.id = el('span', 'tutor-id', id);
+    cells.id = el('span', 'tutor-id', window_ != null ? id + ' · ' + window_ : id);
     tutorCell.appendChild(cells.name);
     tutorCell.appendChild(cells.id);
     row.appendChild(tutorCell);
     cells.subject = row.appendChild(el('td', 'muted'));
     var statusCell = row.appendChild(el('td'));
     cells.status = statusCell.appendChild(el('span', 'pill'));
+    var tierCell = row.appendChild(el('td'));
+    cells.tier = tierCell.appendChild(el('span', 'pill'));
+    cells.tier.hidden = true;
+    cells.rating = row.appendChild(el('td', 'num'));
     cells.sessions = row.appendChild(el('td', 'num'));
     cells.response = row.appendChild(el('td', 'num'));
     cells.satisfaction = row.appendChild(el('td', 'num'));
@@ -384,11 +452,11 @@
     // keep rows ordered by tutor id so they do not jump around
     var before = null;
     for (var r = tutorBody.firstElementChild; r; r = r.nextElementSibling) {
-      if (collator.compare(r.getAttribute('data-tutor-id'), id) > 0) { before = r; break; }
+      if (collator.compare(r.getAttribute('data-row-key'), key) > 0) { before = r; break; }
     }
     tutorBody.insertBefore(row, before);
     var entry = { row: row, cells: cells };
-    tutors.set(id, entry);
+    tutors.set(key, entry);
     $('tutor-count').textContent = String(tutors.size);
     $('tutors-empty').hidden = true;
     return entry;
@@ -398,16 +466,29 @@
     if (!isObject(data)) return;
     var id = data.tutor_id != null ? str(data.tutor_id) : (data.name != null ? str(data.name) : null);
     if (id == null || id === '–') return;
-    var t = tutors.get(id) || newTutorRow(id);
+    var window_ = data.window != null && typeof data.window !== 'object' ? String(data.window) : null;
+    var key = window_ == null ? id : id + ' ' + window_;
+    var t = tutors.get(key) || newTutorRow(key, id, window_);
     var c = t.cells;
-    c.name.textContent = data.name != null ? str(data.name) : (c.name.textContent || id);
+    var name = data.name != null ? data.name : data.tutor_name;
+    c.name.textContent = name != null ? str(name) : (c.name.textContent || id);
     if (data.subject !== undefined) c.subject.textContent = str(data.subject);
     if (data.status !== undefined) {
       c.status.textContent = str(data.status, 'unknown');
       c.status.className = 'pill status-' + token(data.status);
     } else if (!c.status.textContent) {
-      c.status.textContent = 'unknown';
-      c.status.className = 'pill status-unknown';
+      c.status.textContent = '–'; // TutorMax's metrics carry no live status
+      c.status.className = 'muted';
+    }
+    if (data.performance_tier !== undefined) {
+      c.tier.textContent = str(data.performance_tier);
+      c.tier.className = 'pill tier-pill-' + token(String(data.performance_tier).replace(/\s+/g, '-'));
+      c.tier.hidden = false;
+    }
+    if (data.avg_rating !== undefined) {
+      var ar = data.avg_rating;
+      c.rating.textContent = isNum(ar) ? ar.toFixed(2) : str(ar);
+      c.rating.className = 'num ' + (!isNum(ar) ? '' : ar >= 4.5 ? 'v-good' : ar < 3.5 ? 'v-bad' : ar < 4 ? 'v-warn' : '');
     }
     if (data.active_sessions !== undefined) c.sessions.textContent = fmtCount(data.active_sessions);
     if (data.avg_response_time_ms !== undefined) {
@@ -422,7 +503,7 @@
     }
     if (data.sessions_completed !== undefined) c.completed.textContent = fmtCount(data.sessions_completed);
     c.updated.textContent = hhmmss(msgTime(msg));
-    ['subject', 'sessions', 'response', 'satisfaction', 'completed'].forEach(function (k) {
+    ['subject', 'rating', 'sessions', 'response', 'satisfaction', 'completed'].forEach(function (k) {
       if (!c[k].textContent) c[k].textContent = '–';
     });
     t.row.classList.remove('is-stale');
@@ -437,10 +518,15 @@
   var alertBadge = $('alert-badge');
   alertBadge.classList.add('is-zero');
 
+  // TutorMax's alerts carry `alert_type` (critical | warning | info) and a `severity` of
+  // high | medium | low; other publishers send `severity` critical | warning | info.
+  var SEVERITY_CLASS = { critical: 'critical', high: 'critical', warning: 'warning', medium: 'warning', info: 'info', low: 'info' };
+
   service.on('alert', function (raw, msg) {
     var data = isObject(raw) ? raw : { message: raw };
     alertCount++;
-    var sev = token(data.severity || 'info');
+    var label = scalar(data.alert_type) || scalar(data.severity) || 'info';
+    var sev = SEVERITY_CLASS[token(label)] || token(label);
     if (sev === 'critical') criticalCount++;
     alertBadge.textContent = String(alertCount);
     alertBadge.classList.remove('is-zero');
@@ -448,13 +534,15 @@
 
     var li = el('li', 'feed-item is-new sev-' + sev);
     if (replaying) li.classList.add('replayed');
-    li.appendChild(el('span', 'pill', str(data.severity, 'info')));
-    var title = [data.kind, data.tutor_id].filter(function (v) { return v != null && typeof v !== 'object'; })
-      .map(String).join(' · ');
+    if (data.resolved === true) li.classList.add('is-done');
+    li.appendChild(el('span', 'pill', label));
+    var title = [scalar(data.title) || scalar(data.kind), scalar(data.tutor_name) || scalar(data.tutor_id)]
+      .filter(function (v) { return v != null; }).join(' · ');
     li.appendChild(el('span', 'item-title', title || 'alert'));
     li.appendChild(el('span', 'item-time', hhmmss(msgTime(msg))));
     li.appendChild(el('span', 'item-body', str(data.message, '')));
-    if (data.alert_id != null) li.setAttribute('data-alert-id', str(data.alert_id));
+    var alertId = scalar(data.alert_id) || scalar(data.id);
+    if (alertId != null) li.setAttribute('data-alert-id', alertId);
     alertFeed.insertBefore(li, alertFeed.firstChild);
     while (alertFeed.children.length > MAX_ALERTS_SHOWN) alertFeed.removeChild(alertFeed.lastChild);
     $('alerts-empty').hidden = true;
@@ -470,20 +558,20 @@
 
   service.on('intervention', function (raw, msg) {
     var data = isObject(raw) ? raw : { reason: raw };
-    var key = data.intervention_id != null && typeof data.intervention_id !== 'object'
-      ? String(data.intervention_id) : null;
+    var key = scalar(data.intervention_id) || scalar(data.id);
     var prio = token(data.priority || 'medium');
     var li = el('li', 'feed-item is-new prio-' + prio);
     if (replaying) li.classList.add('replayed');
     if (key != null) li.setAttribute('data-intervention-id', key);
     li.appendChild(el('span', 'pill', str(data.priority, 'medium')));
-    var action = data.action != null && typeof data.action !== 'object'
-      ? String(data.action).replace(/_/g, ' ') : 'intervention';
-    var who = data.tutor_id != null && typeof data.tutor_id !== 'object' ? ' · ' + data.tutor_id : '';
-    li.appendChild(el('span', 'item-title', action + who));
+    // TutorMax's tasks: title, task_type, tutor_name, description; others: action, reason
+    var kind = scalar(data.action) || scalar(data.task_type);
+    var action = scalar(data.title) || (kind != null ? kind.replace(/_/g, ' ') : 'intervention');
+    var who = scalar(data.tutor_name) || scalar(data.tutor_id);
+    li.appendChild(el('span', 'item-title', action + (who != null ? ' · ' + who : '')));
     var status = str(data.status, 'pending');
     li.appendChild(el('span', 'item-tag', status + ' · ' + hhmmss(msgTime(msg))));
-    li.appendChild(el('span', 'item-body', str(data.reason, '')));
+    li.appendChild(el('span', 'item-body', str(data.reason != null ? data.reason : data.description, '')));
     if (DONE[token(status)]) li.classList.add('is-done');
     if (key != null) {
       var previous = latestByIntervention.get(key);

@@ -15,10 +15,11 @@
     return s === "" ? "0" : s;
   }
   function parseStreamId(id) {
+    var _a;
     if (typeof id !== "string") return null;
-    const m = /^(\d+)(?:-(\d+))?$/.exec(id.trim());
+    const m = /^(?:([0-9a-z]{1,32}):)?(\d+)(?:-(\d+))?$/.exec(id.trim());
     if (!m) return null;
-    return [stripZeros(m[1]), stripZeros(m[2] || "0")];
+    return { epoch: (_a = m[1]) != null ? _a : null, ms: stripZeros(m[2]), seq: stripZeros(m[3] || "0") };
   }
   function compareDigits(a, b) {
     if (a.length !== b.length) return a.length < b.length ? -1 : 1;
@@ -27,8 +28,8 @@
   function compareIds(a, b) {
     const pa = parseStreamId(a);
     const pb = parseStreamId(b);
-    if (!pa || !pb) return null;
-    return compareDigits(pa[0], pb[0]) || compareDigits(pa[1], pb[1]);
+    if (!pa || !pb || pa.epoch !== pb.epoch) return null;
+    return compareDigits(pa.ms, pb.ms) || compareDigits(pa.seq, pb.seq);
   }
   function normalizeTypes(types) {
     if (types == null || types === "") return null;
@@ -369,6 +370,7 @@
       const delay = this.backoffDelay(this.attempt);
       this.attempt++;
       this._setState("reconnecting");
+      this._emit("client:reconnecting", { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
       this._reconnectTimer = this.options.timers.setTimeout(() => {
         this._reconnectTimer = null;
         if (!this._stopped && !this._ws) this._open("reconnecting");

@@ -17,7 +17,8 @@
  *  - Reconnection: exponential backoff with FULL jitter,
  *    delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)), at most `maxAttempts`
  *    (10) attempts, then state `disconnected` and `client:gave_up` (call retry()).
- *  - Resume without loss: tracks the greatest `id` seen (Redis stream id order, "ms-seq")
+ *  - Resume without loss: tracks the greatest `id` seen (ids of one history, `epoch:ms-seq`
+ *    or plain `ms-seq`, order by ms then seq; across histories the latest received wins)
  *    and reconnects with `?since=<id>`; the server replays what was missed, then sends
  *    `recovery`. `recovered: false` also emits `client:resync`. Ids seen twice are dropped.
  *
@@ -160,12 +161,25 @@ function stripZeros(digits: string): string {
   return s === '' ? '0' : s;
 }
 
-/** Parse a Redis stream id "ms-seq" (or a bare "ms") into [ms, seq] digit strings; null when it is not one. */
-export function parseStreamId(id: unknown): [string, string] | null {
+/**
+ * A parsed event id: `epoch` (null for a plain Redis stream id), then the ms and seq parts
+ * as digit strings without leading zeros.
+ */
+export interface StreamId {
+  epoch: string | null;
+  ms: string;
+  seq: string;
+}
+
+/**
+ * Parse an event id: `<epoch>:<ms>-<seq>` (epoch: 1-32 of [0-9a-z], the history the id
+ * belongs to), or a plain Redis stream id `ms-seq` / `ms`. Null when it is neither.
+ */
+export function parseStreamId(id: unknown): StreamId | null {
   if (typeof id !== 'string') return null;
-  const m = /^(\d+)(?:-(\d+))?$/.exec(id.trim());
+  const m = /^(?:([0-9a-z]{1,32}):)?(\d+)(?:-(\d+))?$/.exec(id.trim());
   if (!m) return null;
-  return [stripZeros(m[1]), stripZeros(m[2] || '0')];
+  return { epoch: m[1] ?? null, ms: stripZeros(m[2]), seq: stripZeros(m[3] || '0') };
 }
 
 function compareDigits(a: string, b: string): number {
@@ -174,14 +188,16 @@ function compareDigits(a: string, b: string): number {
 }
 
 /**
- * Compare two ids as Redis stream ids: the ms part numerically, then the seq part.
- * Returns -1, 0 or 1; null when either id is not a stream id (opaque ids cannot be ordered).
+ * Order two event ids: ms numerically, then seq. Returns -1, 0 or 1; null when they cannot
+ * be ordered: either is not an id, or their epochs differ (ids of two different histories;
+ * a plain `ms-seq` id and an epoch id differ too). The client then takes the latest
+ * received as its resume point.
  */
 export function compareIds(a: unknown, b: unknown): -1 | 0 | 1 | null {
   const pa = parseStreamId(a);
   const pb = parseStreamId(b);
-  if (!pa || !pb) return null;
-  return (compareDigits(pa[0], pb[0]) || compareDigits(pa[1], pb[1])) as -1 | 0 | 1;
+  if (!pa || !pb || pa.epoch !== pb.epoch) return null;
+  return (compareDigits(pa.ms, pb.ms) || compareDigits(pa.seq, pb.seq)) as -1 | 0 | 1;
 }
 
 function normalizeTypes(types: string[] | string | null | undefined): string[] | null {
@@ -563,6 +579,8 @@ export class WebSocketService<X extends object = {}> {
     const delay = this.backoffDelay(this.attempt);
     this.attempt++;
     this._setState('reconnecting');
+    // every attempt, not only the first: the state stays `reconnecting` between them
+    this._emit('client:reconnecting', { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
     this._reconnectTimer = this.options.timers.setTimeout(() => {
       this._reconnectTimer = null;
       if (!this._stopped && !this._ws) this._open('reconnecting');

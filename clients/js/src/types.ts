@@ -20,6 +20,12 @@ export interface Envelope<T extends string = string, D = unknown> {
 /** `metrics_update`: live numbers of one tutor. Every field is optional on the wire. */
 export interface MetricsUpdateData {
   tutor_id?: string;
+  tutor_name?: string;
+  /** TutorMax: the metrics window, e.g. `7day`, `30day`; the hooks keep one entry per (tutor_id, window). */
+  window?: string;
+  performance_tier?: PerformanceTier | (string & {});
+  avg_rating?: number;
+  engagement_score?: number;
   name?: string;
   subject?: string;
   active_sessions?: number;
@@ -32,7 +38,13 @@ export interface MetricsUpdateData {
 
 /** `alert`: a critical (or less) condition to show in the alert feed. */
 export interface AlertData {
+  /** TutorMax's alert id (the drop-in hook keeps one alert per `id`, else per `alert_id`). */
+  id?: string;
   alert_id?: string;
+  tutor_name?: string;
+  alert_type?: 'critical' | 'warning' | 'info' | (string & {});
+  title?: string;
+  resolved?: boolean;
   tutor_id?: string;
   severity?: 'critical' | 'high' | 'warning' | 'info' | (string & {});
   kind?: string;
@@ -42,7 +54,14 @@ export interface AlertData {
 
 /** `intervention`: a task for the intervention queue; the same id may come again with a new status. */
 export interface InterventionData {
+  /** TutorMax's task id (the drop-in hook keeps one task per `id`, else per `intervention_id`). */
+  id?: string;
   intervention_id?: string;
+  tutor_name?: string;
+  task_type?: string;
+  title?: string;
+  description?: string;
+  due_date?: string;
   tutor_id?: string;
   action?: string;
   priority?: 'critical' | 'high' | 'medium' | 'low' | (string & {});
@@ -59,6 +78,12 @@ export interface InterventionData {
 export interface AnalyticsData {
   total_tutors?: number;
   active_tutors?: number;
+  performance_distribution?: Partial<Record<PerformanceTier, number>>;
+  avg_rating?: number;
+  avg_engagement_score?: number;
+  total_sessions_7day?: number;
+  total_sessions_30day?: number;
+  alerts_count?: { critical?: number; warning?: number; info?: number; [severity: string]: number | undefined };
   sessions_in_progress?: number;
   avg_satisfaction?: number;
   avg_response_time_ms?: number;
@@ -123,6 +148,11 @@ export interface ClientEventMap {
   'client:pong': { pong: true };
   /** `maxAttempts` reconnection attempts failed; the state is `disconnected` (call `retry()`). */
   'client:gave_up': { attempts: number };
+  /**
+   * Reconnection attempt `attempt` (1-based, of `maxAttempts`) is scheduled in `delayMs`;
+   * emitted for every attempt (the state stays `reconnecting` between attempts).
+   */
+  'client:reconnecting': { attempt: number; maxAttempts: number; delayMs: number };
   /** The socket closed (not by `disconnect()`); a reconnection follows. */
   'client:close': { code: number | undefined; reason: string | undefined };
   /** A frame with an id already seen: dropped. */
@@ -135,3 +165,69 @@ export type ClientEventType = keyof ClientEventMap;
 
 /** `connecting` (first attempt), `connected`, `reconnecting`, `disconnected`. */
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+
+/** TutorMax's performance tiers, lowest first. */
+export type PerformanceTier = 'Needs Support' | 'Developing' | 'Strong' | 'Exemplary';
+
+// ---------------------------------------------------------------------------------------
+// The shapes TutorMax's backend publishes, as its dashboard components expect them. They
+// are the default element types of the drop-in `useWebSocket()` state, so a page written
+// against TutorMax's own hook type-checks unchanged. The client does not validate `data`:
+// these describe what the publisher promises, not what the gateway enforces.
+
+/** `metrics_update` data: one tutor's metrics over one window. */
+export interface TutorMetrics {
+  tutor_id: string;
+  tutor_name: string;
+  window: '7day' | '30day' | '90day';
+  calculation_date: string;
+  sessions_completed: number;
+  avg_rating: number;
+  first_session_success_rate: number;
+  reschedule_rate: number;
+  no_show_count: number;
+  engagement_score: number;
+  learning_objectives_met_pct: number;
+  performance_tier: PerformanceTier;
+}
+
+/** `alert` data. `resolved` is also set locally by `resolveAlert(id)`. */
+export interface DashboardAlert {
+  id: string;
+  tutor_id: string;
+  tutor_name: string;
+  alert_type: 'critical' | 'warning' | 'info';
+  severity: 'high' | 'medium' | 'low';
+  title: string;
+  message: string;
+  timestamp: string;
+  resolved: boolean;
+  metrics?: Partial<TutorMetrics>;
+}
+
+/** `intervention` data; a later message with the same `id` replaces the task. */
+export interface InterventionTask {
+  id: string;
+  tutor_id: string;
+  tutor_name: string;
+  task_type: 'coaching' | 'training' | 'review' | 'followup';
+  title: string;
+  description: string;
+  priority: 'high' | 'medium' | 'low';
+  status: 'pending' | 'in_progress' | 'completed';
+  created_at: string;
+  due_date: string;
+  assigned_to?: string;
+}
+
+/** `analytics_update` data (the greeting is `{}` until the backend published analytics). */
+export interface PerformanceAnalytics {
+  total_tutors: number;
+  active_tutors: number;
+  performance_distribution: Record<PerformanceTier, number>;
+  avg_rating: number;
+  avg_engagement_score: number;
+  total_sessions_7day: number;
+  total_sessions_30day: number;
+  alerts_count: { critical: number; warning: number; info: number };
+}

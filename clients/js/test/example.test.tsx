@@ -1,37 +1,58 @@
 // @vitest-environment jsdom
-// The README's ten-line React example compiles (typecheck) and renders live data.
+// The README's React example compiles (typecheck) and renders live data.
 import { act, cleanup, render, screen } from '@testing-library/react';
-import { afterEach, expect, it } from 'vitest';
-import { useWebSocket } from '../src/react.js';
+import { afterEach, expect, it, vi } from 'vitest';
+import { useWebSocket } from '@dashboard-gateway/client/react';
 import { FakeWebSocket, env } from './helpers/fake-ws.js';
 
 afterEach(() => cleanup());
 
-// ---- the README example, verbatim but for the import path and the injected fake socket
+// ---- the README example, verbatim but for the injected fake socket
 export function OpsDashboard() {
-  const { state, analytics, alerts, interventions, metrics, retry } = useWebSocket({ url: 'wss://gw.example.com/ws/dashboard', WebSocket: FakeWebSocket });
+  const { state, status, attempt, retry, resolveAlert } = useWebSocket({ url: 'wss://gw.example.com/ws/dashboard', WebSocket: FakeWebSocket });
   return <main>
-    <p>{state} {state === 'disconnected' && <button onClick={retry}>Retry</button>}</p>
-    <h2>{analytics?.total_tutors ?? '–'} tutors · {Object.keys(metrics).length} reporting · {interventions.length} interventions</h2>
-    <ul>{alerts.map((a) => <li key={a.id ?? a.timestamp}>{a.data.severity}: {a.data.message}</li>)}</ul>
+    <p>{status}{status === 'reconnecting' && ` (${attempt}/10)`} {status === 'disconnected' && <button onClick={retry}>Retry</button>}</p>
+    <h2>{state.analytics?.total_tutors ?? '–'} tutors · {state.tutorMetrics.length} metrics · {state.interventionTasks.length} tasks</h2>
+    <ul>{state.alerts.map((a) => <li key={a.id}>{a.title} {!a.resolved && <button onClick={() => resolveAlert(a.id)}>Resolve</button>}</li>)}</ul>
   </main>;
 }
 // ----
 
 it('renders the README example', () => {
   FakeWebSocket.reset();
-  render(<OpsDashboard />);
+  const { container } = render(<OpsDashboard />);
   const ws = FakeWebSocket.last;
   act(() => {
     ws.open();
     ws.msg(env('analytics_update', { total_tutors: 12 }, '1-0'));
-    ws.msg(env('metrics_update', { tutor_id: 't-1' }, '2-0'));
-    ws.msg(env('intervention', { intervention_id: 'i-1' }, '3-0'));
-    ws.msg(env('alert', { severity: 'critical', message: 'queue over SLA' }, '4-0'));
+    ws.msg(env('metrics_update', { tutor_id: 't-1', window: '7day' }, '2-0'));
+    ws.msg(env('metrics_update', { tutor_id: 't-1', window: '30day' }, '3-0'));
+    ws.msg(env('intervention', { id: 'task-1' }, '4-0'));
+    ws.msg(env('alert', { id: 'al-1', title: 'queue over SLA', resolved: false }, '5-0'));
   });
-  expect(screen.getByRole('heading').textContent).toBe('12 tutors · 1 reporting · 1 interventions');
-  expect(screen.getByRole('listitem').textContent).toBe('critical: queue over SLA');
-  expect(screen.queryByRole('button')).toBeNull();
+  expect(container.querySelector('p')?.textContent).toBe('connected ');
+  expect(screen.getByRole('heading').textContent).toBe('12 tutors · 2 metrics · 1 tasks');
+  expect(screen.getByRole('listitem').textContent).toBe('queue over SLA Resolve');
+  act(() => screen.getByRole('button').click());
+  expect(screen.getByRole('listitem').textContent).toBe('queue over SLA ');
   cleanup();
   expect(ws.closed?.code).toBe(1000);
+});
+
+it('counts every reconnection attempt; Retry after the last', () => {
+  vi.useFakeTimers();
+  FakeWebSocket.reset();
+  const { container } = render(<OpsDashboard />);
+  const label = () => container.querySelector('p')?.textContent;
+  for (let n = 1; n <= 10; n++) {
+    act(() => FakeWebSocket.last.drop());
+    expect(label()).toBe(`reconnecting (${n}/10) `);
+    act(() => { vi.advanceTimersByTime(30_000); });
+  }
+  act(() => FakeWebSocket.last.drop());
+  expect(label()).toBe('disconnected Retry');
+  act(() => screen.getByRole('button').click());
+  act(() => FakeWebSocket.last.open());
+  expect(label()).toBe('connected ');
+  vi.useRealTimers();
 });

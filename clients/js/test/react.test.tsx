@@ -1,10 +1,10 @@
 // @vitest-environment jsdom
-// useWebSocket() with React Testing Library: state from messages, and nothing left behind
+// useDashboardStream() with React Testing Library: state from messages, and nothing left behind
 // (socket, timer, window listener, subscriber) after unmount, option changes or StrictMode.
 import { StrictMode, type ReactNode } from 'react';
 import { act, cleanup, renderHook } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { useWebSocket, type UseWebSocketOptions } from '../src/react.js';
+import { useDashboardStream, type UseDashboardStreamOptions } from '../src/react.js';
 import { WebSocketService } from '../src/index.js';
 import { FakeWebSocket, env } from './helpers/fake-ws.js';
 
@@ -28,8 +28,8 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function mount(options: UseWebSocketOptions = {}, wrapper?: (p: { children: ReactNode }) => ReactNode) {
-  return renderHook((o: UseWebSocketOptions) => useWebSocket(o), {
+function mount(options: UseDashboardStreamOptions = {}, wrapper?: (p: { children: ReactNode }) => ReactNode) {
+  return renderHook((o: UseDashboardStreamOptions) => useDashboardStream(o), {
     initialProps: { url: URL, WebSocket: FakeWebSocket, ...options },
     wrapper,
   });
@@ -37,7 +37,7 @@ function mount(options: UseWebSocketOptions = {}, wrapper?: (p: { children: Reac
 
 const open = () => FakeWebSocket.sockets.filter((s) => !s.closed);
 
-describe('useWebSocket', () => {
+describe('useDashboardStream', () => {
   it('exposes connection state, latest analytics, alerts, interventions and metrics', () => {
     const onMessage = vi.fn();
     const { result } = mount({ onMessage });

@@ -1,16 +1,20 @@
 // @vitest-environment jsdom
-// useWebSocket() against a real gateway node: events published through POST /api/publish
+// useDashboardStream() against a real gateway node: events published through POST /api/publish
 // become React state, and unmounting closes the socket (the server sees it go).
 // jsdom's global WebSocket (undici's) does not work inside Vitest's jsdom environment
 // (its events are not jsdom's Event), so the `ws` package is injected, as in Node.
 import WebSocket from 'ws';
 import { cleanup, renderHook, waitFor } from '@testing-library/react';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { useWebSocket } from '../src/react.js';
+import { useDashboardStream } from '../src/react.js';
 import { type Gateway, publish, startGateway, stop, waitUntil } from './helpers/processes.js';
 
 let gw: Gateway;
-beforeAll(async () => { gw = await startGateway(); });
+beforeAll(async () => {
+  gw = await startGateway();
+  // frames arrive from a real socket, outside act(): this is not an act() environment
+  (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = false;
+});
 afterAll(async () => { await stop(gw); });
 afterEach(() => cleanup());
 
@@ -19,9 +23,9 @@ async function localConnections(): Promise<number> {
   return ((await r.json()) as { local_connections: number }).local_connections;
 }
 
-describe('useWebSocket against a real gateway', () => {
+describe('useDashboardStream against a real gateway', () => {
   it('renders live state, then closes the socket on unmount', async () => {
-    const { result, unmount } = renderHook(() => useWebSocket({ url: gw.wsUrl, WebSocket }));
+    const { result, unmount } = renderHook(() => useDashboardStream({ url: gw.wsUrl, WebSocket }));
     await waitFor(() => expect(result.current.state).toBe('connected'), { timeout: 10000 });
     await waitFor(() => expect(result.current.analytics).not.toBeNull());
 

@@ -36,9 +36,43 @@ describe('ids', () => {
     expect(compareIds('5-9', '5-9')).toBe(0);
     expect(compareIds('007-1', '7-01')).toBe(0);
     expect(compareIds('abc', '5-9')).toBeNull();
-    expect(parseStreamId('12')).toEqual(['12', '0']);
+    expect(parseStreamId('12')).toEqual({ epoch: null, ms: '12', seq: '0' });
     expect(parseStreamId('x-1')).toBeNull();
     expect(WebSocketService.compareIds).toBe(compareIds);
+  });
+
+  it('ids of one epoch compare as ms then seq; ids of different epochs (or none) are incomparable', () => {
+    expect(parseStreamId('3fa91c2e:1764064800123-0')).toEqual({ epoch: '3fa91c2e', ms: '1764064800123', seq: '0' });
+    expect(compareIds('3fa91c2e:1764064800123-0', '3fa91c2e:1764064800123-1')).toBe(-1);
+    expect(compareIds('3fa91c2e:99-0', '3fa91c2e:100-0')).toBe(-1);
+    expect(compareIds('e1:5-10', 'e1:5-9')).toBe(1);
+    expect(compareIds('e1:5-9', 'e1:005-9')).toBe(0);
+    expect(compareIds('e1:100-0', 'e2:5-0')).toBeNull(); // another history: no order
+    expect(compareIds('e1:100-0', '5-0')).toBeNull();
+    expect(parseStreamId('x'.repeat(32) + ':1-0')?.epoch).toBe('x'.repeat(32));
+    for (const bad of ['x'.repeat(33) + ':1-0', 'E1:1-0', ':1-0', 'e1:', 'e1:1-', 'e-1:1-0', 'e1:1-0-0']) {
+      expect(parseStreamId(bad), bad).toBeNull();
+    }
+  });
+
+  it('resumes from the greatest id of an epoch, and from the latest received across epochs', () => {
+    const s = service();
+    s.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.msg(env('alert', {}, 'e1:100-1'));
+    ws.msg(env('alert', {}, 'e1:99-7')); // older, same history
+    expect(s.lastId).toBe('e1:100-1');
+    ws.msg(env('alert', {}, 'e2:5-0')); // a new history (Redis restarted empty): incomparable
+    expect(s.lastId).toBe('e2:5-0');
+    ws.msg(env('alert', {}, '7-0')); // a node still sending plain ids
+    expect(s.lastId).toBe('7-0');
+    ws.msg(env('alert', {}, '6-0'));
+    expect(s.lastId).toBe('7-0');
+    ws.drop();
+    vi.runOnlyPendingTimers();
+    expect(FakeWebSocket.last.url).toBe(`${URL}?since=7-0`);
+    s.disconnect();
   });
 });
 
@@ -204,6 +238,8 @@ describe('reconnection', () => {
     const random = vi.spyOn(Math, 'random').mockReturnValue(0.999999);
     const states: ConnectionState[] = [];
     const s = service({ onStateChange: (st) => states.push(st) });
+    const announced: [number, number, number][] = [];
+    s.on('client:reconnecting', (d) => announced.push([d.attempt, d.maxAttempts, d.delayMs]));
     expect([0, 1, 2, 3, 5, 6, 9].map((n) => s.backoffDelay(n)))
       .toEqual([499, 999, 1999, 3999, 15999, 29999, 29999]);
     random.mockReturnValue(0);
@@ -230,6 +266,8 @@ describe('reconnection', () => {
       FakeWebSocket.last.drop();
     });
     expect(random).toHaveBeenCalledTimes(10); // a fresh draw for every attempt
+    // every attempt is announced (the state stays `reconnecting` between them)
+    expect(announced).toEqual(schedule.map((delay, i) => [i + 1, 10, delay]));
     s.disconnect();
   });
 

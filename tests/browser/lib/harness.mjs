@@ -158,6 +158,7 @@ export async function startGateway({ port, redis, env = {}, args = [] } = {}) {
   const child = startChild(`gateway :${port}`, GATEWAY_BIN, args, fullEnv, { replaceEnv: true });
   child.port = port;
   child.base = `http://127.0.0.1:${port}`;
+  gatewayPorts.add(port);
   await waitFor(`gateway ready on ${port}`, async () => {
     const r = await fetch(`${child.base}/readyz`);
     return r.status === 200;
@@ -192,6 +193,40 @@ export function publisherSend(redis, type, data, env = {}) {
   });
 }
 
+// The page's assets are compiled into the gateway binary (include_str!). A prebuilt binary
+// older than gateway/assets/ serves yesterday's page; then the browser is given the files
+// from the checkout instead (same status and headers from the gateway, the body from disk),
+// so the tests check the page in this tree. A binary built from this tree serves exactly
+// these files and nothing is substituted. Routes the binary does not serve stay as they are,
+// and so does every other server (only ports of gateways started here are looked at).
+const ASSET_DIR = path.join(REPO_ROOT, 'gateway', 'assets');
+const PAGE_FILES = {
+  '/': 'index.html', '/dashboard': 'index.html', '/assets/dashboard.css': 'dashboard.css',
+  '/assets/dashboard.js': 'dashboard.js', '/assets/ws-client.js': 'ws-client.js',
+};
+const substituted = new Set();
+const gatewayPorts = new Set();
+
+async function serveCheckoutAssets(context) {
+  const isGatewayPage = (url) => url.hostname === '127.0.0.1' && gatewayPorts.has(Number(url.port)) &&
+    PAGE_FILES[url.pathname] !== undefined;
+  await context.route(isGatewayPage, async (route) => {
+    const response = await route.fetch();
+    const file = PAGE_FILES[new URL(route.request().url()).pathname];
+    const onDisk = fs.readFileSync(path.join(ASSET_DIR, file));
+    if (response.status() !== 200 || onDisk.equals(await response.body())) {
+      await route.fulfill({ response });
+      return;
+    }
+    if (!substituted.has(file)) {
+      substituted.add(file);
+      console.error(`harness: the gateway binary serves an older ${file} than gateway/assets/; ` +
+        'the tests use the checkout\'s file (rebuild the gateway to test its embedded copy)');
+    }
+    await route.fulfill({ response, body: onDisk });
+  });
+}
+
 /** Headless Chromium with a fresh profile; `close()` also removes the profile. */
 export async function launchBrowser() {
   if (!fs.existsSync(CHROMIUM_BIN)) {
@@ -206,8 +241,12 @@ export async function launchBrowser() {
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-dev-shm-usage',
+      // a document fulfilled by serveCheckoutAssets has no IP address space, so Chromium's
+      // Local Network Access checks would block its WebSocket to 127.0.0.1
+      '--disable-features=LocalNetworkAccessChecks',
     ],
   });
+  await serveCheckoutAssets(context);
   const close = async () => {
     try { await context.close(); } finally {
       fs.rmSync(userDataDir, { recursive: true, force: true });

@@ -61,7 +61,7 @@ function service(env, opts = {}) {
   return new WebSocketService({ WebSocket: env.FakeWS, timers: env.timers, location: env.location, random: () => 0.5, ...opts });
 }
 
-test('stream ids compare as ms then seq, numerically', () => {
+test('stream ids compare as ms then seq, numerically, within one epoch', () => {
   const c = WebSocketService.compareIds;
   assert.equal(c('1764064800123-0', '1764064800123-1'), -1);
   assert.equal(c('1764064800124-0', '1764064800123-9'), 1);
@@ -69,6 +69,10 @@ test('stream ids compare as ms then seq, numerically', () => {
   assert.equal(c('5-10', '5-9'), 1);
   assert.equal(c('5-9', '5-9'), 0);
   assert.equal(c('abc', '5-9'), null);
+  // ids with an epoch (the history they belong to): ordered within one epoch only
+  assert.equal(c('3fa91c2e:99-0', '3fa91c2e:100-0'), -1);
+  assert.equal(c('3fa91c2e:100-0', 'b7:5-0'), null);
+  assert.equal(c('3fa91c2e:100-0', '5-0'), null);
 });
 
 test('builds the same-host URL with token, types and since', () => {

@@ -1,0 +1,107 @@
+/**
+ * The connection part both hooks share: one WebSocketService per mounted component,
+ * created in an effect (safe under server rendering and StrictMode) and destroyed on
+ * unmount or when an option that shapes the connection changes. No socket, timer or
+ * listener outlives the component.
+ */
+import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
+import { WebSocketService } from '../service.js';
+import type { WebSocketServiceOptions } from '../service.js';
+import type { ConnectionState, RecoveryData, ServerMessage } from '../types.js';
+
+export interface ConnectionOptions extends Omit<WebSocketServiceOptions, 'onStateChange'> {
+  /** false: no connection (and any open one is closed). Default true. */
+  enabled?: boolean;
+  /** Every server message (after dedup; pongs excluded). */
+  onMessage?: (msg: ServerMessage) => void;
+  /** The server could not replay what was missed (`recovered: false`): refetch your state. */
+  onResync?: (data: RecoveryData) => void;
+  /** Connection state changes. */
+  onStateChange?: (state: ConnectionState, previous: ConnectionState) => void;
+}
+
+export interface Connection {
+  /** `connecting` | `connected` | `reconnecting` | `disconnected`. */
+  status: ConnectionState;
+  /** Reconnection attempts made since the last healthy connection (for "Reconnecting (3/10)"). */
+  attempt: number;
+  /** The underlying service (null before the effect ran or while `enabled` is false). */
+  service: WebSocketService | null;
+  /** Reconnect now (after giving up, or to skip the backoff wait). */
+  retry: () => void;
+}
+
+type Status = { status: ConnectionState; attempt: number };
+const DISCONNECTED: Status = { status: 'disconnected', attempt: 0 };
+
+function statusReducer(s: Status, next: Status): Status {
+  return s.status === next.status && s.attempt === next.attempt ? s : next;
+}
+
+/**
+ * Connect while mounted; `onMessage` (which may change every render) gets every server
+ * message. Options that shape the connection reconnect when they change.
+ */
+export function useConnection(options: ConnectionOptions, onMessage: (msg: ServerMessage) => void): Connection {
+  const [status, setStatus] = useReducer(statusReducer, DISCONNECTED);
+  const [service, setService] = useState<WebSocketService | null>(null);
+  const latest = useRef({ options, onMessage });
+  latest.current = { options, onMessage };
+
+  const enabled = options.enabled !== false;
+  const types = Array.isArray(options.types) ? options.types.join(',') : options.types ?? null;
+  const connectionKey = JSON.stringify([
+    options.url ?? null,
+    options.path ?? null,
+    options.token === undefined ? '\u0000page' : options.token,
+    types,
+    options.baseDelayMs ?? null,
+    options.maxDelayMs ?? null,
+    options.maxAttempts ?? null,
+    options.heartbeatMs ?? null,
+    options.pongTimeoutMs ?? null,
+  ]);
+  const impl = options.WebSocket || options.WebSocketImpl;
+  const timers = options.timers;
+
+  useEffect(() => {
+    if (!enabled) return undefined;
+    const o = latest.current.options;
+    const svc = new WebSocketService({
+      url: o.url,
+      path: o.path,
+      token: o.token,
+      types: o.types,
+      since: o.since,
+      baseDelayMs: o.baseDelayMs,
+      maxDelayMs: o.maxDelayMs,
+      maxAttempts: o.maxAttempts,
+      heartbeatMs: o.heartbeatMs,
+      pongTimeoutMs: o.pongTimeoutMs,
+      random: o.random,
+      WebSocket: impl,
+      location: o.location,
+      timers,
+    });
+    svc.onStateChange((state, prev) => {
+      setStatus({ status: state, attempt: svc.attempt });
+      latest.current.options.onStateChange?.(state, prev);
+    });
+    svc.on('client:reconnecting', (d) => setStatus({ status: svc.state, attempt: d.attempt }));
+    svc.on('*', (_data, msg) => {
+      latest.current.onMessage(msg);
+      latest.current.options.onMessage?.(msg);
+    });
+    svc.on('client:resync', (data) => latest.current.options.onResync?.(data));
+    setService(svc);
+    svc.connect();
+    return () => {
+      svc.destroy();
+      setService((cur) => (cur === svc ? null : cur));
+      setStatus(DISCONNECTED);
+    };
+  }, [enabled, connectionKey, impl, timers]);
+
+  const retry = useCallback(() => { service?.retry(); }, [service]);
+  return { status: status.status, attempt: status.attempt, service, retry };
+}
