@@ -1,8 +1,8 @@
 //! The plain HTTP routes: status, health, readiness, metrics, publish, and
 //! the dashboard page's embedded assets.
 //!
-//! Errors leave through [`AppError`]: a status and a small JSON body
-//! `{"error":{"code","message"}}`, never internals.
+//! Errors leave through [`crate::error::AppError`]: a status and a small
+//! JSON body `{"error":{"code","message"}}`, never internals.
 
 use std::sync::Arc;
 
@@ -16,40 +16,10 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::AppState;
 use crate::bus::{BusError, NodeStatus};
+use crate::error::AppError;
+use crate::state::AppState;
 use crate::telemetry::PUBLISH_REQUESTS;
-
-#[derive(Debug)]
-pub struct AppError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl AppError {
-    pub fn new(status: StatusCode, code: &'static str, message: &str) -> Self {
-        Self {
-            status,
-            code,
-            message: message.to_owned(),
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        let mut response = (self.status, body).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
-}
 
 pub async fn healthz() -> &'static str {
     "ok"

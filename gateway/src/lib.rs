@@ -10,6 +10,8 @@
 //! - [`admission`]: who may connect, how many, how fast (JWT, limits).
 //! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client.
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
+//! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
+//! - [`rate`]: the token bucket behind every rate limit.
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
@@ -21,9 +23,12 @@ pub mod admission;
 pub mod bus;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod http;
 pub mod hub;
 pub mod node;
+pub mod rate;
+pub mod state;
 pub mod telemetry;
 pub mod ws;
 
@@ -48,6 +53,7 @@ use crate::bus::redis::{RedisBus, Target};
 pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
 use crate::node::Node;
+pub use crate::state::AppState;
 
 /// The kernel send buffer asked for on each client socket (Linux doubles
 /// it). Without a cap, loopback autotuning lets a stalled client park up to
@@ -82,28 +88,6 @@ pub enum GatewayError {
     Bus(#[from] bus::BusError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// What every handler shares.
-pub struct AppState {
-    pub config: Config,
-    pub node: Arc<Node>,
-    pub hub: Arc<Hub>,
-    pub bus: Arc<dyn Bus>,
-    pub metrics: PrometheusHandle,
-    pub admission: Arc<Admission>,
-    /// Cancelled on SIGTERM: the node drains.
-    pub shutdown: CancellationToken,
-    /// Every client session and background task, so a drain can wait.
-    pub tracker: TaskTracker,
-    /// Replays (`?since=`) running at once; a resume waits for a permit.
-    pub replays: tokio::sync::Semaphore,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.shutdown.is_cancelled()
-    }
 }
 
 /// The routes, over shared state.
@@ -195,6 +179,10 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         }
     };
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
+    let admission = Arc::new(Admission::new(&config));
+    if let Some(limits) = admission.ip_limits() {
+        tracker.spawn(sweep_ip_limits(limits, shutdown.clone()));
+    }
     if config.demo {
         tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
     } else if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
@@ -207,11 +195,11 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         hub,
         bus,
         metrics,
-        admission: Arc::new(Admission::new(&config)),
+        admission,
         config,
         shutdown,
         tracker,
-        replays: tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS),
+        replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
     }))
 }
 
@@ -363,6 +351,17 @@ fn tune(tcp: &tokio::net::TcpStream) {
     }
     if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
         tracing::debug!("SO_SNDBUF: {err}");
+    }
+}
+
+/// Forgets idle per-IP entries, off the handshake path.
+async fn sweep_ip_limits(limits: Arc<admission::IpLimits>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(admission::SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => limits.sweep(),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -19,9 +19,9 @@ use metrics::counter;
 use serde::Deserialize;
 use shared::{Position, TypeFilter};
 
-use crate::AppState;
 use crate::admission::Refusal;
-use crate::http::AppError;
+use crate::error::AppError;
+use crate::state::AppState;
 use crate::telemetry::HANDSHAKES_REJECTED;
 
 /// Bytes tungstenite reads from the socket at a time, allocated for every
@@ -139,7 +139,7 @@ pub async fn dashboard(
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(max_write_buffer(state.config.max_event_bytes))
         .on_upgrade(move |socket| async move {
-            session::run(socket, state, params).await;
+            session::run(socket, session::SessionContext::of(&state), params).await;
             drop((admitted, token));
         })
 }

@@ -30,15 +30,17 @@ use futures_util::SinkExt;
 use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
 use shared::{EventId, Position, TypeFilter};
+use tokio::sync::Semaphore;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
 
 use super::{ClientParams, Resume};
-use crate::AppState;
-use crate::admission::{Bucket, burst_for};
-use crate::bus::{PAGE, Standing};
-use crate::hub::{Frame, Snapshot};
+use crate::bus::{Bus, PAGE, Standing};
+use crate::hub::{Frame, Hub, Snapshot};
+use crate::rate::{Bucket, burst_for};
+use crate::state::AppState;
 use crate::telemetry::{
     BROADCAST_LATENCY, CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED,
     REPLAYED_EVENTS, REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
@@ -106,16 +108,55 @@ impl Ended {
     }
 }
 
-pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) {
+/// What a session needs from its node, and nothing more: the hub it reads,
+/// the bus it replays from, the replay permits, the shutdown signal, and
+/// its limits.
+pub struct SessionContext {
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    pub replays: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+    pub limits: SessionLimits,
+}
+
+/// The per-client numbers from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub write_timeout: Duration,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    /// `MESSAGE_RATE` (0: no limit).
+    pub message_rate: f64,
+}
+
+impl SessionContext {
+    pub fn of(state: &AppState) -> Self {
+        let config = &state.config;
+        Self {
+            hub: state.hub.clone(),
+            bus: state.bus.clone(),
+            replays: state.replays.clone(),
+            shutdown: state.shutdown.clone(),
+            limits: SessionLimits {
+                write_timeout: config.write_timeout(),
+                ping_interval: config.ping_interval(),
+                pong_timeout: config.pong_timeout(),
+                message_rate: config.message_rate,
+            },
+        }
+    }
+}
+
+pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
     counter!(CONNECTIONS_OPENED).increment(1);
     let mut session = Session {
         socket,
-        write_timeout: state.config.write_timeout(),
+        write_timeout: ctx.limits.write_timeout,
         filter: params.filter,
         seam: EventId::ZERO,
-        inbound: Bucket::full(burst_for(state.config.message_rate)),
+        inbound: Bucket::full(burst_for(ctx.limits.message_rate)),
         latency: metrics::histogram!(BROADCAST_LATENCY),
-        state: &state,
+        state: &ctx,
     };
     let ended = session.serve(params.resume).await;
     // Counted when decided, not after the closing handshake's wait.
@@ -129,7 +170,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, params: ClientParams) 
 
 struct Session<'a> {
     socket: WebSocket,
-    state: &'a AppState,
+    state: &'a SessionContext,
     write_timeout: Duration,
     filter: TypeFilter,
     /// The seam between what the client has (its greeting's position, or its
@@ -231,8 +272,8 @@ impl Session<'_> {
     }
 
     async fn live(&mut self, rx: &mut Receiver<Arc<Frame>>) -> Ended {
-        let ping_interval = self.state.config.ping_interval();
-        let pong_timeout = self.state.config.pong_timeout();
+        let ping_interval = self.state.limits.ping_interval;
+        let pong_timeout = self.state.limits.pong_timeout;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         let pong_deadline = sleep_until(Instant::now() + ping_interval);
         tokio::pin!(pong_deadline);
@@ -361,7 +402,7 @@ impl Session<'_> {
 
     /// Takes one message (data or control) from the client's allowance.
     fn within_rate(&mut self) -> bool {
-        let rate = self.state.config.message_rate;
+        let rate = self.state.limits.message_rate;
         rate == 0.0 || self.inbound.take(rate, burst_for(rate))
     }
 

@@ -1,0 +1,35 @@
+//! What every handler and session shares: one node's state.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::node::Node;
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub node: Arc<Node>,
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: PrometheusHandle,
+    pub admission: Arc<Admission>,
+    /// Cancelled on SIGTERM: the node drains.
+    pub shutdown: CancellationToken,
+    /// Every client session and background task, so a drain can wait.
+    pub tracker: TaskTracker,
+    /// Replays (`?since=`) running at once; a resume waits for a permit.
+    pub replays: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+}
