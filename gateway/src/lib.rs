@@ -142,7 +142,16 @@ pub async fn run(
 /// Builds a node's state and starts its background tasks (bus, metrics
 /// upkeep, demo). Tests use it to reach the node's bus directly.
 pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState>, GatewayError> {
-    let config = config.validate()?;
+    let mut config = config.validate()?;
+    // `--demo` with no key: make one, so a newcomer can publish to the demo
+    // over HTTP at once (printed when the node listens).
+    let demo_publish_key = (config.demo && config.publish_api_key.is_none()).then(|| {
+        let key: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(24)
+            .collect();
+        config.publish_api_key = Some(key.clone());
+        key
+    });
     // First: metric handles taken before the recorder exists go nowhere.
     let metrics = telemetry::metrics_handle();
     let node = Arc::new(Node::new(config.node_id.clone()));
@@ -200,6 +209,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         shutdown,
         tracker,
         replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
+        demo_publish_key,
     }))
 }
 
@@ -212,6 +222,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         bus = state.bus.name(),
         "gateway listening"
     );
+    if let Some(key) = &state.demo_publish_key {
+        let port = listener.local_addr()?.port();
+        tracing::info!(
+            "demo: publish your own event with\n  cargo run -p publisher -- send --url http://localhost:{port} --key {key} --type alert --data '{{\"tutor_id\":\"t-17\",\"severity\":\"critical\",\"message\":\"hello\"}}'"
+        );
+    }
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();
     let bus = state.bus.clone();

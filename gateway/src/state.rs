@@ -26,6 +26,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Replays (`?since=`) running at once; a resume waits for a permit.
     pub replays: Arc<tokio::sync::Semaphore>,
+    /// The `PUBLISH_API_KEY` a `--demo` node made for itself (none given).
+    pub demo_publish_key: Option<String>,
 }
 
 impl AppState {
