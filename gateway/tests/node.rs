@@ -370,11 +370,35 @@ async fn types_limit_what_a_client_receives() {
         true,
         "pongs always come"
     );
+}
 
-    let bad = Client::connect(&node.url("?types=al*rt")).await;
-    assert!(
-        bad.is_err(),
-        "an invalid type list is refused at the handshake"
+#[tokio::test]
+async fn a_bad_query_is_refused_with_400_in_the_json_error_shape() {
+    let node = Node::default().await;
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let too_many = format!("?types={}", many.join(","));
+    for (query, code) in [
+        ("?types=al*rt", "bad_types"),
+        (too_many.as_str(), "bad_types"),
+        ("?types=alert&types=intervention", "bad_query"),
+        ("?since=a&since=b", "bad_query"),
+    ] {
+        let refused = tokio_tungstenite::connect_async(node.url(query)).await;
+        let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = refused else {
+            panic!("{query}: not refused at the handshake");
+        };
+        assert_eq!(response.status().as_u16(), 400, "{query}");
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+        assert_eq!(body["error"]["code"], code, "{query}");
+    }
+    let metrics = node.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_handshakes_rejected_total{reason=\"bad_request\"}"
+        ),
+        4.0
     );
 }
 

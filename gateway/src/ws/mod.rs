@@ -11,6 +11,7 @@ pub mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -74,9 +75,20 @@ pub async fn dashboard(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(query): Query<DashboardQuery>,
+    query: Result<Query<DashboardQuery>, QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A repeated or malformed parameter: the JSON error shape, counted, like
+    // every other refusal (axum's own answer would be plain text).
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return reject(
+                "bad_request",
+                AppError::new(StatusCode::BAD_REQUEST, "bad_query", &rejection.body_text()),
+            );
+        }
+    };
     if !origin_allowed(&state.config.cors_origins, &headers) {
         return reject(
             "origin",
