@@ -151,7 +151,7 @@ async fn every_resumed_client_gets_every_event_once_in_order_through_faults() {
             Ok(position) => published.push(position.to_string()),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
