@@ -24,14 +24,40 @@ if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   epoch = ARGV[4]
   redis.call('SET', KEYS[2], epoch)
 end
-local sid = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'e', ARGV[1])
+local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+
+-- Trim oldest first (by count, then by age), and record the newest id
+-- trimmed as the stream's max-deleted-entry-id (XTRIM alone does not): a
+-- reader then knows exactly whether anything after its position was lost.
+local function later(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, bms = tonumber(ams), tonumber(bms)
+  return ams > bms or (ams == bms and tonumber(aseq) > tonumber(bseq))
+end
+local trimmed = nil
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  trimmed = gone[#gone][1]
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
+end
 local ttl_ms = tonumber(ARGV[3])
 if ttl_ms > 0 then
   local now = redis.call('TIME')
   local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
   if cutoff > 0 then
-    redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
+    local aged = redis.call('XREVRANGE', KEYS[1], '(' .. cutoff, '-', 'COUNT', 1)
+    if #aged > 0 then
+      if (not trimmed) or later(aged[1][1], trimmed) then
+        trimmed = aged[1][1]
+      end
+      redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
+    end
   end
+end
+if trimmed then
+  redis.call('XSETID', KEYS[1], sid, 'MAXDELETEDID', trimmed)
 end
 local id = epoch .. ':' .. sid
 if ARGV[6] ~= nil and ARGV[6] ~= '' then

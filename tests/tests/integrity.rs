@@ -239,3 +239,53 @@ async fn catch_up_after_an_outage_drops_no_client_that_keeps_reading() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_quiet_period_longer_than_the_history_ttl_is_no_gap() {
+    let redis = RedisServer::start();
+    let env = [("HISTORY_TTL_SECS", "1")];
+    let node = node(&redis, &env).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    client.next_json().await;
+    let first = send(&redis, "alert", &json!({"n": 1}), &env);
+    assert_eq!(client.next_json().await["id"], first.as_str());
+
+    // Quiet for longer than the TTL; the node is away when the next event
+    // trims the first by age.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let admin = ["--user", "admin", "--pass", "pw", "--no-auth-warning"];
+    redis.cli(&["ACL", "SETUSER", "admin", "on", ">pw", "~*", "&*", "+@all"]);
+    redis.cli(&["ACL", "SETUSER", "default", "off"]);
+    redis.cli(&[&admin[..], &["CLIENT", "KILL", "USER", "default"]].concat());
+    let url = redis.url().replace("redis://", "redis://admin:pw@");
+    let output = publisher_cli(
+        &["send", "--type", "alert", "--data", r#"{"n":2}"#],
+        &[("REDIS_URL", &url), ("HISTORY_TTL_SECS", "1")],
+    );
+    assert!(output.status.success());
+    let second = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        redis.cli(&[&admin[..], &["XLEN", "ws:history"]].concat()),
+        "1",
+        "the first event was trimmed by age"
+    );
+    redis.cli(&[&admin[..], &["ACL", "SETUSER", "default", "on"]].concat());
+
+    // The node catches up from the trimmed event: nothing after it was lost.
+    assert_eq!(client.next_json().await["id"], second.as_str());
+    let mut resumed = Client::connect(&node.ws_url(&format!("?since={first}")))
+        .await
+        .unwrap();
+    resumed.next_json().await;
+    assert_eq!(resumed.next_json().await["id"], second.as_str());
+    assert_eq!(
+        resumed.next_json().await["data"],
+        json!({"recovered": true, "replayed": 1})
+    );
+    let text = metrics(&node).await;
+    assert_eq!(
+        metric(&text, "gateway_bus_catchup_gaps_total"),
+        0.0,
+        "no false gap"
+    );
+}

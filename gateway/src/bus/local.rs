@@ -30,6 +30,8 @@ struct History {
     last: EventId,
     /// Events ever added.
     added: u64,
+    /// The newest id trimmed.
+    max_deleted: EventId,
 }
 
 #[derive(Debug)]
@@ -66,7 +68,9 @@ impl LocalBus {
                     .front()
                     .is_some_and(|e| now.duration_since(e.at) > ttl))
         {
-            history.events.pop_front();
+            if let Some(gone) = history.events.pop_front() {
+                history.max_deleted = gone.id;
+            }
         }
     }
 }
@@ -126,7 +130,7 @@ impl Bus for LocalBus {
             added: history.added,
             first: history.events.front().map_or(EventId::ZERO, |e| e.id),
             last: history.last,
-            max_deleted: EventId::ZERO,
+            max_deleted: history.max_deleted,
         };
         let standing = info.standing(Some(self.epoch), after);
         let start = history.events.partition_point(|e| e.id <= after.id);

@@ -76,27 +76,32 @@ pub struct StreamInfo {
     pub first: EventId,
     /// The newest id ever assigned.
     pub last: EventId,
-    /// The greatest id ever deleted by hand (`XDEL`); trims do not count.
+    /// The greatest id ever removed: the publish script records each trim
+    /// here (`XSETID … MAXDELETEDID`), as `XDEL` does by itself.
     pub max_deleted: EventId,
 }
 
 impl StreamInfo {
     /// Whether every entry ever added after `after` is still retained.
-    /// Entries are trimmed oldest first, so this holds when nothing was ever
-    /// trimmed, or `after` is at or past the oldest retained entry (or, with
-    /// none retained, is the newest id).
+    /// Entries are trimmed oldest first and each trim records the newest id
+    /// it removed, so this holds exactly when `after` is at or past that id.
+    /// A stream trimmed some other way (by hand, with `XTRIM`) records
+    /// nothing: then only what the counters prove counts (`after` at or past
+    /// the oldest retained entry, or, with none retained, the newest id).
     pub fn standing(&self, epoch: Option<Epoch>, after: Position) -> Standing {
         if epoch != Some(after.epoch) {
             return Standing::OtherEpoch(epoch);
         }
         let retained = if self.added == self.length {
             true
+        } else if self.max_deleted != EventId::ZERO {
+            after.id >= self.max_deleted
         } else if self.length == 0 {
             after.id == self.last
         } else {
             after.id >= self.first
         };
-        if after.id > self.last || self.max_deleted > after.id || !retained {
+        if after.id > self.last || !retained {
             Standing::Gone
         } else {
             Standing::Intact { top: self.last }
@@ -186,8 +191,14 @@ mod tests {
             info(5, 5, 16, 20).standing(Some(Epoch(8)), at(20)),
             Standing::OtherEpoch(Some(Epoch(8)))
         );
-        let mut deleted = info(5, 5, 16, 20);
-        deleted.max_deleted = EventId::new(18, 0);
-        assert_eq!(deleted.standing(Some(e), at(17)), Standing::Gone);
+        // Trims recorded (the publish script's): exact, even for the very
+        // entry trimmed last (a quiet period longer than the TTL).
+        let mut recorded = info(1, 2, 20, 20);
+        recorded.max_deleted = EventId::new(10, 0);
+        assert_eq!(recorded.standing(Some(e), at(10)), intact);
+        assert_eq!(recorded.standing(Some(e), at(9)), Standing::Gone);
+        let mut emptied = info(0, 2, 0, 20);
+        emptied.max_deleted = EventId::new(20, 0);
+        assert_eq!(emptied.standing(Some(e), at(20)), intact);
     }
 }
