@@ -289,3 +289,116 @@ async fn a_quiet_period_longer_than_the_history_ttl_is_no_gap() {
         "no false gap"
     );
 }
+
+/// Peak resident memory of a process, bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_resumes_cost_a_page_each_not_the_history() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let url = redis.url();
+    let publisher = publisher::Publisher::connect(&url, "ws").await.unwrap();
+    let pad = "x".repeat(2000);
+    let first = publisher.alert(&json!({"n": 0, "pad": pad})).await.unwrap();
+    for n in 1..3000 {
+        publisher.alert(&json!({"n": n, "pad": pad})).await.unwrap();
+    }
+    let before = peak_rss(node.pid());
+    // 24 resumes of the whole 6 MB history at once.
+    let resumes: Vec<_> = (0..24)
+        .map(|_| {
+            let url = node.ws_url(&format!("?since={first}"));
+            tokio::spawn(async move {
+                // A resume past the node's concurrent replays is closed with
+                // 1013 and comes back, as a real client does.
+                for _ in 0..20 {
+                    let mut client = Client::connect(&url).await.unwrap();
+                    while let Some(frame) = client.try_next_json(Duration::from_secs(30)).await {
+                        if frame["type"] == "recovery" {
+                            return frame["data"]["replayed"].as_u64();
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None
+            })
+        })
+        .collect();
+    for resume in resumes {
+        assert_eq!(resume.await.unwrap(), Some(2999), "every resume completes");
+    }
+    let grown = peak_rss(node.pid()).saturating_sub(before);
+    eprintln!("peak RSS grew by {} KiB", grown / 1024);
+    assert!(
+        grown < 80 * 1024 * 1024,
+        "24 resumes of a 6 MB history grew the node by {} MiB",
+        grown / 1024 / 1024
+    );
+}
+
+#[tokio::test]
+async fn a_trim_that_overtakes_a_running_replay_is_answered_recovered_false() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let url = redis.url();
+    let publisher = publisher::Publisher::connect(&url, "ws").await.unwrap();
+    let pad = "x".repeat(2000);
+    let first = publisher.alert(&json!({"n": 0, "pad": pad})).await.unwrap();
+    let mut published = vec![first.to_string()];
+    for n in 1..1000 {
+        published.push(
+            publisher
+                .alert(&json!({"n": n, "pad": pad}))
+                .await
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut client = Client::connect(&node.ws_url(&format!("?since={first}")))
+        .await
+        .unwrap();
+    client.next_json().await;
+    // The client stops reading: the replay stalls on a full socket while a
+    // publisher with a short history trims everything it has not sent yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let short = publisher::WireFormat::new(
+        "ws",
+        publisher::HistoryPolicy {
+            max_len: 10,
+            ttl: Duration::ZERO,
+        },
+    );
+    let trimmer = publisher::Publisher::connect_with(&url, short)
+        .await
+        .unwrap();
+    trimmer.alert(&json!({"trim": true})).await.unwrap();
+    let mut got = Vec::new();
+    let recovery = loop {
+        let frame = client.next_json().await;
+        if frame["type"] == "recovery" {
+            break frame;
+        }
+        if let Some(id) = frame["id"].as_str() {
+            got.push(id.to_owned());
+        }
+    };
+    assert_eq!(
+        recovery["data"]["recovered"], false,
+        "events were trimmed before they were sent: say so"
+    );
+    assert!(got.len() < 999, "the replay stopped short: {}", got.len());
+    assert_eq!(
+        got[..],
+        published[1..=got.len()],
+        "what was sent is in order"
+    );
+}
