@@ -50,6 +50,8 @@ use crate::telemetry::{
 const MAX_BATCH: usize = 64;
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Messages read, at most, while waiting for the client's close reply.
+const CLOSE_DRAIN_MESSAGES: usize = 64;
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -464,9 +466,12 @@ impl Session<'_> {
             if socket.send(Message::Close(Some(frame))).await.is_err() {
                 return;
             }
-            while let Some(Ok(message)) = socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
+            // A bounded drain: a client still flooding after its close frame
+            // gets no more of the node's time (its reset is its own doing).
+            for _ in 0..CLOSE_DRAIN_MESSAGES {
+                match socket.recv().await {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
                 }
             }
         };
