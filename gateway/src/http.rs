@@ -172,7 +172,8 @@ async fn publish_inner(
 
 /// Compares secrets without leaking, through timing, how much matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// The dashboard page and its assets, built into the binary.

@@ -18,10 +18,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(id: Option<String>) -> Self {
-        let id = id.unwrap_or_else(|| {
-            let uuid = uuid::Uuid::new_v4().simple().to_string();
-            format!("node-{}", &uuid[..8])
-        });
+        let id = id.unwrap_or_else(|| format!("node-{:08x}", fastrand::u32(..)));
         Self {
             id,
             started_at: Utc::now(),

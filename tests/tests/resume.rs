@@ -142,6 +142,12 @@ async fn a_node_that_loses_its_redis_connection_catches_its_clients_up_once_in_o
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The cuts really cut: the node re-subscribed (and so caught up).
+    let metrics = system_tests::get(node.addr, "/metrics").await.body;
+    assert!(
+        system_tests::metric(&metrics, "gateway_bus_reconnects_total") >= 1.0,
+        "the subscription was never cut:\n{metrics}"
+    );
 
     // The history holds every event published (800 < HISTORY_SIZE); a
     // position is the history's epoch and the stream id.
