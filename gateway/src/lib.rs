@@ -17,7 +17,8 @@
 //! - [`telemetry`]: metric names and the Prometheus recorder.
 //!
 //! The binary (`src/main.rs`) only reads the config, binds, and calls
-//! [`run`]; tests call [`run`] with a `127.0.0.1:0` listener.
+//! [`run`]; tests call [`start`] then [`serve`] on a `127.0.0.1:0` listener
+//! (so they can reach the node's state), or run the binary itself.
 
 pub mod admission;
 pub mod bus;
