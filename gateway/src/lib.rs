@@ -299,7 +299,15 @@ async fn accept(listener: TcpListener, state: Arc<AppState>) {
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
-            hyper::service::Service::call(&router, request)
+            // One span per request: method, path (never the query: it may
+            // hold a token) and peer on every line logged while serving it.
+            let span = tracing::debug_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                %peer
+            );
+            tracing::Instrument::instrument(hyper::service::Service::call(&router, request), span)
         });
         let connection = http
             .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)

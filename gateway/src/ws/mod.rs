@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::counter;
 use serde::Deserialize;
 use shared::{Position, TypeFilter};
+use tracing::Instrument;
 
 use crate::admission::Refusal;
 use crate::error::AppError;
@@ -150,9 +151,14 @@ pub async fn dashboard(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(max_write_buffer(state.config.max_event_bytes))
-        .on_upgrade(move |socket| async move {
-            session::run(socket, session::SessionContext::of(&state), params).await;
-            drop((admitted, token));
+        .on_upgrade(move |socket| {
+            // Every line a session logs says which client on which node.
+            let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
+            async move {
+                session::run(socket, session::SessionContext::of(&state), params).await;
+                drop((admitted, token));
+            }
+            .instrument(span)
         })
 }
 
