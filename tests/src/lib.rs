@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -99,7 +98,8 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request, `Connection: close`, response read to the end.
+/// One HTTP/1.1 request on its own connection, through hyper's client (so
+/// chunked or keep-alive responses read as any client reads them).
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -107,40 +107,40 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr)
+    use http_body_util::BodyExt;
+    let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request = request.header(*name, *value);
     }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(
+        body.to_owned(),
+    )))?;
+    let response = tokio::time::timeout(PATIENCE, sender.send_request(request))
         .await
         .context("HTTP response timed out")??;
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        bail!("chunked responses are not supported by this test client");
-    }
+    let status = response.status().as_u16();
+    let head: String = response
+        .headers()
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await
+        .context("HTTP body timed out")??
+        .to_bytes();
     Ok(HttpResponse {
         status,
-        headers: head.to_owned(),
-        body: body.to_owned(),
+        headers: head,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
