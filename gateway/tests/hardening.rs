@@ -70,7 +70,7 @@ async fn with_a_jwt_secret_only_valid_unexpired_tokens_get_in() {
     assert_eq!(
         metric(
             &metrics,
-            "gateway_handshakes_rejected_total{reason=\"auth\"}"
+            "gateway_handshakes_rejected_total{reason=\"auth\""
         ),
         5.0
     );
