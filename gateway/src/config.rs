@@ -323,7 +323,7 @@ impl Config {
             .filter(|a| !a.is_empty())
             .collect();
         if let Some(url) = &self.auth_jwks_url {
-            crate::admission::Jwks::new(url)?;
+            crate::admission::Jwks::check_url(url)?;
         }
         Ok(self)
     }

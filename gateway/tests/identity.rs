@@ -547,3 +547,161 @@ async fn a_failed_jwks_fetch_keeps_the_keys_already_held() {
     assert!(metric(&metrics, "gateway_jwks_refresh_total{result=\"error\"}") >= 1.0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A test CA and a certificate for `localhost` it signed (openssl CLI).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &["-keyout", &path("ca.key"), "-out", &path("ca.pem")],
+        &["-days", "1", "-subj", "/CN=identity test CA"],
+    ]
+    .concat());
+    run(&[
+        &["req"],
+        &ec[..],
+        &["-keyout", &path("srv.key"), "-out", &path("srv.csr")],
+        &["-subj", "/CN=localhost"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("srv.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &path("srv.pem"),
+        "-days",
+        "1",
+        "-extfile",
+        &path("san.ext"),
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// Serves `body` over TLS on 127.0.0.1:0, one HTTP/1.1 response per connection.
+async fn https_server(cert: &Path, key: &Path, body: String) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_https_jwks_is_fetched_over_tls_trusting_the_os_roots() {
+    let dir = temp_dir("https");
+    let (ca, cert, key) = test_ca(&dir);
+    let pair = KeyPair::generate(&dir, "idp", Algorithm::RS256);
+    let set = serde_json::to_string(&JwkSet {
+        keys: vec![pair.jwk("k1")],
+    })
+    .unwrap();
+    let port = https_server(&cert, &key, set).await;
+    // The real binary: SSL_CERT_FILE is how the OS trust store is widened, and a
+    // test process may not set its own environment.
+    let url = format!("https://localhost:{port}/.well-known/jwks.json");
+    let node = system_tests::GatewayProcess::start(&[
+        ("AUTH_JWKS_URL", url.as_str()),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ])
+    .await;
+    let token = pair.sign(Some("k1"), &claims(300.0));
+    let mut client = system_tests::eventually("a token the https JWKS vouches for", || {
+        let url = node.ws_url(&format!("?token={token}"));
+        async move { Client::connect(&url).await.ok() }
+    })
+    .await;
+    assert_eq!(client.next_json().await["type"], "analytics_update");
+    let metrics = get(node.addr, "/metrics").await.body;
+    assert_eq!(
+        metric(&metrics, "gateway_jwks_refresh_total{result=\"ok\"}"),
+        1.0
+    );
+
+    // A node that does not trust that CA gets no keys from it: the token is refused.
+    let stranger_dir = dir.join("other-ca");
+    std::fs::create_dir_all(&stranger_dir).unwrap();
+    let (other_ca, _, _) = test_ca(&stranger_dir);
+    let wary = system_tests::GatewayProcess::start(&[
+        ("AUTH_JWKS_URL", url.as_str()),
+        ("SSL_CERT_FILE", other_ca.to_str().unwrap()),
+    ])
+    .await;
+    system_tests::eventually("the failed TLS fetch is counted", || async {
+        let metrics = get(wary.addr, "/metrics").await.body;
+        (metric(&metrics, "gateway_jwks_refresh_total{result=\"error\"}") >= 1.0).then_some(())
+    })
+    .await;
+    let refused = Client::connect_with_headers(&wary.ws_url(&format!("?token={token}")), &[]).await;
+    assert_eq!(refused_status(&refused), Some(401));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -10,10 +10,10 @@
 //! most [`KID_WAIT`]. A failed fetch keeps the keys already cached; it is
 //! logged and counted in `gateway_jwks_refresh_total{result="error"}`.
 //!
-//! The fetch is one HTTP/1.1 GET over hyper's client (already in the tree).
-//! Only `http://` for now: `https://` needs the TLS connector the Redis TLS
-//! work brings (rustls); until then the node refuses to start with an
-//! https JWKS URL rather than fail at the first token. See the README.
+//! The fetch is one HTTP/1.1 GET over hyper's client (already in the tree),
+//! over rustls for `https://` with the OS's trust roots (`SSL_CERT_FILE`
+//! and `SSL_CERT_DIR` honoured), read once at start: a node that finds none
+//! refuses to start rather than fail at the first token.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -49,6 +49,8 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 pub struct Jwks {
     url: Uri,
+    /// `Some` for an `https://` URL.
+    tls: Option<tokio_rustls::TlsConnector>,
     keys: RwLock<Arc<Vec<Key>>>,
     fetching: Mutex<Fetching>,
     wake: Notify,
@@ -67,24 +69,31 @@ struct Fetching {
 }
 
 impl Jwks {
-    pub fn new(url: &str) -> Result<Self, ConfigError> {
+    /// Checks the URL (for `Config::validate`, without side effects).
+    pub fn check_url(url: &str) -> Result<Uri, ConfigError> {
         let bad = |why: &str| ConfigError::JwksUrl(url.to_owned(), why.to_owned());
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https:// is not supported by this build yet (no TLS client); \
-                     serve the JWKS over http:// from a local proxy",
-                ));
-            }
-            _ => return Err(bad("must start with http://")),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("must start with https:// (or http://)"));
         }
-        if uri.host().is_none() {
+        if uri.host().is_none_or(str::is_empty) {
             return Err(bad("has no host"));
         }
+        Ok(uri)
+    }
+
+    /// For an `https://` URL, reads the trust roots.
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        let uri = Self::check_url(url)?;
+        let tls = match uri.scheme_str() {
+            Some("https") => {
+                Some(tls_connector().map_err(|why| ConfigError::JwksUrl(url.to_owned(), why))?)
+            }
+            _ => None,
+        };
         Ok(Self {
             url: uri,
+            tls,
             keys: RwLock::default(),
             fetching: Mutex::new(Fetching {
                 in_flight: true,
@@ -131,7 +140,7 @@ impl Jwks {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let next = match tokio::select! {
-                fetched = fetch(&self.url) => fetched,
+                fetched = fetch(&self.url, self.tls.as_ref()) => fetched,
                 () = shutdown.cancelled() => return,
             } {
                 Ok((keys, max_age)) => {
@@ -160,58 +169,102 @@ impl Jwks {
     }
 }
 
+/// A TLS client with the OS's trust roots, on the ring provider.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(
+            "no trusted root certificates found (install ca-certificates, or set SSL_CERT_FILE)"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// One GET of the key set: its usable keys and `Cache-Control: max-age`.
-async fn fetch(url: &Uri) -> Result<(Vec<Key>, Option<Duration>), String> {
+async fn fetch(
+    url: &Uri,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<(Vec<Key>, Option<Duration>), String> {
     let get = async {
-        let host = url.host().unwrap_or_default();
-        let port = url.port_u16().unwrap_or(80);
-        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+        let port = url
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let tcp = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-        let authority = url.authority().map_or(host, |a| a.as_str()).to_owned();
-        let request = hyper::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
-            .header(HOST, authority)
-            .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("dashboard-gateway/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let exchange = async move {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request: {e}"))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(format!("status {status}"));
+        match tls {
+            None => get(url, hyper_util::rt::TokioIo::new(tcp)).await,
+            Some(connector) => {
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| format!("host: {e}"))?;
+                let stream = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                get(url, hyper_util::rt::TokioIo::new(stream)).await
             }
-            let max_age = response
-                .headers()
-                .get(CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-                .and_then(max_age);
-            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("body: {e}"))?
-                .to_bytes();
-            Ok((body, max_age))
-        };
-        // The connection is driven alongside the exchange and ends with it.
-        let (result, _) = tokio::join!(exchange, connection);
-        result
+        }
     };
     let (body, max_age) = timeout(FETCH_TIMEOUT, get)
         .await
         .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))??;
     let keys = parse(&body)?;
     Ok((keys, max_age))
+}
+
+/// The GET itself, over a connected (and, for https, TLS) stream.
+async fn get<I>(url: &Uri, io: I) -> Result<(Bytes, Option<Duration>), String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let authority = url.authority().map_or("", |a| a.as_str()).to_owned();
+    let request = hyper::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(HOST, authority)
+        .header(ACCEPT, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("dashboard-gateway/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let exchange = async move {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("status {status}"));
+        }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok((body, max_age))
+    };
+    // The connection is driven alongside the exchange and ends with it.
+    let (result, _) = tokio::join!(exchange, connection);
+    result
 }
 
 /// The usable keys of a JWKS document. A key of a kind we cannot use is
