@@ -164,10 +164,11 @@ pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
         socket,
         write_timeout: ctx.limits.write_timeout,
         filter: params.filter,
-        good_until: params.good_until.map(|at| {
-            Instant::now()
-                + at.duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default()
+        good_until: params.good_until.and_then(|at| {
+            Instant::now().checked_add(
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default(),
+            )
         }),
         seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(ctx.limits.message_rate)),

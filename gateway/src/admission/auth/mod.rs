@@ -153,7 +153,10 @@ impl Auth {
         Ok(Identity {
             sub: claims.sub,
             types: claims.types,
-            good_until: Some(UNIX_EPOCH + std::time::Duration::from_secs_f64(good_until.max(0.0))),
+            // `None` (no end) only for an `exp` past what a clock can hold.
+            good_until: std::time::Duration::try_from_secs_f64(good_until.max(0.0))
+                .ok()
+                .and_then(|d| UNIX_EPOCH.checked_add(d)),
         })
     }
 
