@@ -325,6 +325,9 @@ impl Config {
         if let Some(url) = &self.auth_jwks_url {
             crate::admission::Jwks::check_url(url)?;
         }
+        if let Some(path) = &self.auth_jwt_public_key_file {
+            crate::admission::read_key_file(path)?;
+        }
         Ok(self)
     }
 
@@ -421,5 +424,18 @@ mod tests {
             config.cors_origins,
             ["https://ops.example.com", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn auth_settings_are_checked_at_start() {
+        let err = parse(&["--auth-jwks-url", "ftp://idp/keys"]).unwrap_err();
+        assert!(err.contains("AUTH_JWKS_URL"), "{err}");
+        let err = parse(&["--auth-jwt-public-key-file", "/nonexistent/key.pem"]).unwrap_err();
+        assert!(err.contains("AUTH_JWT_PUBLIC_KEY_FILE"), "{err}");
+        let err = parse(&["--auth-jwt-leeway-secs", "3600"]).unwrap_err();
+        assert!(err.contains("--auth-jwt-leeway-secs"), "{err}");
+        let config = parse(&["--auth-jwt-audience", " a, ,b ", "--auth-jwt-issuer", " "]).unwrap();
+        assert_eq!(config.auth_jwt_audience, ["a", "b"]);
+        assert_eq!(config.auth_jwt_issuer, None);
     }
 }

@@ -706,3 +706,33 @@ async fn an_https_jwks_is_fetched_over_tls_trusting_the_os_roots() {
     assert_eq!(refused_status(&refused), Some(401));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn service_tokens_and_idp_tokens_work_side_by_side() {
+    let dir = temp_dir("both");
+    let pair = KeyPair::generate(&dir, "idp", Algorithm::ES256);
+    let idp = JwksServer::start(vec![pair.jwk("k1")]).await;
+    let node = Node::start(Config {
+        auth_jwt_secret: Some(SECRET.into()),
+        auth_jwks_url: Some(idp.url.clone()),
+        ..config()
+    })
+    .await;
+    let from_idp = pair.sign(Some("k1"), &claims(300.0));
+    assert_eq!(status(&node, &format!("?token={from_idp}")).await, 101);
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("svc".into());
+    let service = encode(
+        &header,
+        &claims(300.0),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(status(&node, &format!("?token={service}")).await, 101);
+    assert_eq!(
+        idp.hits(),
+        1,
+        "an HS256 token's kid never sends the node to the IdP"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -24,7 +24,7 @@ use jsonwebtoken::{Header, Validation};
 
 use self::claims::{Claims, Expect};
 pub use self::jwks::{JWKS_REFETCH_INTERVAL, Jwks};
-use self::keys::Key;
+pub use self::keys::Key;
 use crate::config::{Config, ConfigError};
 
 /// Seconds of clock skew tolerated on a token's `exp` and `nbf` (the
@@ -110,9 +110,7 @@ impl Auth {
             fixed.push(Key::secret(secret));
         }
         if let Some(path) = &config.auth_jwt_public_key_file {
-            let bad = |why: String| ConfigError::AuthKey(path.display().to_string(), why);
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            fixed.push(Key::from_pem(&pem).map_err(bad)?);
+            fixed.push(read_key_file(path)?);
         }
         let jwks = match &config.auth_jwks_url {
             Some(url) => Some(Arc::new(Jwks::new(url)?)),
@@ -164,7 +162,15 @@ impl Auth {
     async fn verify(&self, token: &str, header: &Header) -> Result<Claims, AuthFailure> {
         let alg = header.alg;
         let fixed = self.fixed.iter().filter(|k| k.verifies(alg));
-        let Some(jwks) = &self.jwks else {
+        // A JWKS holds no HMAC key: an HS* token (a service token) never
+        // makes the node look there, or refetch it for its `kid`.
+        let hmac = matches!(
+            alg,
+            jsonwebtoken::Algorithm::HS256
+                | jsonwebtoken::Algorithm::HS384
+                | jsonwebtoken::Algorithm::HS512
+        );
+        let Some(jwks) = self.jwks.as_ref().filter(|_| !hmac) else {
             return try_keys(token, header, fixed);
         };
         let mut set = jwks.keys();
@@ -191,6 +197,14 @@ impl Auth {
             .filter(|k| header.kid.is_none() || k.kid == header.kid);
         try_keys(token, header, fixed.chain(published))
     }
+}
+
+/// Reads and parses `AUTH_JWT_PUBLIC_KEY_FILE` (also from `Config::validate`,
+/// so a bad file stops the node with exit code 2 like any bad setting).
+pub fn read_key_file(path: &std::path::Path) -> Result<Key, ConfigError> {
+    let bad = |why: String| ConfigError::AuthKey(path.display().to_string(), why);
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    Key::from_pem(&pem).map_err(bad)
 }
 
 /// Tries each key in turn; the claims of the first that verifies.
