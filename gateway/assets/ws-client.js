@@ -83,8 +83,12 @@
       this._seen = /* @__PURE__ */ new Set();
       this._seenOrder = [];
       this._windowListening = false;
+      /** A `getToken()` promise is pending: the socket is about to be opened. */
+      this._awaitingToken = false;
+      /** Bumped by disconnect(): a token that arrives after it opens nothing. */
+      this._generation = 0;
       this._onOnline = () => {
-        if (this._reconnectTimer != null && !this._ws && !this._stopped) {
+        if (this._reconnectTimer != null && !this._ws && !this._stopped && !this._awaitingToken) {
           this._clearTimer("_reconnectTimer");
           this._open("reconnecting");
         }
@@ -95,6 +99,7 @@
         url: o.url || null,
         path: o.path || "/ws/dashboard",
         token: o.token !== void 0 ? o.token : pageParam(loc, "token"),
+        getToken: typeof o.getToken === "function" ? o.getToken : null,
         types: normalizeTypes(o.types),
         baseDelayMs: num(o.baseDelayMs, 500),
         maxDelayMs: num(o.maxDelayMs, 3e4),
@@ -170,7 +175,7 @@
     }
     /** Open the connection (no-op when one is already open or being opened). */
     connect() {
-      if (this._ws) return this;
+      if (this._ws || this._awaitingToken) return this;
       this._impl();
       if (this.attempt >= this.options.maxAttempts) this.attempt = 0;
       this._stopped = false;
@@ -186,12 +191,14 @@
       this._stopped = false;
       this._listenWindow(true);
       this._clearTimer("_reconnectTimer");
-      if (!this._ws) this._open("reconnecting");
+      if (!this._ws && !this._awaitingToken) this._open("reconnecting");
       return this;
     }
     /** Close cleanly (code 1000); clears every timer, socket and window listener. Subscribers stay. */
     disconnect() {
       this._stopped = true;
+      this._generation++;
+      this._awaitingToken = false;
       this._clearTimer("_reconnectTimer");
       this._stopHeartbeat();
       this._listenWindow(false);
@@ -259,6 +266,44 @@
     _open(state) {
       this._setState(state);
       this._healthy = false;
+      const getToken = this.options.getToken;
+      if (!getToken) {
+        this._dial();
+        return;
+      }
+      const generation = this._generation;
+      const failed = (error) => {
+        this._emit("client:token_error", { error }, null);
+        this._scheduleReconnect();
+      };
+      let result;
+      try {
+        result = getToken();
+      } catch (e) {
+        failed(e);
+        return;
+      }
+      if (!result || typeof result.then !== "function") {
+        this.options.token = result != null ? result : null;
+        this._dial();
+        return;
+      }
+      this._awaitingToken = true;
+      result.then(
+        (token) => {
+          if (generation !== this._generation || this._stopped || this._ws) return;
+          this._awaitingToken = false;
+          this.options.token = token != null ? token : null;
+          this._dial();
+        },
+        (e) => {
+          if (generation !== this._generation || this._stopped) return;
+          this._awaitingToken = false;
+          failed(e);
+        }
+      );
+    }
+    _dial() {
       const WS = this._impl();
       let ws;
       try {
@@ -373,7 +418,7 @@
       this._emit("client:reconnecting", { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
       this._reconnectTimer = this.options.timers.setTimeout(() => {
         this._reconnectTimer = null;
-        if (!this._stopped && !this._ws) this._open("reconnecting");
+        if (!this._stopped && !this._ws && !this._awaitingToken) this._open("reconnecting");
       }, delay);
     }
     _startHeartbeat() {

@@ -125,6 +125,25 @@ pub struct Config {
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
           value_parser = parse_max_event_bytes)]
     pub max_event_bytes: usize,
+    /// PEM public key (RSA, EC P-256/P-384, Ed25519); tokens signed with its private key are accepted.
+    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE")]
+    pub auth_jwt_public_key_file: Option<std::path::PathBuf>,
+    /// An identity provider's JWKS URL; its keys are cached and refetched for an unknown `kid`.
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+    /// Accepted token audiences, comma-separated (unset: `aud` not checked).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE", value_delimiter = ',')]
+    pub auth_jwt_audience: Vec<String>,
+    /// The token issuer required in `iss` (unset: not checked).
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", default_value_t = crate::admission::JWT_LEEWAY_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub auth_jwt_leeway_secs: u64,
+    /// Most connections per token `sub` on this node (0: no limit); more get 429.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 0)]
+    pub max_connections_per_user: u32,
 }
 
 fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
@@ -193,6 +212,10 @@ pub enum ConfigError {
     NodeId(String),
     #[error("CORS_ORIGINS entry {0:?} is not an origin like https://ops.example.com")]
     Origin(String),
+    #[error("AUTH_JWT_PUBLIC_KEY_FILE {0}: {1}")]
+    AuthKey(String, String),
+    #[error("AUTH_JWKS_URL {0:?}: {1}")]
+    JwksUrl(String, String),
 }
 
 impl Default for Config {
@@ -223,6 +246,12 @@ impl Default for Config {
             message_rate: DEFAULT_MESSAGE_RATE,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            auth_jwt_public_key_file: None,
+            auth_jwks_url: None,
+            auth_jwt_audience: Vec::new(),
+            auth_jwt_issuer: None,
+            auth_jwt_leeway_secs: crate::admission::JWT_LEEWAY_SECS,
+            max_connections_per_user: 0,
         }
     }
 }
@@ -281,6 +310,23 @@ impl Config {
             .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.len() < 10)
         {
             return Err(ConfigError::Origin(bad.clone()));
+        }
+        self.auth_jwks_url = blank_to_none(self.auth_jwks_url);
+        self.auth_jwt_issuer = blank_to_none(self.auth_jwt_issuer);
+        self.auth_jwt_public_key_file = self
+            .auth_jwt_public_key_file
+            .filter(|p| !p.as_os_str().is_empty());
+        self.auth_jwt_audience = self
+            .auth_jwt_audience
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if let Some(url) = &self.auth_jwks_url {
+            crate::admission::Jwks::check_url(url)?;
+        }
+        if let Some(path) = &self.auth_jwt_public_key_file {
+            crate::admission::read_key_file(path)?;
         }
         Ok(self)
     }
@@ -378,5 +424,18 @@ mod tests {
             config.cors_origins,
             ["https://ops.example.com", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn auth_settings_are_checked_at_start() {
+        let err = parse(&["--auth-jwks-url", "ftp://idp/keys"]).unwrap_err();
+        assert!(err.contains("AUTH_JWKS_URL"), "{err}");
+        let err = parse(&["--auth-jwt-public-key-file", "/nonexistent/key.pem"]).unwrap_err();
+        assert!(err.contains("AUTH_JWT_PUBLIC_KEY_FILE"), "{err}");
+        let err = parse(&["--auth-jwt-leeway-secs", "3600"]).unwrap_err();
+        assert!(err.contains("--auth-jwt-leeway-secs"), "{err}");
+        let config = parse(&["--auth-jwt-audience", " a, ,b ", "--auth-jwt-issuer", " "]).unwrap();
+        assert_eq!(config.auth_jwt_audience, ["a", "b"]);
+        assert_eq!(config.auth_jwt_issuer, None);
     }
 }

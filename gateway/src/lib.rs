@@ -189,7 +189,10 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         }
     };
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
-    let admission = Arc::new(Admission::new(&config));
+    let admission = Arc::new(Admission::new(&config)?);
+    if let Some(jwks) = admission.jwks() {
+        tracker.spawn(jwks.run(shutdown.clone()));
+    }
     if let Some(limits) = admission.ip_limits() {
         tracker.spawn(sweep_ip_limits(limits, shutdown.clone()));
     }

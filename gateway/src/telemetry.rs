@@ -28,6 +28,7 @@ pub const REPLAYS_DEFERRED: &str = "gateway_replays_deferred_total";
 pub const REPLAYS: &str = "gateway_replays_total";
 pub const REPLAYED_EVENTS: &str = "gateway_replayed_events_total";
 pub const RECOVERIES_FAILED: &str = "gateway_recoveries_failed_total";
+pub const JWKS_REFRESH: &str = "gateway_jwks_refresh_total";
 
 /// Lets a log line through at most once per interval, counting the ones it
 /// held back: a flood of bad input must not become a flood of log lines.
@@ -149,6 +150,7 @@ fn describe() {
     describe_counter!(REPLAYS, "Resumes (?since=) served");
     describe_counter!(REPLAYED_EVENTS, "Events sent from history on resume");
     describe_counter!(RECOVERIES_FAILED, "Resumes answered with recovered=false");
+    describe_counter!(JWKS_REFRESH, "JWKS fetches, by result (ok, error)");
 }
 
 /// The `type` label of per-type metrics. Types are open-ended, so only the

@@ -70,7 +70,7 @@ async fn with_a_jwt_secret_only_valid_unexpired_tokens_get_in() {
     assert_eq!(
         metric(
             &metrics,
-            "gateway_handshakes_rejected_total{reason=\"auth\"}"
+            "gateway_handshakes_rejected_total{reason=\"auth\""
         ),
         5.0
     );
@@ -182,5 +182,49 @@ async fn a_client_flooding_messages_is_closed_with_1008_and_others_are_untouched
             "gateway_connections_closed_total{reason=\"rate_limited\"}"
         ),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn with_cors_origins_set_the_nodes_own_origin_still_connects() {
+    let listed = Config {
+        cors_origins: vec!["https://ops.example.com".into()],
+        ..config()
+    };
+    let node = Node::start(listed.clone()).await;
+    let own = format!("http://{}", node.addr);
+    let status = |result: &Result<Client, _>| refused_status(result).unwrap_or(101);
+    let ok = Client::connect_with_origin(&node.url(""), &own).await;
+    assert_eq!(status(&ok), 101, "the node's own page");
+    let tls_own = format!("https://{}", node.addr);
+    let forged = Client::connect_with_headers(
+        &node.url(""),
+        &[("Origin", &tls_own), ("X-Forwarded-Proto", "https")],
+    )
+    .await;
+    assert_eq!(
+        status(&forged),
+        403,
+        "X-Forwarded-Proto from an untrusted peer"
+    );
+    let foreign = Client::connect_with_origin(&node.url(""), "http://evil.example").await;
+    assert_eq!(status(&foreign), 403);
+
+    // Behind a trusted TLS-terminating proxy the page's origin is https.
+    let behind_lb = Node::start(Config {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..listed
+    })
+    .await;
+    let tls_own = format!("https://{}", behind_lb.addr);
+    let proxied = Client::connect_with_headers(
+        &behind_lb.url(""),
+        &[("Origin", &tls_own), ("X-Forwarded-Proto", "https")],
+    )
+    .await;
+    assert_eq!(
+        status(&proxied),
+        101,
+        "own origin through the trusted proxy"
     );
 }

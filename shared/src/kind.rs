@@ -90,6 +90,15 @@ impl TypeFilter {
         })
     }
 
+    /// Exactly `types` (none at all when empty): what a token's `types`
+    /// claim allows.
+    pub fn exactly(types: &[String]) -> Self {
+        let mut only = types.to_vec();
+        only.sort_unstable();
+        only.dedup();
+        Self { only: Some(only) }
+    }
+
     /// The types this filter lets through; `None`: every type.
     pub fn types(&self) -> Option<&[String]> {
         self.only.as_deref()

@@ -11,6 +11,11 @@
  *
  *  - URL: `url`, or the page's own host (ws: or wss: following location.protocol) + `path`;
  *    `token` (default: the page URL's `?token=`) and `types` are passed through.
+ *  - Tokens that expire: `getToken()` (sync or async) is called before each connection
+ *    attempt and its result replaces `?token=`. The server closes a connection whose token
+ *    expired with 4001; the client then reconnects at once (attempt 0 of the backoff) with
+ *    a fresh token and `?since=`, so nothing is lost. A `getToken()` that throws or
+ *    rejects counts as a failed attempt (`client:token_error`, then the backoff).
  *  - Heartbeat: sends the text `ping` every `heartbeatMs` (15 s); the server's pong (an
  *    analytics_update whose data is {"pong":true}) is NOT dispatched as analytics; if
  *    nothing at all arrives within `pongTimeoutMs` of a ping the socket is replaced.
@@ -78,6 +83,11 @@ export interface WebSocketServiceOptions {
   path?: string;
   /** JWT passed as `?token=`. Default: the page URL's `token` parameter; `null` for none. */
   token?: string | null;
+  /**
+   * Called before each connection attempt (sync or async); its result replaces `token`.
+   * Use it with short-lived tokens: return a fresh one (e.g. from your IdP's SDK).
+   */
+  getToken?: (() => TokenResult | Promise<TokenResult>) | null;
   /** Only these message types (`?types=`); the greeting analytics and pongs always come. */
   types?: string[] | string | null;
   /** Resume from this id on the first connection (`?since=`). */
@@ -106,10 +116,14 @@ export interface WebSocketServiceOptions {
   onStateChange?: StateHandler;
 }
 
+/** What `getToken()` may give: a token, or nothing (connect without one). */
+export type TokenResult = string | null | undefined;
+
 export interface ResolvedOptions {
   url: string | null;
   path: string;
   token: string | null;
+  getToken: (() => TokenResult | Promise<TokenResult>) | null;
   types: string[] | null;
   baseDelayMs: number;
   maxDelayMs: number;
@@ -274,6 +288,10 @@ export class WebSocketService<X extends object = {}> {
   private _seen = new Set<string>();
   private _seenOrder: string[] = [];
   private _windowListening = false;
+  /** A `getToken()` promise is pending: the socket is about to be opened. */
+  private _awaitingToken = false;
+  /** Bumped by disconnect(): a token that arrives after it opens nothing. */
+  private _generation = 0;
 
   constructor(options: WebSocketServiceOptions = {}) {
     const o = options;
@@ -282,6 +300,7 @@ export class WebSocketService<X extends object = {}> {
       url: o.url || null,
       path: o.path || '/ws/dashboard',
       token: o.token !== undefined ? o.token : pageParam(loc, 'token'),
+      getToken: typeof o.getToken === 'function' ? o.getToken : null,
       types: normalizeTypes(o.types),
       baseDelayMs: num(o.baseDelayMs, 500),
       maxDelayMs: num(o.maxDelayMs, 30000),
@@ -370,7 +389,7 @@ export class WebSocketService<X extends object = {}> {
 
   /** Open the connection (no-op when one is already open or being opened). */
   connect(): this {
-    if (this._ws) return this;
+    if (this._ws || this._awaitingToken) return this;
     this._impl(); // throws at once when there is no WebSocket at all
     if (this.attempt >= this.options.maxAttempts) this.attempt = 0; // after giving up: start over
     this._stopped = false;
@@ -387,13 +406,15 @@ export class WebSocketService<X extends object = {}> {
     this._stopped = false;
     this._listenWindow(true);
     this._clearTimer('_reconnectTimer');
-    if (!this._ws) this._open('reconnecting');
+    if (!this._ws && !this._awaitingToken) this._open('reconnecting');
     return this;
   }
 
   /** Close cleanly (code 1000); clears every timer, socket and window listener. Subscribers stay. */
   disconnect(): this {
     this._stopped = true;
+    this._generation++;
+    this._awaitingToken = false;
     this._clearTimer('_reconnectTimer');
     this._stopHeartbeat();
     this._listenWindow(false);
@@ -457,6 +478,45 @@ export class WebSocketService<X extends object = {}> {
   private _open(state: ConnectionState): void {
     this._setState(state);
     this._healthy = false;
+    const getToken = this.options.getToken;
+    if (!getToken) {
+      this._dial();
+      return;
+    }
+    const generation = this._generation;
+    const failed = (error: unknown) => {
+      this._emit('client:token_error', { error }, null);
+      this._scheduleReconnect();
+    };
+    let result: TokenResult | Promise<TokenResult>;
+    try {
+      result = getToken();
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    if (!result || typeof (result as Promise<TokenResult>).then !== 'function') {
+      this.options.token = (result as TokenResult) ?? null;
+      this._dial();
+      return;
+    }
+    this._awaitingToken = true;
+    (result as Promise<TokenResult>).then(
+      (token) => {
+        if (generation !== this._generation || this._stopped || this._ws) return;
+        this._awaitingToken = false;
+        this.options.token = token ?? null;
+        this._dial();
+      },
+      (e) => {
+        if (generation !== this._generation || this._stopped) return;
+        this._awaitingToken = false;
+        failed(e);
+      },
+    );
+  }
+
+  private _dial(): void {
     const WS = this._impl();
     let ws: WebSocketLike;
     try {
@@ -583,7 +643,7 @@ export class WebSocketService<X extends object = {}> {
     this._emit('client:reconnecting', { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
     this._reconnectTimer = this.options.timers.setTimeout(() => {
       this._reconnectTimer = null;
-      if (!this._stopped && !this._ws) this._open('reconnecting');
+      if (!this._stopped && !this._ws && !this._awaitingToken) this._open('reconnecting');
     }, delay);
   }
 
@@ -623,7 +683,7 @@ export class WebSocketService<X extends object = {}> {
 
   private _onOnline = (): void => {
     // the network came back: skip the rest of the backoff wait
-    if (this._reconnectTimer != null && !this._ws && !this._stopped) {
+    if (this._reconnectTimer != null && !this._ws && !this._stopped && !this._awaitingToken) {
       this._clearTimer('_reconnectTimer');
       this._open('reconnecting');
     }

@@ -155,6 +155,8 @@ export interface ClientEventMap {
   'client:reconnecting': { attempt: number; maxAttempts: number; delayMs: number };
   /** The socket closed (not by `disconnect()`); a reconnection follows. */
   'client:close': { code: number | undefined; reason: string | undefined };
+  /** `getToken()` threw or rejected; the attempt counts as failed (backoff follows). */
+  'client:token_error': { error: unknown };
   /** A frame with an id already seen: dropped. */
   'client:duplicate': unknown;
   /** A frame that is not a JSON envelope (data is the raw frame). */

@@ -363,3 +363,32 @@ describe('disconnect()', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('getToken', () => {
+  it('is asked before every connection and its token replaces ?token=', async () => {
+    let n = 0;
+    const s = service({ token: 'stale', getToken: () => `t${++n}` });
+    s.connect();
+    expect(FakeWebSocket.last.url).toBe(`${URL}?token=t1`);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.msg(env('analytics_update', {}, '5-0'));
+    FakeWebSocket.last.drop(4001);
+    await vi.runOnlyPendingTimersAsync();
+    expect(FakeWebSocket.last.url).toBe(`${URL}?token=t2&since=5-0`);
+    s.destroy();
+  });
+
+  it('an async token that arrives after disconnect() opens nothing', async () => {
+    let resolve: (t: string) => void = () => {};
+    const s = service({ getToken: () => new Promise<string>((r) => { resolve = r; }) });
+    s.connect();
+    s.connect(); // already opening: no second request
+    expect(FakeWebSocket.sockets).toHaveLength(0);
+    s.disconnect();
+    resolve('late');
+    await Promise.resolve();
+    expect(FakeWebSocket.sockets).toHaveLength(0);
+    expect(s.state).toBe('disconnected');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

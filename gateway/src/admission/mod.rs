@@ -1,20 +1,24 @@
 //! Admission control at the handshake: who may connect, how many, how fast.
 //!
-//! - [`auth`]: who (the JWT).
+//! - [`auth`]: who (the JWT: a secret, a PEM public key or an identity
+//!   provider's JWKS).
+//! - [`users`]: how many per user (`MAX_CONNECTIONS_PER_USER`, by `sub`).
 //! - [`limits`]: how many and how fast from one address (a table kept only
 //!   while a per-IP rule is on, swept by a background task, never on the
 //!   handshake path).
 //! - here: the node-wide cap and the client's address behind trusted proxies.
 //!
 //! Everything here answers before the upgrade, with an HTTP status a load
-//! balancer and a browser understand: 401 (no valid token), 503 (node
-//! full), 429 (too many connections from one IP, or handshakes too fast).
+//! balancer and a browser understand: 401 (no valid token), 403 (a type the
+//! token does not allow), 503 (node full), 429 (too many connections from
+//! one IP or one user, or handshakes too fast).
 //! The per-IP rules see the real client address only through proxies listed
 //! in `TRUSTED_PROXIES`; anyone else's `X-Forwarded-For` is ignored, so a
 //! client cannot dodge its limit by inventing one.
 
 mod auth;
 mod limits;
+mod users;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,16 +27,24 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 use self::auth::Auth;
-pub use self::auth::JWT_LEEWAY_SECS;
+pub use self::auth::{
+    AuthFailure, Identity, JWKS_REFETCH_INTERVAL, JWT_LEEWAY_SECS, Jwks, read_key_file,
+};
 pub use self::limits::{IpLimits, IpPlace, SWEEP_EVERY};
-use crate::config::Config;
+use self::users::{UserLimits, UserPlace};
+use crate::config::{Config, ConfigError};
 use crate::node::Node;
 
 /// Why a handshake was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// No token, or one that is malformed, wrongly signed or expired.
-    Unauthorized(String),
+    /// No token, or one that is malformed, wrongly signed, expired, for
+    /// another audience...
+    Unauthorized(AuthFailure),
+    /// `?types=` names a type the token's `types` claim does not allow.
+    ForbiddenType(String),
+    /// `MAX_CONNECTIONS_PER_USER` reached for the token's `sub`.
+    UserFull,
     /// `MAX_CONNECTIONS` reached on this node.
     NodeFull,
     /// `MAX_CONNECTIONS_PER_IP` reached for this client address.
@@ -46,6 +58,8 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::Unauthorized(_) => "auth",
+            Refusal::ForbiddenType(_) => "forbidden_type",
+            Refusal::UserFull => "user_limit",
             Refusal::NodeFull => "capacity",
             Refusal::IpFull => "ip_limit",
             Refusal::RateLimited => "rate_limited",
@@ -61,16 +75,25 @@ pub struct Admission {
     trusted: Vec<IpNet>,
     /// `None` when no per-IP rule is on: then no table is kept at all.
     per_ip: Option<Arc<IpLimits>>,
+    /// `None` when `MAX_CONNECTIONS_PER_USER` is off.
+    per_user: Option<Arc<UserLimits>>,
 }
 
 impl Admission {
-    pub fn new(config: &Config) -> Self {
-        Self {
-            auth: Auth::from_config(config),
+    /// Reads `AUTH_JWT_PUBLIC_KEY_FILE` when set: a bad key stops the node.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            auth: Auth::from_config(config)?,
             max_connections: config.max_connections,
             trusted: config.trusted_proxies.clone(),
             per_ip: IpLimits::from_config(config).map(Arc::new),
-        }
+            per_user: UserLimits::new(config.max_connections_per_user).map(Arc::new),
+        })
+    }
+
+    /// The JWKS cache, for its refresher task (`None`: no `AUTH_JWKS_URL`).
+    pub fn jwks(&self) -> Option<Arc<Jwks>> {
+        self.auth.as_ref().and_then(Auth::jwks)
     }
 
     /// The per-IP table, for the sweeper task (`None`: no per-IP rule).
@@ -101,21 +124,34 @@ impl Admission {
             .unwrap_or(peer)
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of `TRUSTED_PROXIES` (whose `X-Forwarded-*`
+    /// headers are believed).
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// Checks the `?token=` (or `Authorization: Bearer`) when auth is on.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<(), Refusal> {
+    /// Checks the `?token=` (or `Authorization: Bearer`) when auth is on;
+    /// who the client is (an anonymous [`Identity`] when auth is off).
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, Refusal> {
         match &self.auth {
-            Some(auth) => auth.check(token),
-            None => Ok(()),
+            Some(auth) => auth.check(token).await.map_err(Refusal::Unauthorized),
+            None => Ok(Identity::default()),
         }
     }
 
-    /// Takes a place for a client from `ip`, or says why there is none. The
-    /// place is given back when the returned [`Admitted`] is dropped.
-    pub fn admit(&self, ip: IpAddr, node: &Arc<Node>) -> Result<Admitted, Refusal> {
+    /// Takes a place for a client from `ip` (and user `sub`, when the token
+    /// has one), or says why there is none. The places are given back when
+    /// the returned [`Admitted`] is dropped.
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        sub: Option<&str>,
+        node: &Arc<Node>,
+    ) -> Result<Admitted, Refusal> {
+        let user_place = match (&self.per_user, sub) {
+            (Some(limits), Some(sub)) => Some(limits.admit(sub)?),
+            _ => None,
+        };
         let ip_place = match &self.per_ip {
             Some(limits) => Some(limits.admit(ip)?),
             None => None,
@@ -124,6 +160,7 @@ impl Admission {
             .try_connection(self.max_connections)
             .ok_or(Refusal::NodeFull)?;
         Ok(Admitted {
+            _user: user_place,
             _ip: ip_place,
             _counted: counted,
         })
@@ -133,6 +170,7 @@ impl Admission {
 /// A client's place on this node: counted in the node's connections and its
 /// IP's (when a per-IP rule is on), until dropped.
 pub struct Admitted {
+    _user: Option<UserPlace>,
     _ip: Option<IpPlace>,
     _counted: crate::node::ConnectionGuard,
 }
@@ -146,7 +184,7 @@ mod tests {
             trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
             ..Config::default()
         };
-        Admission::new(&config)
+        Admission::new(&config).unwrap()
     }
 
     fn xff(value: &str) -> HeaderMap {

@@ -2,14 +2,18 @@
 //!
 //! Everything that can refuse a client does so here, with an HTTP status,
 //! before the upgrade: a foreign `Origin` (403), a draining node (503), a
-//! missing or bad token (401), an invalid `?types=` (400), and the limits of
-//! [`crate::admission`] (503 node full, 429 per-IP limit or rate). A malformed `?since=` is not refused: the spec
-//! answers it after the upgrade with `recovered: false`.
+//! missing or bad token (401), an invalid `?types=` (400), a type the
+//! token's `types` claim does not allow (403), and the limits of
+//! [`crate::admission`] (503 node full, 429 per-IP or per-user limit or
+//! rate). A malformed `?since=` is not refused: the spec answers it after
+//! the upgrade with `recovered: false`.
 
 pub mod session;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -55,6 +59,9 @@ pub struct DashboardQuery {
 pub struct ClientParams {
     pub filter: TypeFilter,
     pub resume: Resume,
+    /// When the client's token stops being good: the session closes it
+    /// then with 4001 (`None`: no token, no end).
+    pub good_until: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +97,13 @@ pub async fn dashboard(
             );
         }
     };
-    if !origin_allowed(&state.config.cors_origins, &headers) {
+    let behind_tls = state.admission.is_trusted(peer.ip().to_canonical())
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    if !origin_allowed(&state.config.cors_origins, &headers, behind_tls) {
+        log_refused_origin(&headers);
         return reject(
             "origin",
             AppError::new(
@@ -114,13 +127,13 @@ pub async fn dashboard(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if let Err(refusal) = state
-        .admission
-        .authenticate(query.token.as_deref().or(bearer))
-    {
-        return refuse(refusal);
-    }
-    let filter = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
+    // An empty `?token=` is no token: the header still counts.
+    let token = query.token.as_deref().filter(|t| !t.is_empty()).or(bearer);
+    let identity = match state.admission.authenticate(token).await {
+        Ok(identity) => identity,
+        Err(refusal) => return refuse(refusal),
+    };
+    let asked = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
         Ok(filter) => filter,
         Err(err) => {
             return reject(
@@ -133,13 +146,24 @@ pub async fn dashboard(
             );
         }
     };
+    let filter = match within_claim(asked, identity.types.as_deref()) {
+        Ok(filter) => filter,
+        Err(refusal) => return refuse(refusal),
+    };
     let resume = match query.since.as_deref() {
         None => Resume::Fresh,
         Some(since) => since.parse().map_or(Resume::Malformed, Resume::Since),
     };
-    let params = ClientParams { filter, resume };
+    let params = ClientParams {
+        filter,
+        resume,
+        good_until: identity.good_until,
+    };
     let ip = state.admission.client_ip(peer, &headers);
-    let admitted = match state.admission.admit(ip, &state.node) {
+    let admitted = match state
+        .admission
+        .admit(ip, identity.sub.as_deref(), &state.node)
+    {
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(refusal),
     };
@@ -162,10 +186,41 @@ pub async fn dashboard(
         })
 }
 
+/// What a client may receive: what it asked for, within its token's
+/// `types` claim. No `?types=` under a claim: exactly the claim's types.
+fn within_claim(asked: TypeFilter, allowed: Option<&[String]>) -> Result<TypeFilter, Refusal> {
+    let Some(allowed) = allowed else {
+        return Ok(asked);
+    };
+    match asked.types() {
+        None => Ok(TypeFilter::exactly(allowed)),
+        Some(types) => match types.iter().find(|t| !allowed.contains(t)) {
+            Some(forbidden) => Err(Refusal::ForbiddenType(forbidden.clone())),
+            None => Ok(asked),
+        },
+    }
+}
+
 fn refuse(refusal: Refusal) -> Response {
     let label = refusal.label();
+    let cause = match &refusal {
+        Refusal::Unauthorized(failure) => Some(failure.label()),
+        _ => None,
+    };
     let mut response = match refusal {
-        Refusal::Unauthorized(why) => AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", &why),
+        Refusal::Unauthorized(failure) => {
+            AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.message())
+        }
+        Refusal::ForbiddenType(kind) => AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_type",
+            &format!("your token does not allow type {kind:?}"),
+        ),
+        Refusal::UserFull => AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many connections for your user",
+        ),
         Refusal::NodeFull => AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "node_full",
@@ -183,29 +238,76 @@ fn refuse(refusal: Refusal) -> Response {
         ),
     }
     .into_response();
-    if response.status() != StatusCode::UNAUTHORIZED {
+    if !matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
-    counter!(HANDSHAKES_REJECTED, "reason" => label).increment(1);
+    match cause {
+        Some(cause) => {
+            counter!(HANDSHAKES_REJECTED, "reason" => label, "cause" => cause).increment(1);
+        }
+        None => counter!(HANDSHAKES_REJECTED, "reason" => label).increment(1),
+    }
     response
 }
 
 /// No `CORS_ORIGINS`: any origin. Otherwise a browser's `Origin` must be in
-/// the list. A request without `Origin` is not from a browser page (CLI
-/// tools, backend services) and is let through, as CORS only guards pages.
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+/// the list, or be the request's own scheme and host: the node's own page
+/// (`/`) always may connect. The scheme is `http` unless a trusted proxy
+/// says `X-Forwarded-Proto: https` (`behind_tls`). A request without
+/// `Origin` is not from a browser page (CLI tools, backend services) and is
+/// let through, as CORS only guards pages.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap, behind_tls: bool) -> bool {
     if allowed.is_empty() {
         return true;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    origin
+    let Ok(origin) = origin
         .to_str()
         .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-        .is_ok_and(|o| allowed.contains(&o))
+    else {
+        return false;
+    };
+    if allowed.contains(&origin) {
+        return true;
+    }
+    let scheme = if behind_tls { "https" } else { "http" };
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| origin == format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// Refused origins already logged; past this many, no more are.
+const LOGGED_ORIGINS: usize = 64;
+static REFUSED_ORIGINS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Logs a refused `Origin` once (per process, for the first
+/// [`LOGGED_ORIGINS`]), naming the setting that would admit it: a page
+/// that cannot connect is otherwise a silent 403 in the browser.
+fn log_refused_origin(headers: &HeaderMap) {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| {
+            String::from_utf8_lossy(o.as_bytes())
+                .chars()
+                .take(120)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let mut logged = REFUSED_ORIGINS.lock().unwrap_or_else(|p| p.into_inner());
+    if logged.len() < LOGGED_ORIGINS && logged.insert(origin.clone()) {
+        tracing::warn!(
+            origin = ?origin,
+            "WebSocket from an origin not in CORS_ORIGINS refused (403); add it to CORS_ORIGINS to allow it"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -223,16 +325,59 @@ mod tests {
     #[test]
     fn origins_are_checked_only_when_configured() {
         let allowed = vec!["https://ops.example.com".to_owned()];
-        assert!(origin_allowed(&[], &headers(Some("https://evil.example"))));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("https://evil.example")),
+            false
+        ));
         assert!(origin_allowed(
             &allowed,
-            &headers(Some("https://OPS.example.com"))
+            &headers(Some("https://OPS.example.com")),
+            false
         ));
         assert!(!origin_allowed(
             &allowed,
-            &headers(Some("https://evil.example"))
+            &headers(Some("https://evil.example")),
+            false
         ));
-        assert!(!origin_allowed(&allowed, &headers(Some("null"))));
-        assert!(origin_allowed(&allowed, &headers(None)));
+        assert!(!origin_allowed(&allowed, &headers(Some("null")), false));
+        assert!(origin_allowed(&allowed, &headers(None), false));
+    }
+
+    #[test]
+    fn the_nodes_own_page_is_always_allowed() {
+        let allowed = vec!["https://ops.example.com".to_owned()];
+        let mut own = headers(Some("http://gw-1.internal:8000"));
+        own.insert(header::HOST, "GW-1.internal:8000".parse().unwrap());
+        assert!(origin_allowed(&allowed, &own, false));
+        assert!(!origin_allowed(&allowed, &own, true), "scheme must match");
+        let mut tls = headers(Some("https://dash.example.com"));
+        tls.insert(header::HOST, "dash.example.com".parse().unwrap());
+        assert!(origin_allowed(&allowed, &tls, true));
+        assert!(!origin_allowed(&allowed, &tls, false));
+    }
+
+    #[test]
+    fn the_types_claim_bounds_what_a_client_may_ask_for() {
+        let claim = vec!["alert".to_owned(), "metrics_update".to_owned()];
+        let everything = TypeFilter::parse("").unwrap();
+        let exactly = within_claim(everything.clone(), Some(&claim)).unwrap();
+        assert!(exactly.allows("alert") && !exactly.allows("intervention"));
+        let some = within_claim(TypeFilter::parse("alert").unwrap(), Some(&claim)).unwrap();
+        assert!(some.allows("alert") && !some.allows("metrics_update"));
+        assert_eq!(
+            within_claim(
+                TypeFilter::parse("alert,intervention").unwrap(),
+                Some(&claim)
+            )
+            .err(),
+            Some(Refusal::ForbiddenType("intervention".into()))
+        );
+        assert!(
+            !within_claim(everything.clone(), Some(&[]))
+                .unwrap()
+                .allows("alert")
+        );
+        assert_eq!(within_claim(everything.clone(), None).unwrap(), everything);
     }
 }

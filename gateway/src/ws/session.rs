@@ -20,6 +20,10 @@
 //! that falls further behind is closed with 1013 and counted — it can
 //! reconnect with `?since=` and lose nothing the history still holds. A
 //! write that blocks longer than `WRITE_TIMEOUT_MS` drops the client too.
+//!
+//! A token is good until its `exp` (plus the leeway): then the session
+//! closes with 4001 "token expired". The client fetches a fresh token and
+//! resumes with `?since=`, losing nothing the history holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +56,9 @@ const MAX_BATCH: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Messages read, at most, while waiting for the client's close reply.
 const CLOSE_DRAIN_MESSAGES: usize = 64;
+/// The close code of a connection whose token expired (4000-4999: for
+/// applications, RFC 6455 §7.4.2).
+pub const TOKEN_EXPIRED: u16 = 4001;
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -74,6 +81,8 @@ pub enum Ended {
     ReplayBusy,
     /// A text frame (or close reason) that is not UTF-8.
     InvalidData,
+    /// The client's token passed its `exp` (plus the leeway).
+    TokenExpired,
     Error,
 }
 
@@ -90,6 +99,7 @@ impl Ended {
             Ended::Shutdown => "shutdown",
             Ended::ReplayBusy => "replay_busy",
             Ended::InvalidData => "invalid_data",
+            Ended::TokenExpired => "token_expired",
             Ended::Error => "error",
         }
     }
@@ -104,6 +114,7 @@ impl Ended {
             Ended::RateLimited => Some((close_code::POLICY, "message rate limit exceeded")),
             Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
             Ended::InvalidData => Some((close_code::INVALID, "invalid UTF-8")),
+            Ended::TokenExpired => Some((TOKEN_EXPIRED, "token expired")),
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
         }
@@ -155,6 +166,12 @@ pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
         socket,
         write_timeout: ctx.limits.write_timeout,
         filter: params.filter,
+        good_until: params.good_until.and_then(|at| {
+            Instant::now().checked_add(
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default(),
+            )
+        }),
         seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(ctx.limits.message_rate)),
         latency: metrics::histogram!(BROADCAST_LATENCY),
@@ -175,6 +192,8 @@ struct Session<'a> {
     state: &'a SessionContext,
     write_timeout: Duration,
     filter: TypeFilter,
+    /// When the client's token expires (`None`: no token).
+    good_until: Option<Instant>,
     /// The seam between what the client has (its greeting's position, or its
     /// `?since=` plus the replay) and the live stream: no live event at or
     /// before it is sent. Fixed once live: the hub sends each id once, and
@@ -285,6 +304,9 @@ impl Session<'_> {
         let shutdown = self.state.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
+        let expiry = sleep_until(self.good_until.unwrap_or_else(Instant::now));
+        tokio::pin!(expiry);
+        let expires = self.good_until.is_some();
         loop {
             // Not `biased`: a busy broadcast must not starve the client's
             // pongs, or the ping deadline would drop a healthy client.
@@ -309,6 +331,7 @@ impl Session<'_> {
                     }
                 }
                 () = &mut pong_deadline, if awaiting_pong => Err(Ended::PingTimeout),
+                () = &mut expiry, if expires => Err(Ended::TokenExpired),
             };
             if let Err(ended) = step {
                 return ended;

@@ -20,7 +20,9 @@ export const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const REDIS_BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
 export const API_KEY = 'test-key';
 const GATEWAY_VARS = ['BIND_ADDR', 'REDIS_URL', 'REDIS_CLUSTER_NODES', 'NODE_ID', 'CHANNEL_PREFIX',
-  'CORS_ORIGINS', 'PUBLISH_API_KEY', 'AUTH_JWT_SECRET', 'DEMO', 'DEMO_RATE', 'RUST_LOG'];
+  'CORS_ORIGINS', 'PUBLISH_API_KEY', 'AUTH_JWT_SECRET', 'DEMO', 'DEMO_RATE', 'RUST_LOG',
+  'AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWKS_URL', 'AUTH_JWT_AUDIENCE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_LEEWAY_SECS',
+  'MAX_CONNECTIONS_PER_USER'];
 
 const live = new Set(); // every child we started, killed on exit whatever happens
 

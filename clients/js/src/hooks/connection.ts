@@ -54,6 +54,7 @@ export function useConnection(options: ConnectionOptions, onMessage: (msg: Serve
     options.url ?? null,
     options.path ?? null,
     options.token === undefined ? '\u0000page' : options.token,
+    typeof options.getToken === 'function',
     types,
     options.baseDelayMs ?? null,
     options.maxDelayMs ?? null,
@@ -71,6 +72,8 @@ export function useConnection(options: ConnectionOptions, onMessage: (msg: Serve
       url: o.url,
       path: o.path,
       token: o.token,
+      // the latest function, without reconnecting when a render makes a new one
+      getToken: typeof o.getToken === 'function' ? () => latest.current.options.getToken!() : null,
       types: o.types,
       since: o.since,
       baseDelayMs: o.baseDelayMs,
