@@ -1,5 +1,10 @@
 // @vitest-environment jsdom
-// The README's React example compiles (typecheck) and renders live data.
+// The README's React example compiles (typecheck) and renders live data. The
+// component below is the README's code block; a test fails if the two ever
+// differ (but for the fake socket this test injects).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { act, cleanup, render, screen } from '@testing-library/react';
 import { afterEach, expect, it, vi } from 'vitest';
 import { useWebSocket } from '@dashboard-gateway/client/react';
@@ -17,6 +22,17 @@ export function OpsDashboard() {
   </main>;
 }
 // ----
+
+it('is the README example, line for line', () => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const readme = fs.readFileSync(path.join(here, '..', 'README.md'), 'utf8');
+  const block = readme.split('```tsx\n')[1].split('```')[0];
+  const readmeComponent = block.slice(block.indexOf('export function OpsDashboard'));
+  const source = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  const start = source.indexOf('export function OpsDashboard');
+  const tested = source.slice(start, source.indexOf('// ----', start));
+  expect(tested.replace(', WebSocket: FakeWebSocket', '').trim()).toBe(readmeComponent.trim());
+});
 
 it('renders the README example', () => {
   FakeWebSocket.reset();
