@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -122,7 +120,7 @@ enum Sink {
         conn: redis::aio::MultiplexedConnection,
         prefix: String,
     },
-    Http(HttpClient),
+    Http(publisher::http::HttpPublisher),
 }
 
 impl Sink {
@@ -138,7 +136,10 @@ impl Sink {
                     prefix: args.channel_prefix.clone(),
                 }
             }
-            Via::Http => Sink::Http(HttpClient::new(&publish_url(args)?, &args.api_key).await?),
+            Via::Http => Sink::Http(publisher::http::HttpPublisher::new(
+                &gateway_url(args)?,
+                Some(&args.api_key),
+            )?),
             Via::None => anyhow::bail!("nothing to publish with --via none"),
         })
     }
@@ -160,134 +161,30 @@ impl Sink {
                     .await?;
             }
             Sink::Http(client) => {
-                let body = format!("{{\"type\":\"{kind}\",\"data\":{data}}}");
-                let status = client.post(&body).await?;
-                anyhow::ensure!(status == 202, "POST /api/publish answered {status}");
+                let raw = RawValue::from_string(data.to_owned())?;
+                client.publish(kind, &raw).await?;
             }
         }
         Ok(())
     }
 }
 
-/// `--publish-url`, or the first `--url` with `http` and `/api/publish`.
-fn publish_url(args: &Args) -> anyhow::Result<String> {
+/// The node to publish through: `--publish-url` (without its
+/// `/api/publish`, which the client adds), or the first `--url` as http.
+fn gateway_url(args: &Args) -> anyhow::Result<String> {
     if let Some(url) = &args.publish_url {
-        return Ok(url.clone());
+        let url = url.trim_end_matches('/');
+        return Ok(url
+            .strip_suffix(publisher::http::PUBLISH_PATH)
+            .unwrap_or(url)
+            .to_owned());
     }
     let ws = args.url.first().context("no --url")?;
     let rest = ws
         .strip_prefix("ws://")
         .context("--via http needs --publish-url for non-ws:// URLs")?;
     let host = rest.split('/').next().unwrap_or(rest);
-    Ok(format!("http://{host}/api/publish"))
-}
-
-/// A minimal HTTP/1.1 keep-alive client for one route: enough for
-/// `POST /api/publish`, without pulling an HTTP client stack into the
-/// workspace. Reconnects once on a broken connection.
-struct HttpClient {
-    addr: String,
-    host: String,
-    path: String,
-    key: String,
-    conn: Option<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl HttpClient {
-    async fn new(url: &str, key: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .context("--publish-url must be http://")?;
-        let (host, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/api/publish"),
-        };
-        let addr = if host.contains(':') {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
-        let mut client = Self {
-            addr,
-            host: host.to_owned(),
-            path: path.to_owned(),
-            key: key.to_owned(),
-            conn: None,
-            buf: Vec::with_capacity(1024),
-        };
-        client.reconnect().await?;
-        Ok(client)
-    }
-
-    async fn reconnect(&mut self) -> anyhow::Result<()> {
-        let stream = TcpStream::connect(&self.addr)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.addr))?;
-        stream.set_nodelay(true)?;
-        self.conn = Some(stream);
-        Ok(())
-    }
-
-    async fn post(&mut self, body: &str) -> anyhow::Result<u16> {
-        match self.try_post(body).await {
-            Ok(status) => Ok(status),
-            Err(_) => {
-                self.reconnect().await?;
-                self.try_post(body).await
-            }
-        }
-    }
-
-    async fn try_post(&mut self, body: &str) -> anyhow::Result<u16> {
-        let conn = self.conn.as_mut().context("not connected")?;
-        let request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-            self.path,
-            self.host,
-            self.key,
-            body.len(),
-            body
-        );
-        conn.write_all(request.as_bytes()).await?;
-        self.buf.clear();
-        let header_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            read_more(conn, &mut self.buf).await?;
-        };
-        let head = std::str::from_utf8(&self.buf[..header_end])?;
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("bad HTTP status line")?;
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while self.buf.len() < header_end + length {
-            read_more(conn, &mut self.buf).await?;
-        }
-        Ok(status)
-    }
-}
-
-async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
-    let mut chunk = [0u8; 4096];
-    let n = conn.read(&mut chunk).await?;
-    anyhow::ensure!(n > 0, "connection closed");
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    Ok(format!("http://{host}"))
 }
 
 #[cfg(test)]

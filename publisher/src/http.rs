@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -69,33 +70,97 @@ pub async fn publish(
     kind: &str,
     data: &RawValue,
 ) -> Result<String, HttpError> {
-    let target = Target::parse(gateway)?;
-    let mut request = Request::post(target.path.as_str())
-        .header(HOST, target.authority.as_str())
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(key) = key {
-        let value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| HttpError::Key)?;
-        request = request.header(AUTHORIZATION, value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(publish_body(kind, data))))
-        .expect("method, path and headers were checked");
-    let url = target.url.clone();
-    let (status, body) = tokio::time::timeout(HTTP_TIMEOUT, target.send(request))
-        .await
-        .map_err(|_| HttpError::Timeout { url })??;
-    match status {
-        StatusCode::ACCEPTED => Ok(serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["id"].as_str().map(str::to_owned))
-            .unwrap_or_default()),
-        StatusCode::UNAUTHORIZED => Err(HttpError::Unauthorized {
+    HttpPublisher::new(gateway, key)?.publish(kind, data).await
+}
+
+/// Publishes through one node over a kept-alive connection (the load tool
+/// sends thousands a second this way); a connection found broken is
+/// replaced once per publish.
+pub struct HttpPublisher {
+    target: Target,
+    /// `Bearer <key>`, checked once.
+    authorization: Option<HeaderValue>,
+    key_given: bool,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl HttpPublisher {
+    pub fn new(gateway: &str, key: Option<&str>) -> Result<Self, HttpError> {
+        let authorization = key
+            .map(|key| HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| HttpError::Key))
+            .transpose()?;
+        Ok(Self {
+            target: Target::parse(gateway)?,
+            authorization,
             key_given: key.is_some(),
-        }),
-        status => Err(HttpError::Rejected {
-            status,
-            message: error_message(&body),
-        }),
+            sender: None,
+        })
+    }
+
+    pub async fn publish(&mut self, kind: &str, data: &RawValue) -> Result<String, HttpError> {
+        let body = Bytes::from(publish_body(kind, data));
+        let url = self.target.url.clone();
+        let (status, body) = tokio::time::timeout(HTTP_TIMEOUT, self.exchange(body))
+            .await
+            .map_err(|_| HttpError::Timeout { url })??;
+        match status {
+            StatusCode::ACCEPTED => Ok(serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned))
+                .unwrap_or_default()),
+            StatusCode::UNAUTHORIZED => Err(HttpError::Unauthorized {
+                key_given: self.key_given,
+            }),
+            status => Err(HttpError::Rejected {
+                status,
+                message: error_message(&body),
+            }),
+        }
+    }
+
+    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::post(self.target.path.as_str())
+            .header(HOST, self.target.authority.as_str())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(value) = &self.authorization {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        request
+            .body(Full::new(body))
+            .expect("method, path and headers were checked")
+    }
+
+    /// One request on the kept connection, or on a new one when there is
+    /// none or it broke before the request went out.
+    async fn exchange(&mut self, body: Bytes) -> Result<(StatusCode, Bytes), HttpError> {
+        let url = self.target.url.clone();
+        let exchange = |source| HttpError::Exchange {
+            url: url.clone(),
+            source,
+        };
+        for attempt in 0..2 {
+            let request = self.request(body.clone());
+            let sender = match &mut self.sender {
+                Some(sender) if sender.is_ready() => sender,
+                _ => self.sender.insert(self.target.connect().await?),
+            };
+            match sender.send_request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(exchange)?
+                        .to_bytes();
+                    return Ok((status, body));
+                }
+                // Closed under us (a keep-alive timeout): once more, anew.
+                Err(err) if attempt == 0 && err.is_closed() => self.sender = None,
+                Err(err) => return Err(exchange(err)),
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 }
 
@@ -158,8 +223,8 @@ impl Target {
         })
     }
 
-    /// One request on a fresh connection; the status and the whole body.
-    async fn send(self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), HttpError> {
+    /// A new HTTP/1.1 connection, driven by its own task.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
         let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|source| match source.kind() {
@@ -171,27 +236,17 @@ impl Target {
                     source,
                 },
             })?;
-        let exchange = |source| HttpError::Exchange {
-            url: self.url.clone(),
-            source,
-        };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(exchange)?;
-        // The connection is driven by its own task; it ends when the
-        // response has been read and `sender` is dropped.
+            .map_err(|source| HttpError::Exchange {
+                url: self.url.clone(),
+                source,
+            })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let response = sender.send_request(request).await.map_err(exchange)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(exchange)?
-            .to_bytes();
-        Ok((status, body))
+        Ok(sender)
     }
 }
 
