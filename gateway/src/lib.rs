@@ -13,9 +13,14 @@
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
+//! - [`tls`]: `wss://` at the node, with certificates reloaded from disk.
 //!
 //! The binary (`src/main.rs`) only reads the config, binds, and calls
 //! [`run`]; tests call [`run`] with a `127.0.0.1:0` listener.
+
+// redis-rs's Sentinel lookup and TLS connect futures nest deeply; the
+// compiler's default limit is not enough to lay out the bus's futures.
+#![recursion_limit = "256"]
 
 pub mod admission;
 pub mod bus;
@@ -25,6 +30,7 @@ pub mod http;
 pub mod hub;
 pub mod node;
 pub mod telemetry;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -35,7 +41,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use publisher::{Topology, WireFormat};
+use publisher::{RedisTarget, Topology};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +50,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
-use crate::bus::redis::{RedisBus, Target};
+use crate::bus::redis::RedisBus;
 pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
 use crate::node::Node;
@@ -98,6 +104,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Replays (`?since=`) running at once; a resume waits for a permit.
     pub replays: tokio::sync::Semaphore,
+    /// `TLS_CERT_FILE`: the accept loop speaks TLS first (`wss://`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {
@@ -123,7 +131,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         // A body over twice the event limit is refused unread (413); the
         // handler answers anything between with the precise 413.
         .layer(DefaultBodyLimit::max(
-            2 * state.config.max_event_bytes + 4096,
+            2 * state.config.wire.max_event_bytes + 4096,
         ))
         .with_state(state)
 }
@@ -159,31 +167,30 @@ pub async fn run(
 /// upkeep, demo). Tests use it to reach the node's bus directly.
 pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState>, GatewayError> {
     let config = config.validate()?;
+    let tls = match config.tls()? {
+        Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(config::ConfigError::Tls)?),
+        None => None,
+    };
     // First: metric handles taken before the recorder exists go nowhere.
     let metrics = telemetry::metrics_handle();
     let node = Arc::new(Node::new(config.node_id.clone()));
-    let arrival = if config.redis_cluster_nodes.is_empty() {
-        Arrival::InOrder
-    } else {
-        Arrival::Unordered
+    let redis = config.redis_target()?;
+    let arrival = match redis.as_ref().map(RedisTarget::topology) {
+        Some(Topology::Cluster) => Arrival::Unordered,
+        _ => Arrival::InOrder,
     };
     let hub = Arc::new(Hub::new(
         config.client_buffer,
         arrival,
-        config.max_event_bytes,
+        config.wire.max_event_bytes,
     ));
     let tracker = TaskTracker::new();
-    let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
-        (None, []) => None,
-        (Some(url), _) => Some((Target::Single(url.clone()), Topology::Single)),
-        (None, seeds) => Some((Target::Cluster(seeds.to_vec()), Topology::Cluster)),
-    };
     let bus: Arc<dyn Bus> = match redis {
         None => Arc::new(LocalBus::new(hub.clone(), config.history())),
-        Some((target, topology)) => {
-            let wire =
-                WireFormat::with_topology(&config.channel_prefix, config.history(), topology)
-                    .with_max_event_bytes(config.max_event_bytes);
+        Some(target) => {
+            // Never the password: `describe` redacts it.
+            tracing::info!(redis = target.describe(), "bus: Redis");
+            let wire = config.wire.wire_format(target.topology());
             RedisBus::start(
                 target,
                 wire,
@@ -197,7 +204,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
     if config.demo {
         tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
-    } else if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+    } else if !config.redis.is_set() {
         tracing::info!(
             "no REDIS_URL: one node on the in-process bus; add --demo for live demo data"
         );
@@ -212,6 +219,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         shutdown,
         tracker,
         replays: tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS),
+        tls,
     }))
 }
 
@@ -222,6 +230,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         node_id = %state.node.id,
         addr = %listener.local_addr()?,
         bus = state.bus.name(),
+        tls = state.tls.is_some(),
         "gateway listening"
     );
     let tracker = state.tracker.clone();
@@ -296,22 +305,72 @@ async fn accept(listener: TcpListener, state: Arc<AppState>) {
                 .insert(axum::extract::ConnectInfo(peer));
             hyper::service::Service::call(&router, request)
         });
-        let connection = http
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-            .with_upgrades();
+        let http = http.clone();
+        let tls = state.tls.clone();
+        let handshake_timeout = state.config.handshake_timeout();
         let shutdown = shutdown.clone();
         state.tracker.spawn(async move {
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls {
+                None => serve_connection(&http, tcp, service, &shutdown).await,
+                Some(acceptor) => {
+                    // The TLS handshake runs here, in the connection's own
+                    // task (never in the accept loop), under the same
+                    // deadline as the HTTP head: a client that opens a
+                    // socket and stays silent is closed either way.
+                    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+                    match tokio::select! {
+                        result = handshake => Some(result),
+                        () = shutdown.cancelled() => None,
+                    } {
+                        Some(Ok(Ok(stream))) => {
+                            serve_connection(&http, stream, service, &shutdown).await;
+                        }
+                        Some(Ok(Err(err))) => {
+                            metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "tls")
+                                .increment(1);
+                            tracing::debug!(%peer, "TLS handshake failed: {err}");
+                        }
+                        Some(Err(_)) => {
+                            metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "tls_timeout")
+                                .increment(1);
+                        }
+                        None => {}
+                    }
                 }
             }
             // Served, closed, or handed over to a WebSocket session.
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection (plain TCP, or TLS once its handshake is done)
+/// until it ends or is upgraded; on shutdown, lets its request finish.
+async fn serve_connection<IO, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: IO,
+    service: S,
+    shutdown: &CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = http
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn dashboard(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(max_write_buffer(state.config.max_event_bytes))
+        .max_write_buffer_size(max_write_buffer(state.config.wire.max_event_bytes))
         .on_upgrade(move |socket| async move {
             session::run(socket, state, params).await;
             drop((admitted, token));
