@@ -124,6 +124,11 @@ impl TestCa {
         .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+        // No session resumption: a resumed session reports the certificate
+        // of the session it resumes, and the tests look at what each new
+        // handshake presents.
+        let mut config = config;
+        config.resumption = rustls::client::Resumption::disabled();
         Arc::new(config)
     }
 }
