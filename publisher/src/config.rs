@@ -258,6 +258,26 @@ impl RedisTarget {
         }
     }
 
+    /// Where it connects, for error messages: `host:port` of one Redis
+    /// (with "(TLS)"), the seeds of a Cluster, or the Sentinels. No
+    /// credentials.
+    pub fn address(&self) -> String {
+        let addr = |addr: &ConnectionAddr| match addr {
+            ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+            ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (TLS)"),
+            other => other.to_string(),
+        };
+        match self {
+            RedisTarget::Single { client, .. } => addr(client.get_connection_info().addr()),
+            RedisTarget::Cluster { seeds, .. } => seeds
+                .iter()
+                .map(|s| addr(s.addr()))
+                .collect::<Vec<_>>()
+                .join(","),
+            RedisTarget::Sentinel(sentinel) => sentinel.shown.clone(),
+        }
+    }
+
     pub fn topology(&self) -> Topology {
         match self {
             RedisTarget::Cluster { .. } => Topology::Cluster,

@@ -93,7 +93,7 @@ impl Connector {
     /// [`Connector::cluster_builder`].
     pub async fn client(&self) -> Result<redis::Client, PublishError> {
         let connect_error = |source| PublishError::Connect {
-            addr: self.target.describe().to_owned(),
+            addr: self.target.address(),
             source,
         };
         match (&self.target, &self.sentinel) {
@@ -125,7 +125,7 @@ impl Connector {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|source| PublishError::Connect {
-                addr: self.target.describe().to_owned(),
+                addr: self.target.address(),
                 source,
             })
     }

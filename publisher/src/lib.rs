@@ -184,7 +184,7 @@ impl Publisher {
                 let client = builder.build().map_err(PublishError::Url)?;
                 let conn = client.get_async_connection().await.map_err(|source| {
                     PublishError::Connect {
-                        addr: connector.target().describe().to_owned(),
+                        addr: connector.target().address(),
                         source,
                     }
                 })?;
