@@ -113,3 +113,63 @@ async fn nodes_and_publishers_follow_a_sentinel_failover_and_lose_no_event() {
         assert!(replayed.contains(n), "event {n} missing from the replay");
     }
 }
+
+/// Everything TLS: the Sentinels, the master and the replica take TLS only
+/// (a private CA), and the data nodes an ACL user the Sentinels lack, so the
+/// master's credentials come from `REDIS_SENTINEL_MASTER`.
+#[tokio::test]
+async fn a_tls_and_acl_master_is_found_and_followed_through_the_sentinels() {
+    use system_tests::redis_sentinel::Secured;
+    use system_tests::tls::TestCa;
+    use system_tests::{GatewayOptions, free_port, publisher_cli};
+
+    let ca = TestCa::new();
+    let password = "sentinel-Pa55-frotz";
+    let mut ha = RedisSentinel::start_secured(Secured {
+        tls: Some(&ca),
+        acl: Some(("app", password)),
+    });
+    let sentinels = ha.sentinels();
+    let master = format!("rediss://app:{password}@{MASTER_NAME}");
+    let ca_file = ca.ca_file.to_string_lossy().into_owned();
+    let env = [
+        ("REDIS_SENTINELS", sentinels.as_str()),
+        ("REDIS_SENTINEL_MASTER", master.as_str()),
+        ("REDIS_TLS_CA_FILE", ca_file.as_str()),
+    ];
+    let node = GatewayProcess::launch(
+        free_port(),
+        &env,
+        GatewayOptions {
+            capture_log: true,
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    node.wait_ready(200).await;
+    let mut client = node.client("?types=alert").await.unwrap();
+    client.next_of("analytics_update").await;
+    let send = |n: u64| {
+        let data = json!({ "n": n }).to_string();
+        publisher_cli(&["send", "--type", "alert", "--data", &data], &env)
+    };
+    let output = send(1);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(client.next_of("alert").await["data"]["n"], 1);
+
+    ha.kill_master();
+    ha.wait_failover();
+    node.wait_ready(200).await;
+    let output = send(2);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(client.next_of("alert").await["data"]["n"], 2);
+    assert!(!node.logs().contains(password));
+}
