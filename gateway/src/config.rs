@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use publisher::HistoryPolicy;
-use publisher::config::{RedisConfig, RedisTarget, WireConfig, is_token, parse_within};
+use publisher::config::{
+    RedisConfig, RedisTarget, WireConfig, is_token, parse_within, path_or_empty,
+};
 use thiserror::Error;
 
 pub use publisher::config::DEFAULT_CHANNEL_PREFIX;
@@ -114,10 +116,10 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// PEM certificate chain: the node serves https:// and wss:// itself. A
     /// renewed file is picked up without a restart.
-    #[arg(long, env = "TLS_CERT_FILE")]
+    #[arg(long, env = "TLS_CERT_FILE", value_parser = path_or_empty)]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of TLS_CERT_FILE.
-    #[arg(long, env = "TLS_KEY_FILE")]
+    #[arg(long, env = "TLS_KEY_FILE", value_parser = path_or_empty)]
     pub tls_key_file: Option<PathBuf>,
 }
 
@@ -325,6 +327,26 @@ mod tests {
             let err = parse(&[flag, value]).unwrap_err();
             assert!(err.contains(flag), "{flag}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn blank_redis_and_tls_settings_count_as_unset() {
+        let config = parse(&[
+            "--redis-url",
+            "",
+            "--redis-sentinels",
+            "",
+            "--redis-tls-ca-file",
+            "",
+            "--tls-cert-file",
+            "",
+            "--tls-key-file",
+            "",
+        ])
+        .unwrap();
+        assert!(!config.redis.is_set());
+        assert_eq!(config.redis.redis_tls_ca_file, None);
+        assert_eq!(config.tls(), Ok(None));
     }
 
     #[test]

@@ -69,13 +69,13 @@ pub struct RedisConfig {
     )]
     pub redis_sentinel_master: Option<String>,
     /// PEM bundle of CAs to trust for rediss:// (default: the system's roots).
-    #[arg(long, env = "REDIS_TLS_CA_FILE", global = true)]
+    #[arg(long, env = "REDIS_TLS_CA_FILE", global = true, value_parser = path_or_empty)]
     pub redis_tls_ca_file: Option<PathBuf>,
     /// PEM client certificate (chain) for Redis mutual TLS.
-    #[arg(long, env = "REDIS_TLS_CERT_FILE", global = true)]
+    #[arg(long, env = "REDIS_TLS_CERT_FILE", global = true, value_parser = path_or_empty)]
     pub redis_tls_cert_file: Option<PathBuf>,
     /// PEM private key of REDIS_TLS_CERT_FILE.
-    #[arg(long, env = "REDIS_TLS_KEY_FILE", global = true)]
+    #[arg(long, env = "REDIS_TLS_KEY_FILE", global = true, value_parser = path_or_empty)]
     pub redis_tls_key_file: Option<PathBuf>,
 }
 
@@ -108,6 +108,12 @@ impl Default for WireConfig {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
+}
+
+/// A path; an empty value (`REDIS_TLS_CA_FILE=`) is kept empty, and counts
+/// as unset once normalized (clap's own path parser refuses it).
+pub fn path_or_empty(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
 }
 
 /// Parses `value` as a whole number within `range`.
