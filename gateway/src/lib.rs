@@ -261,6 +261,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
 /// ([`MAX_PENDING_CONNECTIONS`]): past that new ones are closed at once, so
 /// a flood of them cannot take the file descriptors that health checks and
 /// dashboards need. Upgraded sessions count against `MAX_CONNECTIONS`.
+///
+/// With `TLS_CERT_FILE` each connection first completes a TLS handshake in
+/// its own task, within `HANDSHAKE_TIMEOUT_MS` too (the header timer starts
+/// after it, so a slow client gets at most twice that in all); the pending
+/// place is held meanwhile, so silent TLS clients are bounded the same way.
 async fn accept(listener: TcpListener, state: Arc<AppState>) {
     let shutdown = state.shutdown.clone();
     let pending = Arc::new(Pending::default());
