@@ -135,11 +135,21 @@ impl RedisSentinel {
             free_port()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        // A replica receives the master's data as an RDB file on disk: keep
+        // it in the temporary directory, not the tests' working directory.
+        // (One directory each.)
+        let in_dir = |mut args: Vec<String>, port: u16| {
+            let own = dir.join(port.to_string());
+            std::fs::create_dir_all(&own).expect("node dir");
+            args.extend(["--dir".to_owned(), own.to_string_lossy().into_owned()]);
+            args
+        };
         let port = free_port();
         let (args, cli, scheme) = secured.server(port);
-        let master = RedisServer::start_with(port, args, cli, scheme);
+        let master = RedisServer::start_with(port, in_dir(args, port), cli, scheme);
         let port = free_port();
-        let (mut args, cli, scheme) = secured.server(port);
+        let (args, cli, scheme) = secured.server(port);
+        let mut args = in_dir(args, port);
         args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
