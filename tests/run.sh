@@ -26,6 +26,8 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+# Debian's redis-server has TLS (--tls-port) and Sentinel built in; the TLS tests make
+# their certificates in-process (rcgen), so no openssl CLI is needed.
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
 command -v nginx >/dev/null || apt_install nginx
 command -v chromium >/dev/null || apt_install chromium

@@ -5,16 +5,18 @@
 //! process environment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use publisher::HistoryPolicy;
-use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
-use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
+use publisher::config::{
+    RedisConfig, RedisTarget, WireConfig, is_token, parse_within, path_or_empty,
+};
 use thiserror::Error;
 
+pub use publisher::config::DEFAULT_CHANNEL_PREFIX;
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8000";
-pub const DEFAULT_CHANNEL_PREFIX: &str = "ws";
 pub const DEFAULT_DEMO_RATE: u32 = 20;
 /// Well under the 60 s idle timeout of common load balancers.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 20_000;
@@ -39,18 +41,17 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BIND_ADDR", default_value = DEFAULT_BIND_ADDR)]
     pub bind_addr: SocketAddr,
-    /// Redis for the cluster bus; unset: one node on an in-process bus.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Redis Cluster seed nodes (comma-separated redis:// URLs).
-    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
-    pub redis_cluster_nodes: Vec<String>,
+    /// Where Redis is (REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS,
+    /// REDIS_TLS_*); none: one node on an in-process bus.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    /// CHANNEL_PREFIX, HISTORY_SIZE, HISTORY_TTL_SECS, MAX_EVENT_BYTES: what
+    /// every node and publisher must agree on.
+    #[command(flatten)]
+    pub wire: WireConfig,
     /// This node's name in /ws/status and metrics (default: random).
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
-    /// Redis key and channel namespace.
-    #[arg(long, env = "CHANNEL_PREFIX", default_value = DEFAULT_CHANNEL_PREFIX)]
-    pub channel_prefix: String,
     /// Allowed WebSocket Origins, comma-separated (default: any).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -87,14 +88,6 @@ pub struct Config {
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub write_timeout_ms: u64,
-    /// Events kept for resume (?since=).
-    #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE,
-          value_parser = parse_history_size)]
-    pub history_size: usize,
-    /// Seconds an event is kept for resume (0: until pushed out by HISTORY_SIZE).
-    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(),
-          value_parser = clap::value_parser!(u64).range(0..=YEAR_SECS))]
-    pub history_ttl_secs: u64,
     /// Seconds a draining node waits for its clients to close before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -121,10 +114,6 @@ pub struct Config {
     #[arg(long, env = "HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(100..=HOUR_MS))]
     pub handshake_timeout_ms: u64,
-    /// Largest encoded event (bytes): bigger publishes are refused (413), bigger bus payloads dropped.
-    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
-          value_parser = parse_max_event_bytes)]
-    pub max_event_bytes: usize,
     /// PEM public key (RSA, EC P-256/P-384, Ed25519); tokens signed with its private key are accepted.
     #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE")]
     pub auth_jwt_public_key_file: Option<std::path::PathBuf>,
@@ -144,10 +133,13 @@ pub struct Config {
     /// Most connections per token `sub` on this node (0: no limit); more get 429.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 0)]
     pub max_connections_per_user: u32,
-}
-
-fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
-    parse_within(value, MAX_EVENT_BYTES_RANGE)
+    /// PEM certificate chain: the node serves https:// and wss:// itself. A
+    /// renewed file is picked up without a restart.
+    #[arg(long, env = "TLS_CERT_FILE", value_parser = path_or_empty)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", value_parser = path_or_empty)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
@@ -162,7 +154,6 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
 /// allocation that aborts, a Redis argument out of range, a timer that
 /// overflows) instead of at start with exit code 2.
 const HOUR_MS: u64 = 3_600_000;
-const YEAR_SECS: u64 = 366 * 24 * 3600;
 const MAX_RATE: f64 = 1_000_000.0;
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -171,14 +162,6 @@ fn parse_rate(value: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{value:?} is not a rate (a number from 0 to {MAX_RATE})"
         )),
-    }
-}
-
-fn parse_within(value: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        Ok(_) => Err(format!("must be from {} to {}", range.start(), range.end())),
-        Err(_) => Err(format!("{value:?} is not a whole number")),
     }
 }
 
@@ -192,22 +175,15 @@ fn parse_client_buffer(value: &str) -> Result<usize, String> {
     parse_within(value, 16..=1_048_576)
 }
 
-fn parse_history_size(value: &str) -> Result<usize, String> {
-    parse_within(value, 1..=100_000_000)
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("REDIS_URL {0:?} is not a valid Redis URL (expected redis://host:port)")]
-    RedisUrl(String),
-    #[error("set either REDIS_URL or REDIS_CLUSTER_NODES, not both")]
-    BothRedis,
-    #[error(
-        "REDIS_CLUSTER_NODES entry {0:?} is not a valid Redis URL (expected redis://host:port)"
-    )]
-    ClusterSeed(String),
-    #[error("CHANNEL_PREFIX {0:?} may only contain letters, digits, '_', '-' and '.'")]
-    Prefix(String),
+    /// Redis and wire settings, shared with the publisher CLI.
+    #[error(transparent)]
+    Redis(#[from] publisher::ConfigError),
+    #[error("TLS_CERT_FILE and TLS_KEY_FILE go together (the node's certificate and its key)")]
+    TlsPair,
+    #[error("{0}")]
+    Tls(String),
     #[error("NODE_ID {0:?} may only contain letters, digits, '_', '-' and '.' (at most 64)")]
     NodeId(String),
     #[error("CORS_ORIGINS entry {0:?} is not an origin like https://ops.example.com")]
@@ -222,10 +198,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind_addr: DEFAULT_BIND_ADDR.parse().expect("valid default address"),
-            redis_url: None,
-            redis_cluster_nodes: Vec::new(),
+            redis: RedisConfig::default(),
+            wire: WireConfig::default(),
             node_id: None,
-            channel_prefix: DEFAULT_CHANNEL_PREFIX.to_owned(),
             cors_origins: Vec::new(),
             publish_api_key: None,
             auth_jwt_secret: None,
@@ -236,15 +211,12 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             client_buffer: DEFAULT_CLIENT_BUFFER,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
-            history_size: DEFAULT_HISTORY_SIZE,
-            history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
             handshake_rate_per_ip: 0.0,
             message_rate: DEFAULT_MESSAGE_RATE,
-            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             auth_jwt_public_key_file: None,
             auth_jwks_url: None,
@@ -252,16 +224,10 @@ impl Default for Config {
             auth_jwt_issuer: None,
             auth_jwt_leeway_secs: crate::admission::JWT_LEEWAY_SECS,
             max_connections_per_user: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
-}
-
-fn is_token(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 impl Config {
@@ -269,16 +235,10 @@ impl Config {
     /// as unset, as a shell user expects.
     pub fn validate(mut self) -> Result<Self, ConfigError> {
         let blank_to_none = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-        self.redis_url = blank_to_none(self.redis_url);
+        self.redis = self.redis.normalized();
         self.node_id = blank_to_none(self.node_id);
         self.publish_api_key = blank_to_none(self.publish_api_key);
         self.auth_jwt_secret = blank_to_none(self.auth_jwt_secret);
-        self.redis_cluster_nodes = self
-            .redis_cluster_nodes
-            .iter()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .collect();
         self.cors_origins = self
             .cors_origins
             .iter()
@@ -286,18 +246,12 @@ impl Config {
             .filter(|o| !o.is_empty())
             .collect();
 
-        if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str()).map_err(|_| ConfigError::RedisUrl(url.clone()))?;
-        }
-        if !self.redis_cluster_nodes.is_empty() && self.redis_url.is_some() {
-            return Err(ConfigError::BothRedis);
-        }
-        for seed in &self.redis_cluster_nodes {
-            redis::Client::open(seed.as_str())
-                .map_err(|_| ConfigError::ClusterSeed(seed.clone()))?;
-        }
-        if !is_token(&self.channel_prefix) {
-            return Err(ConfigError::Prefix(self.channel_prefix));
+        self.redis.target()?;
+        self.wire.validate()?;
+        self.tls_cert_file = self.tls_cert_file.filter(|p| !p.as_os_str().is_empty());
+        self.tls_key_file = self.tls_key_file.filter(|p| !p.as_os_str().is_empty());
+        if let Some((cert, key)) = self.tls()? {
+            crate::tls::load_certified_key(&cert, &key).map_err(ConfigError::Tls)?;
         }
         if let Some(id) = &self.node_id
             && !is_token(id)
@@ -352,9 +306,20 @@ impl Config {
     }
 
     pub fn history(&self) -> HistoryPolicy {
-        HistoryPolicy {
-            max_len: self.history_size,
-            ttl: Duration::from_secs(self.history_ttl_secs),
+        self.wire.history()
+    }
+
+    /// The checked Redis target (`None`: the in-process bus).
+    pub fn redis_target(&self) -> Result<Option<RedisTarget>, ConfigError> {
+        Ok(self.redis.target()?)
+    }
+
+    /// The node's certificate and key files, when it serves TLS itself.
+    pub fn tls(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::TlsPair),
         }
     }
 }
@@ -376,8 +341,8 @@ mod tests {
     fn defaults_match_the_spec() {
         let config = Config::default().validate().unwrap();
         assert_eq!(config.bind_addr.to_string(), "0.0.0.0:8000");
-        assert_eq!(config.channel_prefix, "ws");
-        assert!(config.redis_url.is_none() && config.publish_api_key.is_none());
+        assert_eq!(config.wire.channel_prefix, "ws");
+        assert!(config.redis.redis_url.is_none() && config.publish_api_key.is_none());
         assert!(config.ping_interval() < Duration::from_secs(60));
     }
 
@@ -408,6 +373,26 @@ mod tests {
             let err = parse(&[flag, value]).unwrap_err();
             assert!(err.contains(flag), "{flag}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn blank_redis_and_tls_settings_count_as_unset() {
+        let config = parse(&[
+            "--redis-url",
+            "",
+            "--redis-sentinels",
+            "",
+            "--redis-tls-ca-file",
+            "",
+            "--tls-cert-file",
+            "",
+            "--tls-key-file",
+            "",
+        ])
+        .unwrap();
+        assert!(!config.redis.is_set());
+        assert_eq!(config.redis.redis_tls_ca_file, None);
+        assert_eq!(config.tls(), Ok(None));
     }
 
     #[test]

@@ -15,10 +15,15 @@
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
+//! - [`tls`]: `wss://` at the node, with certificates reloaded from disk.
 //!
 //! The binary (`src/main.rs`) only reads the config, binds, and calls
 //! [`run`]; tests call [`start`] then [`serve`] on a `127.0.0.1:0` listener
 //! (so they can reach the node's state), or run the binary itself.
+
+// redis-rs's Sentinel lookup and TLS connect futures nest deeply; the
+// compiler's default limit is not enough to lay out the bus's futures.
+#![recursion_limit = "256"]
 
 pub mod admission;
 pub mod bus;
@@ -31,6 +36,7 @@ pub mod node;
 pub mod rate;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -41,7 +47,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use publisher::{Topology, WireFormat};
+use publisher::{RedisTarget, Topology};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +56,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
-use crate::bus::redis::{RedisBus, Target};
+use crate::bus::redis::RedisBus;
 pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
 use crate::node::Node;
@@ -108,7 +114,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         // A body over twice the event limit is refused unread (413); the
         // handler answers anything between with the precise 413.
         .layer(DefaultBodyLimit::max(
-            2 * state.config.max_event_bytes + 4096,
+            2 * state.config.wire.max_event_bytes + 4096,
         ))
         .with_state(state)
 }
@@ -153,31 +159,30 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         config.publish_api_key = Some(key.clone());
         key
     });
+    let tls = match config.tls()? {
+        Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(config::ConfigError::Tls)?),
+        None => None,
+    };
     // First: metric handles taken before the recorder exists go nowhere.
     let metrics = telemetry::metrics_handle();
     let node = Arc::new(Node::new(config.node_id.clone()));
-    let arrival = if config.redis_cluster_nodes.is_empty() {
-        Arrival::InOrder
-    } else {
-        Arrival::Unordered
+    let redis = config.redis_target()?;
+    let arrival = match redis.as_ref().map(RedisTarget::topology) {
+        Some(Topology::Cluster) => Arrival::Unordered,
+        _ => Arrival::InOrder,
     };
     let hub = Arc::new(Hub::new(
         config.client_buffer,
         arrival,
-        config.max_event_bytes,
+        config.wire.max_event_bytes,
     ));
     let tracker = TaskTracker::new();
-    let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
-        (None, []) => None,
-        (Some(url), _) => Some((Target::Single(url.clone()), Topology::Single)),
-        (None, seeds) => Some((Target::Cluster(seeds.to_vec()), Topology::Cluster)),
-    };
     let bus: Arc<dyn Bus> = match redis {
         None => Arc::new(LocalBus::new(hub.clone(), config.history())),
-        Some((target, topology)) => {
-            let wire =
-                WireFormat::with_topology(&config.channel_prefix, config.history(), topology)
-                    .with_max_event_bytes(config.max_event_bytes);
+        Some(target) => {
+            // Never the password: `describe` redacts it.
+            tracing::info!(redis = target.describe(), "bus: Redis");
+            let wire = config.wire.wire_format(target.topology());
             RedisBus::start(
                 target,
                 wire,
@@ -198,7 +203,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     }
     if config.demo {
         tracker.spawn(demo::run(bus.clone(), config.demo_rate, shutdown.clone()));
-    } else if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+    } else if !config.redis.is_set() {
         tracing::info!(
             "no REDIS_URL: one node on the in-process bus; add --demo for live demo data"
         );
@@ -214,6 +219,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         tracker,
         replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
         demo_publish_key,
+        tls,
     }))
 }
 
@@ -224,6 +230,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         node_id = %state.node.id,
         addr = %listener.local_addr()?,
         bus = state.bus.name(),
+        tls = state.tls.is_some(),
         "gateway listening"
     );
     if let Some(key) = &state.demo_publish_key {
@@ -260,6 +267,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
 /// ([`MAX_PENDING_CONNECTIONS`]): past that new ones are closed at once, so
 /// a flood of them cannot take the file descriptors that health checks and
 /// dashboards need. Upgraded sessions count against `MAX_CONNECTIONS`.
+///
+/// With `TLS_CERT_FILE` each connection first completes a TLS handshake in
+/// its own task, within `HANDSHAKE_TIMEOUT_MS` too (the header timer starts
+/// after it, so a slow client gets at most twice that in all); the pending
+/// place is held meanwhile, so silent TLS clients are bounded the same way.
 async fn accept(listener: TcpListener, state: Arc<AppState>) {
     let shutdown = state.shutdown.clone();
     let pending = Arc::new(Pending::default());
@@ -312,22 +324,72 @@ async fn accept(listener: TcpListener, state: Arc<AppState>) {
             );
             tracing::Instrument::instrument(hyper::service::Service::call(&router, request), span)
         });
-        let connection = http
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-            .with_upgrades();
+        let http = http.clone();
+        let tls = state.tls.clone();
+        let handshake_timeout = state.config.handshake_timeout();
         let shutdown = shutdown.clone();
         state.tracker.spawn(async move {
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls {
+                None => serve_connection(&http, tcp, service, &shutdown).await,
+                Some(acceptor) => {
+                    // The TLS handshake runs here, in the connection's own
+                    // task (never in the accept loop), under the same
+                    // deadline as the HTTP head: a client that opens a
+                    // socket and stays silent is closed either way.
+                    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+                    match tokio::select! {
+                        result = handshake => Some(result),
+                        () = shutdown.cancelled() => None,
+                    } {
+                        Some(Ok(Ok(stream))) => {
+                            serve_connection(&http, stream, service, &shutdown).await;
+                        }
+                        Some(Ok(Err(err))) => {
+                            metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "tls")
+                                .increment(1);
+                            tracing::debug!(%peer, "TLS handshake failed: {err}");
+                        }
+                        Some(Err(_)) => {
+                            metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "tls_timeout")
+                                .increment(1);
+                        }
+                        None => {}
+                    }
                 }
             }
             // Served, closed, or handed over to a WebSocket session.
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection (plain TCP, or TLS once its handshake is done)
+/// until it ends or is upgraded; on shutdown, lets its request finish.
+async fn serve_connection<IO, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: IO,
+    service: S,
+    shutdown: &CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = http
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct AppState {
     pub replays: Arc<tokio::sync::Semaphore>,
     /// The `PUBLISH_API_KEY` a `--demo` node made for itself (none given).
     pub demo_publish_key: Option<String>,
+    /// `TLS_CERT_FILE`: the accept loop speaks TLS first (`wss://`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {

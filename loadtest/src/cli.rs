@@ -53,13 +53,15 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Via::Redis)]
     pub via: Via,
 
-    /// Redis for `--via redis|redis-raw`.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
+    /// Redis for `--via redis|redis-raw`: the gateway's own variables
+    /// (REDIS_URL, REDIS_SENTINELS, REDIS_TLS_*...); default
+    /// redis://127.0.0.1:6379.
+    #[command(flatten)]
+    pub redis: publisher::RedisConfig,
 
-    /// The deployment's CHANNEL_PREFIX.
-    #[arg(long, env = "CHANNEL_PREFIX", default_value = "ws")]
-    pub channel_prefix: String,
+    /// The deployment's CHANNEL_PREFIX (and history settings, for `--via redis`).
+    #[command(flatten)]
+    pub wire: publisher::WireConfig,
 
     /// URL of POST /api/publish for `--via http` (default: derived from the
     /// first `--url`).

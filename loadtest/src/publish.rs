@@ -127,13 +127,21 @@ impl Sink {
     async fn connect(args: &Args) -> anyhow::Result<Self> {
         Ok(match args.via {
             Via::Redis => Sink::Publisher(
-                publisher::Publisher::connect(&args.redis_url, &args.channel_prefix).await?,
+                publisher::Publisher::connect_target(
+                    redis_target(args)?,
+                    args.wire.wire_format(publisher::Topology::Single),
+                )
+                .await?,
             ),
             Via::RedisRaw => {
-                let client = redis::Client::open(args.redis_url.as_str())?;
+                let target = redis_target(args)?;
+                anyhow::ensure!(
+                    target.topology() == publisher::Topology::Single,
+                    "--via redis-raw publishes with PUBLISH: one Redis or Sentinels, not a Cluster"
+                );
                 Sink::Raw {
-                    conn: client.get_multiplexed_async_connection().await?,
-                    prefix: args.channel_prefix.clone(),
+                    conn: publisher::Connector::new(target)?.connect().await?,
+                    prefix: args.wire.channel_prefix.clone(),
                 }
             }
             Via::Http => Sink::Http(publisher::http::HttpPublisher::new(
@@ -167,6 +175,15 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// The checked Redis settings, or redis://127.0.0.1:6379 when none is given.
+fn redis_target(args: &Args) -> anyhow::Result<publisher::RedisTarget> {
+    args.redis
+        .clone()
+        .or_url(publisher::config::DEFAULT_REDIS_URL)
+        .target()?
+        .ok_or_else(|| anyhow::anyhow!("no Redis configured"))
 }
 
 /// The node to publish through: `--publish-url` (without its

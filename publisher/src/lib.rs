@@ -19,6 +19,13 @@
 //!   event to the bounded history, keeps the analytics snapshot and publishes
 //!   it live (on a Redis Cluster: the history script, then a sharded
 //!   publish). The gateway's `/api/publish` uses it too.
+//! - [`config`]: [`config::RedisConfig`] and [`config::WireConfig`], the
+//!   settings (`REDIS_URL`, `REDIS_SENTINELS`, `REDIS_TLS_*`, `CHANNEL_PREFIX`
+//!   ...) that the gateway, this CLI and the load tool all flatten into
+//!   their own flags; checked once into a [`config::RedisTarget`].
+//! - [`connector`]: [`connector::Connector`], connections to a target: one
+//!   Redis (TLS, ACL user), the master the Sentinels name, or a Cluster's
+//!   client builder.
 //! - [`connection`]: [`connection::Connection`], one Redis or a cluster.
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
@@ -27,16 +34,21 @@
 //!   `POST /api/publish`, for when Redis is out of reach (`gateway --demo`).
 //! - `src/bin/publisher.rs`: the CLI, a thin layer over these.
 
+pub mod config;
 pub mod connection;
+pub mod connector;
 pub mod http;
 pub mod simulate;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use config::{ConfigError, RedisConfig, RedisTarget, WireConfig, redact_url};
 pub use connection::Connection;
+pub use connector::Connector;
 use redis::aio::MultiplexedConnection;
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use serde::Serialize;
 use shared::kind;
 pub use shared::{EventId, Position};
@@ -52,6 +64,8 @@ pub enum PublishError {
     Kind(#[from] shared::KindError),
     #[error("invalid Redis URL: {0}")]
     Url(redis::RedisError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot reach Redis at {addr}: {source}")]
     Connect {
         addr: String,
@@ -68,10 +82,70 @@ pub enum PublishError {
 }
 
 /// A connection to Redis plus the wire format: what a backend job holds.
+/// Cheap to clone; clones share the connection.
+///
+/// On one Redis or through Sentinels, a publish that finds the connection
+/// broken (Redis restarted, the master failed over) makes the next publish
+/// reconnect, asking the Sentinels for the master anew. The failed publish
+/// is returned as an error, not retried (it may have run), except when the
+/// server refused it as a replica (`READONLY`: it did not run), which is
+/// retried once on the new master.
 #[derive(Clone)]
 pub struct Publisher {
-    conn: Connection<MultiplexedConnection>,
+    link: Link,
     wire: WireFormat,
+}
+
+#[derive(Clone)]
+enum Link {
+    Single(Arc<Reconnecting>),
+    Cluster(ClusterConnection),
+}
+
+/// A multiplexed connection that is replaced when it breaks.
+struct Reconnecting {
+    connector: Connector,
+    /// The connection and its generation (how many times it was replaced).
+    current: std::sync::RwLock<(u64, MultiplexedConnection)>,
+    /// One reconnect at a time; the others wait for it and use its result.
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl Reconnecting {
+    fn current(&self) -> (u64, MultiplexedConnection) {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces connection `generation` (unless another caller already did).
+    async fn replace(&self, generation: u64) -> Result<MultiplexedConnection, PublishError> {
+        let _one = self.reconnecting.lock().await;
+        let (now, conn) = self.current();
+        if now != generation {
+            return Ok(conn);
+        }
+        let fresh = self.connector.connect().await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (now + 1, fresh.clone());
+        Ok(fresh)
+    }
+}
+
+/// Whether an error means the connection (or the server behind it) is no
+/// longer the master to publish to.
+fn broken(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || read_only(err)
+}
+
+/// The server is a replica now (a failover demoted it): nothing ran.
+fn read_only(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || err.to_string().contains("READONLY")
 }
 
 impl Publisher {
@@ -81,44 +155,64 @@ impl Publisher {
         Self::connect_with(redis_url, WireFormat::new(prefix, HistoryPolicy::default())).await
     }
 
+    /// Connects to the Redis at `redis_url` (`redis://`, or `rediss://` with
+    /// the system's CA roots; `user:password@` for an ACL user).
     pub async fn connect_with(redis_url: &str, wire: WireFormat) -> Result<Self, PublishError> {
-        let client = redis::Client::open(redis_url).map_err(PublishError::Url)?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|source| PublishError::Connect {
-                // The address only: a URL may hold a password.
-                addr: client.get_connection_info().addr().to_string(),
-                source,
-            })?;
+        Self::connect_config(&RedisConfig::url(redis_url), wire).await
+    }
+
+    /// Connects to whatever `config` names: one Redis, a Cluster, or the
+    /// master behind Sentinels, with its TLS settings. The wire format's
+    /// topology follows the target.
+    pub async fn connect_config(
+        config: &RedisConfig,
+        wire: WireFormat,
+    ) -> Result<Self, PublishError> {
+        let target = config.target()?.ok_or(ConfigError::NoTarget)?;
+        Self::connect_target(target, wire).await
+    }
+
+    /// Connects to a checked target.
+    pub async fn connect_target(
+        target: RedisTarget,
+        wire: WireFormat,
+    ) -> Result<Self, PublishError> {
+        let topology = target.topology();
+        let connector = Connector::new(target)?;
+        let link = match connector.cluster_builder() {
+            Some(builder) => {
+                let client = builder.build().map_err(PublishError::Url)?;
+                let conn = client.get_async_connection().await.map_err(|source| {
+                    PublishError::Connect {
+                        addr: connector.target().address(),
+                        source,
+                    }
+                })?;
+                Link::Cluster(conn)
+            }
+            None => {
+                let conn = connector.connect().await?;
+                Link::Single(Arc::new(Reconnecting {
+                    connector,
+                    current: std::sync::RwLock::new((0, conn)),
+                    reconnecting: tokio::sync::Mutex::new(()),
+                }))
+            }
+        };
         Ok(Self {
-            conn: Connection::Single(conn),
-            wire,
+            link,
+            wire: wire.on_topology(topology),
         })
     }
 
     /// Connects to a Redis Cluster through any of its `seeds`
     /// (`redis://host:port`), publishing on sharded channels.
     pub async fn connect_cluster(seeds: &[String], wire: WireFormat) -> Result<Self, PublishError> {
-        let client = ClusterClientBuilder::new(seeds.to_vec())
-            .connection_timeout(REDIS_TIMEOUT)
-            .response_timeout(REDIS_TIMEOUT)
-            .build()
-            .map_err(PublishError::Url)?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(|source| PublishError::Connect {
-                addr: seeds.join(","),
-                source,
-            })?;
-        Ok(Self {
-            conn: Connection::Cluster(conn),
-            wire: wire.on_topology(Topology::Cluster),
-        })
+        let config = RedisConfig {
+            redis_cluster_nodes: seeds.to_vec(),
+            ..RedisConfig::default()
+        };
+        Self::connect_config(&config, wire).await
     }
 
     /// Publishes any type; returns the event's id once Redis has it.
@@ -127,7 +221,37 @@ impl Publisher {
         kind: &str,
         data: &D,
     ) -> Result<Position, PublishError> {
-        self.wire.publish(&mut self.conn.clone(), kind, data).await
+        let link = match &self.link {
+            Link::Cluster(conn) => {
+                let mut conn = Connection::<MultiplexedConnection>::Cluster(conn.clone());
+                return self.wire.publish(&mut conn, kind, data).await;
+            }
+            Link::Single(link) => link,
+        };
+        let (generation, conn) = link.current();
+        let result = self
+            .wire
+            .publish(&mut Connection::Single(conn), kind, data)
+            .await;
+        let Err(PublishError::Redis(err)) = &result else {
+            return result;
+        };
+        if !broken(err) {
+            return result;
+        }
+        let retry = read_only(err);
+        match link.replace(generation).await {
+            Ok(fresh) if retry => {
+                self.wire
+                    .publish(&mut Connection::Single(fresh), kind, data)
+                    .await
+            }
+            Ok(_) => result,
+            Err(reconnect) => {
+                tracing::debug!("reconnect after a failed publish: {reconnect}");
+                result
+            }
+        }
     }
 
     pub async fn metrics_update<D: Serialize + ?Sized>(

@@ -10,6 +10,12 @@
 //! - [`publisher_cli`]: runs the built `publisher` binary.
 //! - [`RedisCluster`]: a real 3-master, 3-replica Redis Cluster (module
 //!   `redis_cluster`).
+//! - [`tls`]: a throwaway CA ([`tls::TestCa`]) issuing server and client
+//!   certificates, and HTTPS/TLS client helpers.
+//! - `redis_tls`: [`RedisServer::start_tls`] (TLS only, optionally mutual)
+//!   and [`RedisServer::start_acl`] (an ACL user, the default user off).
+//! - [`RedisSentinel`]: a master, a replica and three Sentinels (module
+//!   `redis_sentinel`), for failovers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +31,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod redis_cluster;
+pub mod redis_sentinel;
+mod redis_tls;
+pub mod tls;
 pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::RedisSentinel;
 
 /// How long any single expected thing may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -198,6 +208,36 @@ impl Client {
         Ok(Self { ws })
     }
 
+    /// Connects to a `wss://` URL trusting `config` (e.g.
+    /// [`tls::TestCa::client_config`]).
+    pub async fn connect_tls(
+        url: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(config)),
+        )
+        .await
+        .with_context(|| format!("connect {url}"))?;
+        Ok(Self { ws })
+    }
+
+    /// The certificate the server presented (DER), on a `wss://` connection.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Rustls(stream) => stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.to_vec()),
+            _ => None,
+        }
+    }
+
     pub async fn connect_with_origin(
         url: &str,
         origin: &str,
@@ -338,24 +378,46 @@ fn binary(name: &str) -> PathBuf {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Extra `redis-server` options (TLS, ACL users, replication).
+    args: Vec<String>,
+    /// What `redis-cli` needs to reach it (TLS files, credentials).
+    cli_args: Vec<String>,
+    /// `redis` or `rediss`.
+    scheme: &'static str,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(free_port(), Vec::new(), Vec::new(), "redis")
+    }
+
+    /// Starts `redis-server` on `port` with extra `args`; `cli_args` are
+    /// what `redis-cli` needs to talk to it.
+    pub fn start_with(
+        port: u16,
+        args: Vec<String>,
+        cli_args: Vec<String>,
+        scheme: &'static str,
+    ) -> Self {
         let mut server = Self {
-            port: free_port(),
+            port,
             child: None,
+            args,
+            cli_args,
+            scheme,
         };
         server.spawn();
         server
     }
 
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server), no credentials.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     fn spawn(&mut self) {
         let child = redis_server(self.port)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -390,6 +452,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .expect("redis-cli runs");
@@ -407,6 +470,20 @@ impl Drop for RedisServer {
 pub struct GatewayProcess {
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// Set when the node serves TLS: the client settings that trust it.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Where its log (stderr) goes, when captured.
+    log: Option<PathBuf>,
+}
+
+/// How a [`GatewayProcess`] is started beyond its environment.
+#[derive(Default)]
+pub struct GatewayOptions {
+    /// The node serves TLS (`TLS_CERT_FILE` in its env); health checks and
+    /// [`GatewayProcess::ws_url`] use TLS, trusting these settings.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Capture stderr at `RUST_LOG=info` for [`GatewayProcess::logs`].
+    pub capture_log: bool,
 }
 
 impl GatewayProcess {
@@ -416,17 +493,29 @@ impl GatewayProcess {
     }
 
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
+        Self::launch(port, env, GatewayOptions::default()).await
+    }
+
+    pub async fn launch(port: u16, env: &[(&str, &str)], options: GatewayOptions) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = Command::new(binary("gateway"));
+        let log_level = if options.capture_log {
+            "info".to_owned()
+        } else {
+            std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into())
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BIND_ADDR", addr.to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::null());
+        let log = options.capture_log.then(|| {
+            std::env::temp_dir().join(format!("gateway-{}-{port}.log", std::process::id()))
+        });
+        if let Some(log) = &log {
+            command.stderr(std::fs::File::create(log).expect("log file"));
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -434,19 +523,49 @@ impl GatewayProcess {
         let process = Self {
             addr,
             child: Some(child),
+            tls: options.tls,
+            log,
         };
-        eventually("gateway /healthz", || async move {
-            http(addr, "GET", "/healthz", &[], "")
-                .await
-                .ok()
-                .filter(|r| r.status == 200)
-        })
-        .await;
+        process.wait_status("/healthz", 200).await;
         process
     }
 
+    /// `ws://` or, when the node serves TLS, `wss://`.
     pub fn ws_url(&self, query: &str) -> String {
-        format!("ws://{}/ws/dashboard{query}", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws/dashboard{query}", self.addr)
+    }
+
+    /// A dashboard client of this node (over TLS when it serves TLS).
+    pub async fn client(&self, query: &str) -> Result<Client> {
+        match &self.tls {
+            Some(config) => Client::connect_tls(&self.ws_url(query), config.clone()).await,
+            None => Client::connect(&self.ws_url(query)).await,
+        }
+    }
+
+    /// `GET path` (over TLS when the node serves TLS).
+    pub async fn get(&self, path: &str) -> Result<HttpResponse> {
+        match &self.tls {
+            Some(config) => tls::https_get(self.addr, path, config.clone()).await,
+            None => http(self.addr, "GET", path, &[], "").await,
+        }
+    }
+
+    /// What the node logged so far (with [`GatewayOptions::capture_log`]).
+    pub fn logs(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
+    }
+
+    async fn wait_status(&self, path: &str, status: u16) {
+        eventually(
+            &format!("{path} {status} on {}", self.addr),
+            || async move { self.get(path).await.ok().filter(|r| r.status == status) },
+        )
+        .await;
     }
 
     pub fn pid(&self) -> u32 {
@@ -474,14 +593,7 @@ impl GatewayProcess {
 
     /// Waits for `/readyz` to answer `status`.
     pub async fn wait_ready(&self, status: u16) {
-        let addr = self.addr;
-        eventually(&format!("/readyz {status} on {addr}"), || async move {
-            http(addr, "GET", "/readyz", &[], "")
-                .await
-                .ok()
-                .filter(|r| r.status == status)
-        })
-        .await;
+        self.wait_status("/readyz", status).await;
     }
 }
 
@@ -490,6 +602,9 @@ impl Drop for GatewayProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
         }
     }
 }

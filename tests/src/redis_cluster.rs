@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tls::{TestCa, Usage};
 use crate::{free_port, redis_server, wait_for_port};
 
 /// A real Redis Cluster on loopback: `masters` masters with one replica
@@ -13,10 +14,24 @@ pub struct RedisCluster {
     pub ports: Vec<u16>,
     children: Vec<Option<Child>>,
     dir: PathBuf,
+    /// What `redis-cli` needs (TLS files).
+    cli_args: Vec<String>,
+    /// `redis` or `rediss`.
+    scheme: &'static str,
 }
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_with(masters, None)
+    }
+
+    /// The same with TLS only (clients, replication and the cluster bus),
+    /// certificates from `ca`: [`RedisCluster::seeds`] are `rediss://`.
+    pub fn start_tls(masters: usize, ca: &TestCa) -> Self {
+        Self::start_with(masters, Some(ca))
+    }
+
+    fn start_with(masters: usize, tls: Option<&TestCa>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "gateway-cluster-{}-{}",
             std::process::id(),
@@ -24,15 +39,62 @@ impl RedisCluster {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ports = cluster_ports(masters * 2);
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let (cli_args, scheme) = match tls {
+            Some(ca) => {
+                // redis-cli presents a client certificate of its own.
+                let cli = ca.issue("cluster-cli", Usage::Client);
+                (
+                    vec![
+                        "--tls".to_owned(),
+                        "--cacert".to_owned(),
+                        path(&ca.ca_file),
+                        "--cert".to_owned(),
+                        path(&cli.cert),
+                        "--key".to_owned(),
+                        path(&cli.key),
+                    ],
+                    "rediss",
+                )
+            }
+            None => (Vec::new(), "redis"),
+        };
         let mut cluster = Self {
             ports: ports.clone(),
             children: Vec::new(),
             dir,
+            cli_args,
+            scheme,
         };
         for port in &ports {
             let node_dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node dir");
+            let tls_args: Vec<String> = match tls {
+                Some(ca) => {
+                    let files = ca.issue(&format!("cluster-{port}"), Usage::Server);
+                    [
+                        "--port",
+                        "0",
+                        "--tls-port",
+                        &port.to_string(),
+                        "--tls-cluster",
+                        "yes",
+                        "--tls-replication",
+                        "yes",
+                        "--tls-cert-file",
+                        &path(&files.cert),
+                        "--tls-key-file",
+                        &path(&files.key),
+                        "--tls-ca-cert-file",
+                        &path(&ca.ca_file),
+                    ]
+                    .map(str::to_owned)
+                    .to_vec()
+                }
+                None => Vec::new(),
+            };
             let child = redis_server(*port)
+                .args(&tls_args)
                 .args([
                     "--cluster-enabled",
                     "yes",
@@ -52,6 +114,7 @@ impl RedisCluster {
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
+            .args(&cluster.cli_args)
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -71,7 +134,7 @@ impl RedisCluster {
     pub fn seeds(&self) -> String {
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{}://127.0.0.1:{p}", self.scheme))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -79,6 +142,7 @@ impl RedisCluster {
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["-p", &port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .expect("redis-cli");

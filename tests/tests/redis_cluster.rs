@@ -167,3 +167,43 @@ async fn broadcasts_still_arrive_after_a_master_fails_over() {
         assert_eq!(alert["id"], id.as_str());
     }
 }
+
+/// A managed cluster's way: TLS only (clients, replication, the cluster
+/// bus), a private CA, and a client certificate demanded
+/// (`tls-auth-clients` is on by default).
+#[tokio::test]
+async fn a_tls_cluster_with_client_certificates_carries_every_event() {
+    use system_tests::tls::{TestCa, Usage};
+    let ca = TestCa::new();
+    let cluster = RedisCluster::start_tls(3, &ca);
+    let client_cert = ca.issue("gateway", Usage::Client);
+    let seeds = cluster.seeds();
+    assert!(seeds.starts_with("rediss://"));
+    let (ca_file, cert, key) = (
+        ca.ca_file.to_string_lossy().into_owned(),
+        client_cert.cert.to_string_lossy().into_owned(),
+        client_cert.key.to_string_lossy().into_owned(),
+    );
+    let env = [
+        ("REDIS_CLUSTER_NODES", seeds.as_str()),
+        ("REDIS_TLS_CA_FILE", ca_file.as_str()),
+        ("REDIS_TLS_CERT_FILE", cert.as_str()),
+        ("REDIS_TLS_KEY_FILE", key.as_str()),
+    ];
+    let node = GatewayProcess::start(&env).await;
+    node.wait_ready(200).await;
+    let mut dashboard = client(&node, "").await;
+    for (n, kind) in ["alert", "intervention", "metrics_update"]
+        .iter()
+        .enumerate()
+    {
+        let data = json!({ "n": n }).to_string();
+        let output = publisher_cli(&["send", "--type", kind, "--data", &data], &env);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(dashboard.next_of(kind).await["data"]["n"], n);
+    }
+}

@@ -97,11 +97,14 @@ pub async fn dashboard(
             );
         }
     };
-    let behind_tls = state.admission.is_trusted(peer.ip().to_canonical())
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    // The page's own origin is https:// when this node serves TLS itself,
+    // or when a trusted proxy says it terminated TLS.
+    let behind_tls = state.tls.is_some()
+        || (state.admission.is_trusted(peer.ip().to_canonical())
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
     if !origin_allowed(&state.config.cors_origins, &headers, behind_tls) {
         log_refused_origin(&headers);
         return reject(
@@ -174,7 +177,7 @@ pub async fn dashboard(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(max_write_buffer(state.config.max_event_bytes))
+        .max_write_buffer_size(max_write_buffer(state.config.wire.max_event_bytes))
         .on_upgrade(move |socket| {
             // Every line a session logs says which client on which node.
             let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);

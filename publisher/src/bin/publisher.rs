@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use publisher::config::DEFAULT_REDIS_URL;
 use publisher::simulate::Generator;
-use publisher::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
-use publisher::{HistoryPolicy, Publisher, WireFormat};
+use publisher::{Publisher, RedisConfig, RedisTarget, WireConfig, WireFormat};
 use serde_json::value::RawValue;
-use shared::envelope::DEFAULT_MAX_EVENT_BYTES;
-
-const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Parser)]
 #[command(
@@ -26,45 +23,15 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
     about = "Publish dashboard events to the gateway's Redis bus (or one gateway over HTTP)"
 )]
 struct Cli {
+    /// Where Redis is: the same variables as the gateway's (REDIS_URL,
+    /// REDIS_CLUSTER_NODES, REDIS_SENTINELS, REDIS_TLS_*); default
+    /// redis://127.0.0.1:6379.
     #[command(flatten)]
-    redis: RedisArgs,
+    redis: RedisConfig,
+    #[command(flatten)]
+    wire: WireConfig,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args)]
-struct RedisArgs {
-    /// Redis to publish to.
-    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, global = true)]
-    redis_url: String,
-    /// Redis Cluster seed nodes (comma-separated redis:// URLs); replaces REDIS_URL.
-    #[arg(long, env = "REDIS_CLUSTER_NODES", global = true)]
-    redis_cluster_nodes: Option<String>,
-    /// Key and channel namespace; must match the gateways' CHANNEL_PREFIX.
-    #[arg(long, env = "CHANNEL_PREFIX", default_value = "ws", global = true)]
-    channel_prefix: String,
-    /// Events kept for resume (`?since=`).
-    #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE, global = true)]
-    history_size: usize,
-    /// Seconds an event is kept for resume (0: until pushed out by size).
-    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(), global = true)]
-    history_ttl_secs: u64,
-    /// Largest encoded event, bytes; bigger ones are refused (exit 1).
-    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES, global = true,
-          value_parser = parse_max_event_bytes)]
-    max_event_bytes: usize,
-}
-
-fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
-    let range = shared::envelope::MAX_EVENT_BYTES_RANGE;
-    match value.parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{value:?} is not a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )),
-    }
 }
 
 #[derive(Subcommand)]
@@ -111,7 +78,26 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    match run(cli).await {
+    // Checked once, before anything connects: a misconfiguration exits 2
+    // with a clear message, like the gateway's.
+    let checked = cli
+        .redis
+        .clone()
+        .or_url(DEFAULT_REDIS_URL)
+        .target()
+        .and_then(|target| cli.wire.validate().map(|()| target));
+    let target = match checked {
+        Ok(Some(target)) => target,
+        Ok(None) => unreachable!("or_url names a Redis"),
+        Err(err) => Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, err)
+            .exit(),
+    };
+    let target = Target {
+        redis: target,
+        wire: cli.wire.wire_format(publisher::Topology::Single),
+    };
+    match run(cli.command, target).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("publisher: {err:#}");
@@ -120,45 +106,21 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Where to publish: one Redis, or a cluster's seeds.
+/// Where to publish, checked.
 #[derive(Clone)]
 struct Target {
-    url: String,
-    cluster: Vec<String>,
-    prefix: String,
-    history: HistoryPolicy,
-    max_event_bytes: usize,
+    redis: RedisTarget,
+    wire: WireFormat,
 }
 
 impl Target {
     async fn connect(&self) -> Result<Publisher, publisher::PublishError> {
-        let wire =
-            WireFormat::new(&self.prefix, self.history).with_max_event_bytes(self.max_event_bytes);
-        if self.cluster.is_empty() {
-            Publisher::connect_with(&self.url, wire).await
-        } else {
-            Publisher::connect_cluster(&self.cluster, wire).await
-        }
+        Publisher::connect_target(self.redis.clone(), self.wire.clone()).await
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let target = Target {
-        url: cli.redis.redis_url,
-        cluster: cli
-            .redis
-            .redis_cluster_nodes
-            .as_deref()
-            .map(publisher::connection::cluster_seeds)
-            .unwrap_or_default(),
-        prefix: cli.redis.channel_prefix,
-        history: HistoryPolicy {
-            max_len: cli.redis.history_size,
-            ttl: Duration::from_secs(cli.redis.history_ttl_secs),
-        },
-        max_event_bytes: cli.redis.max_event_bytes,
-    };
-    match cli.command {
+async fn run(command: Command, target: Target) -> Result<()> {
+    match command {
         Command::Send {
             kind,
             data,

@@ -25,7 +25,7 @@ use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind, Value};
 use shared::{keys, kind};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, REDIS_TIMEOUT, RedisBus, bounded};
+use super::{BusError, RedisBus, bounded};
 use crate::hub::Hub;
 use crate::telemetry::BUS_MESSAGES_RECEIVED;
 
@@ -37,8 +37,12 @@ const ANTI_ENTROPY: Duration = Duration::from_secs(1);
 /// without end cannot make a node subscribe without end.
 const MAX_CHANNELS: usize = 1024;
 
-/// A cluster client whose sharded messages go straight to `hub`.
-pub(super) fn client(seeds: &[String], hub: Arc<Hub>) -> Result<ClusterClient, BusError> {
+/// A cluster client (seeds, TLS and time limits from `builder`) whose
+/// sharded messages go straight to `hub`.
+pub(super) fn client(
+    builder: ClusterClientBuilder,
+    hub: Arc<Hub>,
+) -> Result<ClusterClient, BusError> {
     let received = counter!(BUS_MESSAGES_RECEIVED);
     let deliver = move |push: PushInfo| -> Result<(), std::convert::Infallible> {
         if let (PushKind::SMessage, Some(Value::BulkString(payload))) =
@@ -50,11 +54,9 @@ pub(super) fn client(seeds: &[String], hub: Arc<Hub>) -> Result<ClusterClient, B
         }
         Ok(())
     };
-    Ok(ClusterClientBuilder::new(seeds.to_vec())
+    Ok(builder
         .use_protocol(ProtocolVersion::RESP3)
         .push_sender(deliver)
-        .connection_timeout(REDIS_TIMEOUT)
-        .response_timeout(REDIS_TIMEOUT)
         .build()?)
 }
 

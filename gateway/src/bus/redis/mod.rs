@@ -1,5 +1,7 @@
 //! The Redis bus: N stateless nodes behave as one gateway, on one Redis
-//! (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`).
+//! (`REDIS_URL`), the master behind Redis Sentinels (`REDIS_SENTINELS`), or
+//! a Redis Cluster (`REDIS_CLUSTER_NODES`); over TLS and as an ACL user
+//! when configured (see [`publisher::config`]).
 //!
 //! - Live: `single` `PSUBSCRIBE`s to `{prefix}:events:*`; `cluster`
 //!   `SSUBSCRIBE`s to each type's sharded channel. Each payload goes to the
@@ -15,6 +17,14 @@
 //! Every command goes through one connection type ([`publisher::Connection`]:
 //! pooled single Redis, or the cluster connection), so all of the above is
 //! written once for both.
+//!
+//! With Sentinels, every new connection (the subscriber's, and each one the
+//! pool opens) asks the Sentinels for the master first
+//! ([`publisher::Connector`]). A failover is therefore followed by the same
+//! path as a restart: the subscription breaks, `/readyz` turns 503, the
+//! subscriber reconnects to the new master, resubscribes and catches up from
+//! the history (which the replica holds), then reports ready; pooled
+//! connections to the old master fail their check and are replaced.
 //!
 //! Losing Redis never touches local clients: the subscriber task reconnects
 //! with capped, jittered backoff, resubscribes, replays what it missed from
@@ -35,10 +45,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool::managed::{Metrics, Pool, PoolConfig, RecycleResult, Timeouts};
 use metrics::{counter, gauge};
-use publisher::WireFormat;
+use publisher::{Connector, RedisTarget, WireFormat};
 use redis::AsyncCommands;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use serde_json::value::RawValue;
@@ -61,20 +72,18 @@ const NODE_TTL: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Where the bus lives.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// `REDIS_URL`.
-    Single(String),
-    /// `REDIS_CLUSTER_NODES`: seed URLs.
-    Cluster(Vec<String>),
-}
+/// Connections used to send commands stay in the pool up to this many.
+const POOL_SIZE: usize = 16;
 
 // One per node: the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Backend {
-    /// A pool for commands; each subscription gets its own connection.
-    Single { client: redis::Client, pool: Pool },
+    /// One Redis or the Sentinels' master: a pool for commands; each
+    /// subscription gets its own connection.
+    Single {
+        connector: Connector,
+        pool: Pool<Manager>,
+    },
     /// One multiplexed cluster connection for commands and sharded
     /// subscriptions alike, made by the subscriber task.
     Cluster {
@@ -84,7 +93,57 @@ enum Backend {
 }
 
 /// A command connection to either backend.
-type Conn = publisher::Connection<deadpool_redis::Connection>;
+type Conn = publisher::Connection<Pooled>;
+
+/// Makes the pool's connections through the [`Connector`] (so, with
+/// Sentinels, to whichever server is master when it is made) and checks a
+/// connection with `PING` before handing it out again.
+struct Manager(Connector);
+
+impl deadpool::managed::Manager for Manager {
+    type Type = MultiplexedConnection;
+    type Error = BusError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, BusError> {
+        Ok(self.0.connect().await?)
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut MultiplexedConnection,
+        _: &Metrics,
+    ) -> RecycleResult<BusError> {
+        redis::cmd("PING")
+            .query_async::<()>(conn)
+            .await
+            .map_err(|e| deadpool::managed::RecycleError::Backend(e.into()))
+    }
+}
+
+/// A connection borrowed from the pool (given back on drop).
+pub struct Pooled(deadpool::managed::Object<Manager>);
+
+impl ConnectionLike for Pooled {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
 
 pub struct RedisBus {
     backend: Backend,
@@ -99,31 +158,33 @@ impl RedisBus {
     /// heartbeat) on `tracker`. Returns at once: a Redis that is down at
     /// start-up is retried like one that goes down later.
     pub fn start(
-        target: Target,
+        target: RedisTarget,
         wire: WireFormat,
         hub: Arc<Hub>,
         node: Arc<Node>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Arc<Self>, BusError> {
-        let backend = match target {
-            Target::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let mut pool_config = PoolConfig::new(16);
-                pool_config.timeouts = Timeouts {
-                    wait: Some(REDIS_TIMEOUT),
-                    create: Some(REDIS_TIMEOUT),
-                    recycle: Some(REDIS_TIMEOUT),
-                };
-                let mut config = deadpool_redis::Config::from_url(url);
-                config.pool = Some(pool_config);
-                let pool = config
-                    .create_pool(Some(Runtime::Tokio1))
+        let connector = Connector::new(target)?.with_timeout(REDIS_TIMEOUT);
+        let backend = match connector.cluster_builder() {
+            None => {
+                let pool = Pool::builder(Manager(connector.clone()))
+                    .config(PoolConfig {
+                        max_size: POOL_SIZE,
+                        timeouts: Timeouts {
+                            wait: Some(REDIS_TIMEOUT),
+                            create: Some(REDIS_TIMEOUT),
+                            recycle: Some(REDIS_TIMEOUT),
+                        },
+                        ..PoolConfig::default()
+                    })
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
                     .map_err(|e| BusError::Pool(e.to_string()))?;
-                Backend::Single { client, pool }
+                Backend::Single { connector, pool }
             }
-            Target::Cluster(seeds) => Backend::Cluster {
-                client: cluster::client(&seeds, hub.clone())?,
+            Some(builder) => Backend::Cluster {
+                client: cluster::client(builder, hub.clone())?,
                 conn: RwLock::new(None),
             },
         };
@@ -157,13 +218,15 @@ impl RedisBus {
 
     async fn conn(&self) -> Result<Conn, BusError> {
         match &self.backend {
-            Backend::Single { pool, .. } => {
-                pool.get().await.map(Conn::Single).map_err(|e| match e {
-                    deadpool_redis::PoolError::Backend(e) => BusError::Redis(e),
-                    deadpool_redis::PoolError::Timeout(_) => BusError::Timeout,
+            Backend::Single { pool, .. } => pool
+                .get()
+                .await
+                .map(|conn| Conn::Single(Pooled(conn)))
+                .map_err(|e| match e {
+                    deadpool::managed::PoolError::Backend(e) => e,
+                    deadpool::managed::PoolError::Timeout(_) => BusError::Timeout,
                     other => BusError::Pool(other.to_string()),
-                })
-            }
+                }),
             Backend::Cluster { conn, .. } => conn
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
@@ -209,8 +272,8 @@ impl RedisBus {
         subscribed_before: &mut bool,
     ) -> Result<(), BusError> {
         match &self.backend {
-            Backend::Single { client, .. } => {
-                single::follow(self, client, shutdown, backoff, subscribed_before).await
+            Backend::Single { connector, .. } => {
+                single::follow(self, connector, shutdown, backoff, subscribed_before).await
             }
             Backend::Cluster { client, conn } => {
                 cluster::follow(self, client, conn, shutdown, backoff, subscribed_before).await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use metrics::counter;
-use redis::Client;
+use publisher::Connector;
 use shared::keys;
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +23,13 @@ const EPOCH_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) async fn follow(
     bus: &RedisBus,
-    client: &Client,
+    connector: &Connector,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
     subscribed_before: &mut bool,
 ) -> Result<(), BusError> {
+    // With Sentinels, this asks them for the master now.
+    let client = bounded(connector.client()).await?;
     let pubsub = bounded(client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
     bus.init_position().await?;
