@@ -160,3 +160,41 @@ async fn ping_floods_leave_other_clients_latency_alone() {
     }
     assert_within_baseline("ping floods", base, abused);
 }
+
+#[tokio::test]
+async fn resumes_during_a_redis_outage_do_not_flood_the_log() {
+    let mut redis = RedisServer::start();
+    let node = GatewayProcess::launch(
+        free_port(),
+        &[("REDIS_URL", &redis.url())],
+        system_tests::GatewayOptions {
+            capture_log: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    node.wait_ready(200).await;
+    let mut client = Client::connect(&node.ws_url("")).await.unwrap();
+    let position = client.next_json().await["id"].as_str().unwrap().to_owned();
+    redis.kill();
+    node.wait_ready(503).await;
+    let mut answered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let mut resumed = Client::connect(&node.ws_url(&format!("?since={position}")))
+            .await
+            .unwrap();
+        let recovery = resumed.next_of("recovery").await;
+        assert_eq!(
+            recovery["data"]["recovered"], false,
+            "the history cannot be read"
+        );
+        answered += 1;
+    }
+    assert!(answered > 20, "the resumes ran: {answered}");
+    let warnings = node.logs().matches("replay failed").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{answered} failed resumes logged {warnings} warnings"
+    );
+}
