@@ -1,5 +1,5 @@
-//! The `gateway` binary: config → bind → [`gateway::run`] until SIGTERM or
-//! ctrl-c.
+//! The `gateway` binary: config → [`gateway::start`] → bind →
+//! [`gateway::serve`] until SIGTERM or ctrl-c.
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
@@ -8,18 +8,21 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Bad values exit 2 with a clear message, whether clap or `validate` finds them.
-    let config = Config::parse().validate().unwrap_or_else(|err| {
-        Config::command()
-            .error(clap::error::ErrorKind::ValueValidation, err)
-            .exit()
-    });
     gateway::telemetry::init_logging();
-    let listener = gateway::listen(config.bind_addr)
-        .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    gateway::run(listener, config, shutdown).await?;
+    // The configuration is checked once, by `start`: bad values exit 2 with
+    // a clear message, whether clap or the check finds them.
+    let state = match gateway::start(Config::parse(), shutdown.clone()) {
+        Ok(state) => state,
+        Err(gateway::GatewayError::Config(err)) => Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, err)
+            .exit(),
+        Err(err) => return Err(err.into()),
+    };
+    let addr = state.config.bind_addr;
+    let listener = gateway::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    tokio::spawn(stop_on_signal(shutdown));
+    gateway::serve(listener, state).await?;
     Ok(())
 }
 
