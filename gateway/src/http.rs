@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::bus::{BusError, NodeStatus};
+use crate::bus::BusError;
 use crate::error::AppError;
+use crate::membership::NodeStatus;
 use crate::state::AppState;
 use crate::telemetry::PUBLISH_REQUESTS;
 
@@ -64,7 +65,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         started_at: shared::envelope::format_timestamp(node.started_at),
         updated_at: shared::envelope::format_timestamp(chrono::Utc::now()),
     };
-    let (mut nodes, cluster_ok) = match state.bus.nodes().await {
+    let (mut nodes, cluster_ok) = match state.membership.nodes().await {
         Ok(nodes) => (nodes, true),
         Err(err) => {
             tracing::warn!("cluster status unavailable: {err}");

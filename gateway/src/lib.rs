@@ -12,6 +12,7 @@
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
 //! - [`rate`]: the token bucket behind every rate limit.
+//! - [`membership`]: who else is in the cluster (`/ws/status`, drain).
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
 //! - [`telemetry`]: metric names and the Prometheus recorder.
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod membership;
 pub mod node;
 pub mod rate;
 pub mod state;
@@ -59,6 +61,7 @@ use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
 pub use crate::config::Config;
 use crate::hub::{Arrival, Hub};
+use crate::membership::Membership;
 use crate::node::Node;
 pub use crate::state::AppState;
 
@@ -177,20 +180,24 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         config.wire.max_event_bytes,
     ));
     let tracker = TaskTracker::new();
-    let bus: Arc<dyn Bus> = match redis {
-        None => Arc::new(LocalBus::new(hub.clone(), config.history())),
+    let (bus, membership): (Arc<dyn Bus>, Arc<dyn Membership>) = match redis {
+        None => (
+            Arc::new(LocalBus::new(hub.clone(), config.history())),
+            Arc::new(membership::Alone),
+        ),
         Some(target) => {
             // Never the password: `describe` redacts it.
             tracing::info!(redis = target.describe(), "bus: Redis");
             let wire = config.wire.wire_format(target.topology());
-            RedisBus::start(
+            let redis = RedisBus::start(
                 target,
                 wire,
                 hub.clone(),
                 node.clone(),
                 shutdown.clone(),
                 &tracker,
-            )?
+            )?;
+            (redis.clone(), redis)
         }
     };
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
@@ -212,6 +219,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         node,
         hub,
         bus,
+        membership,
         metrics,
         admission,
         config,
@@ -241,7 +249,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     }
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();
-    let bus = state.bus.clone();
+    let membership = state.membership.clone();
     accept(listener, state).await;
 
     // Accepting has stopped. Upgraded sockets are outside axum's graceful
@@ -254,7 +262,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
     {
         tracing::warn!("drain timed out after {drain_timeout:?}; exiting anyway");
     }
-    bus.leave().await;
+    membership.leave().await;
     tracing::info!("drained");
     Ok(())
 }

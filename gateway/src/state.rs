@@ -10,6 +10,7 @@ use crate::admission::Admission;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::membership::Membership;
 use crate::node::Node;
 
 /// What every handler shares.
@@ -18,6 +19,8 @@ pub struct AppState {
     pub node: Arc<Node>,
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
+    /// Who else is in the cluster (`/ws/status`, leaving on a drain).
+    pub membership: Arc<dyn Membership>,
     pub metrics: PrometheusHandle,
     pub admission: Arc<Admission>,
     /// Cancelled on SIGTERM: the node drains.

@@ -12,7 +12,7 @@ use publisher::HistoryPolicy;
 use serde_json::value::RawValue;
 use shared::{Epoch, EventId, Position};
 
-use super::{Bus, BusError, HistoryPage, NodeStatus, ReplayEvent, StreamInfo};
+use super::{Bus, BusError, HistoryPage, ReplayEvent, StreamInfo};
 use crate::hub::Hub;
 
 #[derive(Debug)]
@@ -153,12 +153,6 @@ impl Bus for LocalBus {
             standing,
         })
     }
-
-    async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError> {
-        Ok(Vec::new())
-    }
-
-    async fn leave(&self) {}
 }
 
 #[cfg(test)]

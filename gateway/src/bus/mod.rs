@@ -5,13 +5,14 @@
 //! - [`local::LocalBus`]: in-process, one node (development, demos). History
 //!   is kept in memory with the same semantics as Redis.
 //! - [`redis::RedisBus`]: Redis pub/sub between nodes, history in a Redis
-//!   stream, per-node connection counts with an expiry.
+//!   stream.
+//!
+//! Who else is in the cluster is another concern: [`crate::membership`].
 
 pub mod local;
 pub mod redis;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use shared::{Epoch, EventId, Position};
 use thiserror::Error;
@@ -116,17 +117,6 @@ pub struct ReplayEvent {
     pub text: String,
 }
 
-/// One node's line in `/ws/status`, as stored in Redis.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub node_id: String,
-    pub active_connections: u64,
-    pub ready: bool,
-    pub bus: String,
-    pub started_at: String,
-    pub updated_at: String,
-}
-
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// `"in-process"` or `"redis"`, for `/ws/status`.
@@ -149,13 +139,6 @@ pub trait Bus: Send + Sync + 'static {
         until: Option<EventId>,
         limit: usize,
     ) -> Result<HistoryPage, BusError>;
-
-    /// The other nodes' latest status (this node's own entry included when
-    /// the bus stores one; the caller replaces it with live numbers).
-    async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError>;
-
-    /// Removes this node from the cluster count at once (drain).
-    async fn leave(&self);
 }
 
 #[cfg(test)]

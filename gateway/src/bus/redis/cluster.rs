@@ -25,7 +25,7 @@ use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind, Value};
 use shared::{keys, kind};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, RedisBus, bounded};
+use super::{BusError, Reconnect, RedisBus, bounded};
 use crate::hub::Hub;
 use crate::telemetry::BUS_MESSAGES_RECEIVED;
 
@@ -65,15 +65,14 @@ pub(super) async fn follow(
     client: &ClusterClient,
     slot: &RwLock<Option<ClusterConnection>>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
-    subscribed_before: &mut bool,
+    reconnect: &mut Reconnect,
 ) -> Result<(), BusError> {
     let mut conn = bounded(client.get_async_connection()).await?;
     *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
     bus.init_position().await?;
     let mut channels = HashSet::new();
     subscribe_types(bus, &mut conn, &mut channels).await?;
-    bus.subscribed(backoff, subscribed_before).await?;
+    bus.subscribed(reconnect).await?;
     tracing::info!(channels = channels.len(), "subscribed to sharded channels");
 
     // Everything up to the node's position has been read from the history

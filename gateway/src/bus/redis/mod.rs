@@ -58,8 +58,9 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Bus, BusError, HistoryPage, NodeStatus};
+use super::{Bus, BusError, HistoryPage};
 use crate::hub::Hub;
+use crate::membership::{Membership, NodeStatus};
 use crate::node::Node;
 use crate::telemetry::{BUS_CONNECTED, BUS_RECONNECTS};
 
@@ -153,6 +154,45 @@ pub struct RedisBus {
     ready: AtomicBool,
 }
 
+/// The subscriber's memory across subscriptions: how long to wait before
+/// the next attempt, and whether it was ever subscribed (re-established
+/// subscriptions are counted, attempts are not).
+#[derive(Debug)]
+pub(super) struct Reconnect {
+    backoff: Duration,
+    subscribed_before: bool,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            backoff: BACKOFF_MIN,
+            subscribed_before: false,
+        }
+    }
+}
+
+impl Reconnect {
+    /// A subscription is up: the next loss starts from the shortest wait.
+    fn succeeded(&mut self) {
+        self.backoff = BACKOFF_MIN;
+        if std::mem::replace(&mut self.subscribed_before, true) {
+            counter!(BUS_RECONNECTS).increment(1);
+        }
+    }
+
+    /// Waits a jittered half-to-full backoff, then doubles it (capped).
+    /// False when the node stops meanwhile.
+    async fn pause(&mut self, shutdown: &CancellationToken) -> bool {
+        let pause = self.backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = shutdown.cancelled() => false,
+        }
+    }
+}
+
 impl RedisBus {
     /// Creates the bus and starts its background tasks (subscriber,
     /// heartbeat) on `tracker`. Returns at once: a Redis that is down at
@@ -238,25 +278,21 @@ impl RedisBus {
 
     /// Keeps this node subscribed for as long as it runs.
     async fn subscriber(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
-        let mut subscribed_before = false;
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self
-                .follow(&shutdown, &mut backoff, &mut subscribed_before)
-                .await
-            {
+            match self.follow(&shutdown, &mut reconnect).await {
                 Ok(()) => break,
                 Err(err) => {
                     self.set_ready(false);
-                    tracing::warn!("bus subscription: {err}; retrying in {backoff:?}");
+                    tracing::warn!(
+                        "bus subscription: {err}; retrying in up to {:?}",
+                        reconnect.backoff
+                    );
                 }
             }
-            let pause = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.cancelled() => break,
+            if !reconnect.pause(&shutdown).await {
+                break;
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         // Stopping, not lost: no warning.
         self.ready.store(false, Ordering::SeqCst);
@@ -268,15 +304,14 @@ impl RedisBus {
     async fn follow(
         &self,
         shutdown: &CancellationToken,
-        backoff: &mut Duration,
-        subscribed_before: &mut bool,
+        reconnect: &mut Reconnect,
     ) -> Result<(), BusError> {
         match &self.backend {
             Backend::Single { connector, .. } => {
-                single::follow(self, connector, shutdown, backoff, subscribed_before).await
+                single::follow(self, connector, shutdown, reconnect).await
             }
             Backend::Cluster { client, conn } => {
-                cluster::follow(self, client, conn, shutdown, backoff, subscribed_before).await
+                cluster::follow(self, client, conn, shutdown, reconnect).await
             }
         }
     }
@@ -294,21 +329,13 @@ impl RedisBus {
 
     /// After (re)subscribing: load the snapshot, send this node's clients
     /// what it missed, and report ready.
-    async fn subscribed(
-        &self,
-        backoff: &mut Duration,
-        subscribed_before: &mut bool,
-    ) -> Result<(), BusError> {
+    async fn subscribed(&self, reconnect: &mut Reconnect) -> Result<(), BusError> {
         self.load_snapshot().await?;
         if let Some(position) = self.hub.position() {
             self.catch_up(position).await?;
         }
         self.set_ready(true);
-        *backoff = BACKOFF_MIN;
-        if std::mem::replace(subscribed_before, true) {
-            // Counts re-established subscriptions, not attempts.
-            counter!(BUS_RECONNECTS).increment(1);
-        }
+        reconnect.succeeded();
         Ok(())
     }
 
@@ -359,7 +386,10 @@ impl Bus for RedisBus {
     ) -> Result<HistoryPage, BusError> {
         self.read_page(after, until, limit).await
     }
+}
 
+#[async_trait]
+impl Membership for RedisBus {
     async fn nodes(&self) -> Result<Vec<NodeStatus>, BusError> {
         self.live_nodes().await
     }

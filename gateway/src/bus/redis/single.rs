@@ -11,7 +11,7 @@ use publisher::Connector;
 use shared::keys;
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, RedisBus, bounded};
+use super::{BusError, Reconnect, RedisBus, bounded};
 use crate::telemetry::BUS_MESSAGES_RECEIVED;
 
 /// How often an idle subscription is checked with PING (a half-open TCP
@@ -25,8 +25,7 @@ pub(super) async fn follow(
     bus: &RedisBus,
     connector: &Connector,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
-    subscribed_before: &mut bool,
+    reconnect: &mut Reconnect,
 ) -> Result<(), BusError> {
     // With Sentinels, this asks them for the master now.
     let client = bounded(connector.client()).await?;
@@ -35,7 +34,7 @@ pub(super) async fn follow(
     bus.init_position().await?;
     let pattern = keys::events_pattern(bus.prefix());
     bounded(sink.psubscribe(&pattern)).await?;
-    bus.subscribed(backoff, subscribed_before).await?;
+    bus.subscribed(reconnect).await?;
     tracing::info!(%pattern, "subscribed");
 
     let mut health = tokio::time::interval(SUBSCRIPTION_HEALTH);

@@ -9,7 +9,8 @@ use shared::keys;
 use tokio_util::sync::CancellationToken;
 
 use super::{BusError, HEARTBEAT, NODE_TTL, RedisBus, bounded};
-use crate::bus::{Bus, NodeStatus};
+use crate::bus::Bus;
+use crate::membership::NodeStatus;
 
 impl RedisBus {
     /// Writes this node's status every second until it stops.
