@@ -149,7 +149,6 @@ pub struct Hub {
     /// Largest payload accepted from the bus: the limit plus the id the
     /// history adds.
     max_payload: usize,
-    arrival: Arrival,
     /// Set when a payload named another epoch: the bus should check whether
     /// the history was created anew.
     foreign_epoch_seen: AtomicBool,
@@ -218,7 +217,6 @@ impl Hub {
             state: Mutex::new(state),
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
-            arrival,
             foreign_epoch_seen: AtomicBool::new(false),
         }
     }
@@ -261,10 +259,6 @@ impl Hub {
     /// when the node joined it).
     pub fn position(&self) -> Option<Position> {
         self.state().position()
-    }
-
-    pub fn epoch(&self) -> Option<Epoch> {
-        self.state().epoch
     }
 
     /// Starts at `position` if the node knows no history yet (a node
@@ -383,10 +377,6 @@ impl Hub {
         {
             self.state().analytics = Some(Arc::new(snapshot));
         }
-    }
-
-    pub fn arrival(&self) -> Arrival {
-        self.arrival
     }
 }
 

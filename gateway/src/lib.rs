@@ -26,20 +26,22 @@
 // compiler's default limit is not enough to lay out the bus's futures.
 #![recursion_limit = "256"]
 
-pub mod admission;
-pub mod bus;
+// What the binary and the tests use is public; everything else is the
+// crate's own (tests go through HTTP and WebSocket, as users do).
+pub(crate) mod admission;
+pub(crate) mod bus;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod http;
-pub mod hub;
-pub mod membership;
-pub mod node;
-pub mod rate;
-pub mod state;
+pub(crate) mod demo;
+pub(crate) mod error;
+pub(crate) mod http;
+pub(crate) mod hub;
+pub(crate) mod membership;
+pub(crate) mod node;
+pub(crate) mod rate;
+pub(crate) mod state;
 pub mod telemetry;
-pub mod tls;
-pub mod ws;
+pub(crate) mod tls;
+pub(crate) mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
             .exit(),
         Err(err) => return Err(err.into()),
     };
-    let addr = state.config.bind_addr;
+    let addr = state.bind_addr();
     let listener = gateway::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     tokio::spawn(stop_on_signal(shutdown));
     gateway::serve(listener, state).await?;

@@ -15,27 +15,32 @@ use crate::node::Node;
 
 /// What every handler shares.
 pub struct AppState {
-    pub config: Config,
-    pub node: Arc<Node>,
-    pub hub: Arc<Hub>,
-    pub bus: Arc<dyn Bus>,
+    pub(crate) config: Config,
+    pub(crate) node: Arc<Node>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) bus: Arc<dyn Bus>,
     /// Who else is in the cluster (`/ws/status`, leaving on a drain).
-    pub membership: Arc<dyn Membership>,
-    pub metrics: PrometheusHandle,
-    pub admission: Arc<Admission>,
+    pub(crate) membership: Arc<dyn Membership>,
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) admission: Arc<Admission>,
     /// Cancelled on SIGTERM: the node drains.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Every client session and background task, so a drain can wait.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     /// Replays (`?since=`) running at once; a resume waits for a permit.
-    pub replays: Arc<tokio::sync::Semaphore>,
+    pub(crate) replays: Arc<tokio::sync::Semaphore>,
     /// The `PUBLISH_API_KEY` a `--demo` node made for itself (none given).
-    pub demo_publish_key: Option<String>,
+    pub(crate) demo_publish_key: Option<String>,
     /// `TLS_CERT_FILE`: the accept loop speaks TLS first (`wss://`).
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {
+    /// Where the node listens (`BIND_ADDR`).
+    pub fn bind_addr(&self) -> std::net::SocketAddr {
+        self.config.bind_addr
+    }
+
     pub fn is_draining(&self) -> bool {
         self.shutdown.is_cancelled()
     }

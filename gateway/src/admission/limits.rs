@@ -75,12 +75,9 @@ impl IpLimits {
             .retain(|_, e| e.connections > 0 || !e.handshakes.refilled_by(now, rate, burst));
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.ips().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -123,6 +120,6 @@ mod tests {
         assert_eq!(limits.len(), 1, "the idle address is forgotten");
         drop(held);
         limits.sweep();
-        assert!(limits.is_empty());
+        assert_eq!(limits.len(), 0);
     }
 }

@@ -27,9 +27,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 use self::auth::Auth;
-pub use self::auth::{
-    AuthFailure, Identity, JWKS_REFETCH_INTERVAL, JWT_LEEWAY_SECS, Jwks, read_key_file,
-};
+pub use self::auth::{AuthFailure, Identity, JWT_LEEWAY_SECS, Jwks, read_key_file};
 pub use self::limits::{IpLimits, IpPlace, SWEEP_EVERY};
 use self::users::{UserLimits, UserPlace};
 use crate::config::{Config, ConfigError};

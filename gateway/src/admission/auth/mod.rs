@@ -23,7 +23,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
 
 use self::claims::{Claims, Expect};
-pub use self::jwks::{JWKS_REFETCH_INTERVAL, Jwks};
+pub use self::jwks::Jwks;
 pub use self::keys::Key;
 use crate::config::{Config, ConfigError};
 
