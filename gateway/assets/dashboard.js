@@ -257,11 +257,31 @@
   }
 
   // TutorMax's `alerts_count`: alerts by severity, as the backend counts them.
-  var severityCounts = Array.prototype.slice.call(document.querySelectorAll('[data-testid="alerts-count"] [data-severity]'));
+  // Backends name their scales differently (critical / warning / info, or
+  // critical / high / medium / low): every severity present is shown, the
+  // known ones in order of urgency, others after.
+  var SEVERITY_RANK = ['critical', 'high', 'warning', 'medium', 'low', 'info'];
+  var SEVERITY_COLOR = { critical: 'critical', high: 'critical', warning: 'warning', medium: 'warning', low: 'info', info: 'info' };
+  var severityBox = document.querySelector('[data-testid="alerts-count"]');
   function renderSeverities(counts) {
-    severityCounts.forEach(function (node) {
-      var v = isObject(counts) ? counts[node.getAttribute('data-severity')] : undefined;
-      node.querySelector('b').textContent = isNum(v) ? fmtCount(v) : '–';
+    var keys = isObject(counts) ? Object.keys(counts).filter(function (k) { return isNum(counts[k]); }) : [];
+    if (!keys.length) return;
+    keys.sort(function (a, b) {
+      var ra = SEVERITY_RANK.indexOf(a), rb = SEVERITY_RANK.indexOf(b);
+      return (ra < 0 ? 99 : ra) - (rb < 0 ? 99 : rb);
+    });
+    Array.prototype.slice.call(severityBox.querySelectorAll('[data-severity]')).forEach(function (node) {
+      node.parentNode.removeChild(node);
+    });
+    keys.forEach(function (key) {
+      var span = document.createElement('span');
+      span.className = 'sev-count sev-' + (SEVERITY_COLOR[key] || 'info');
+      span.setAttribute('data-severity', key);
+      var b = document.createElement('b');
+      b.textContent = fmtCount(counts[key]);
+      span.appendChild(b);
+      span.appendChild(document.createTextNode(' ' + key));
+      severityBox.appendChild(span);
     });
   }
 

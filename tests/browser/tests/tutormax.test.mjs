@@ -58,6 +58,14 @@ test('TutorMax analytics: tiles, the performance tiers chart and alerts by sever
   const severities = await page.evaluate(() => [...document.querySelectorAll('[data-testid="alerts-count"] [data-severity]')]
     .map((n) => [n.getAttribute('data-severity'), n.querySelector('b').textContent]));
   assert.deepEqual(severities, [['critical', '2'], ['warning', '5'], ['info', '9']]);
+  // another backend's scale (the demo's): every severity shown, most urgent first
+  await publish(gw, 'analytics_update', { ...ANALYTICS, alerts_count: { low: 4, critical: 1, medium: 3, high: 2 } });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="alerts-count"] [data-severity]').length === 4);
+  const scale = await page.evaluate(() => [...document.querySelectorAll('[data-testid="alerts-count"] [data-severity]')]
+    .map((n) => [n.getAttribute('data-severity'), n.querySelector('b').textContent]));
+  assert.deepEqual(scale, [['critical', '1'], ['high', '2'], ['medium', '3'], ['low', '4']]);
+  await publish(gw, 'analytics_update', ANALYTICS);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="alerts-count"] [data-severity]').length === 3);
   // the bars are drawn: the Strong bar is wider than the Needs Support one
   const widths = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('[data-tier] .tier-fill')]
     .map((r) => [r.closest('[data-tier]').getAttribute('data-tier'), r.getBoundingClientRect().width])));
