@@ -194,39 +194,17 @@ pub enum ConfigError {
     JwksUrl(String, String),
 }
 
+/// The defaults are the flags' own (`default_value` above), read through
+/// clap with every environment variable ignored: nothing is restated by
+/// hand, and a test's config never picks up the shell's `REDIS_URL`.
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            bind_addr: DEFAULT_BIND_ADDR.parse().expect("valid default address"),
-            redis: RedisConfig::default(),
-            wire: WireConfig::default(),
-            node_id: None,
-            cors_origins: Vec::new(),
-            publish_api_key: None,
-            auth_jwt_secret: None,
-            demo: false,
-            demo_rate: DEFAULT_DEMO_RATE,
-            ping_interval_ms: DEFAULT_PING_INTERVAL_MS,
-            pong_timeout_ms: DEFAULT_PONG_TIMEOUT_MS,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            client_buffer: DEFAULT_CLIENT_BUFFER,
-            write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
-            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_ip: 0,
-            trusted_proxies: Vec::new(),
-            handshake_rate_per_ip: 0.0,
-            message_rate: DEFAULT_MESSAGE_RATE,
-            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-            auth_jwt_public_key_file: None,
-            auth_jwks_url: None,
-            auth_jwt_audience: Vec::new(),
-            auth_jwt_issuer: None,
-            auth_jwt_leeway_secs: crate::admission::JWT_LEEWAY_SECS,
-            max_connections_per_user: 0,
-            tls_cert_file: None,
-            tls_key_file: None,
-        }
+        let command = <Self as clap::CommandFactory>::command().mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["gateway"])
+            .expect("every flag has a default or is optional");
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the defaults parse as the flags do")
     }
 }
 
@@ -344,6 +322,9 @@ mod tests {
         assert_eq!(config.wire.channel_prefix, "ws");
         assert!(config.redis.redis_url.is_none() && config.publish_api_key.is_none());
         assert!(config.ping_interval() < Duration::from_secs(60));
+        assert_eq!(config.wire.max_event_bytes, 64 * 1024);
+        assert_eq!(config.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(config.max_connections_per_user, 0);
     }
 
     #[test]
