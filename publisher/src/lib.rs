@@ -30,9 +30,15 @@
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
 //!   gateway's `--demo`).
-//! - [`http`]: [`http::publish`], one event through a node's
+//! - [`http`]: [`http::HttpPublisher`], events through a node's
 //!   `POST /api/publish`, for when Redis is out of reach (`gateway --demo`).
 //! - `src/bin/publisher.rs`: the CLI, a thin layer over these.
+//!
+//! Why the gateway depends on this crate: everything that *writes* the wire
+//! format lives here, and a gateway node writes it too (`/api/publish`, the
+//! `--demo` generator, a node's connections to the same Redis target). The
+//! gateway's own reading of the bus (subscriptions, history pages, catch-up)
+//! stays in `gateway::bus`; what a byte means stays in `shared`.
 
 pub mod config;
 pub mod connection;
