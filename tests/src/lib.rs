@@ -458,6 +458,43 @@ impl RedisServer {
             .expect("redis-cli runs");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
+
+    /// Locks every client that did not log in (gateways among them) out:
+    /// the default user is turned off and its connections killed, while an
+    /// `admin` user keeps working. Returns the admin's URL, for publishers
+    /// that must go on meanwhile; [`Self::admin_cli`] runs commands as it and
+    /// [`Self::let_default_user_back`] ends the lock-out.
+    pub fn lock_out_default_user(&self) -> String {
+        self.cli(&["ACL", "SETUSER", "admin", "on", ">pw", "~*", "&*", "+@all"]);
+        self.cli(&["ACL", "SETUSER", "default", "off"]);
+        self.admin_cli(&["CLIENT", "KILL", "USER", "default"]);
+        self.url().replace("redis://", "redis://admin:pw@")
+    }
+
+    /// Runs a `redis-cli` command as the `admin` of [`Self::lock_out_default_user`].
+    pub fn admin_cli(&self, args: &[&str]) -> String {
+        let admin = ["--user", "admin", "--pass", "pw", "--no-auth-warning"];
+        self.cli(&[&admin[..], args].concat())
+    }
+
+    pub fn let_default_user_back(&self) {
+        self.admin_cli(&["ACL", "SETUSER", "default", "on"]);
+    }
+}
+
+/// `publisher send` of one event to `redis` (more settings in `env`); the
+/// event's position, as the CLI printed it.
+pub fn send(redis: &RedisServer, kind: &str, data: &Value, env: &[(&str, &str)]) -> String {
+    let url = redis.url();
+    let mut all = vec![("REDIS_URL", url.as_str())];
+    all.extend_from_slice(env);
+    let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &all);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 impl Drop for RedisServer {
@@ -490,6 +527,17 @@ impl GatewayProcess {
     /// Starts `gateway` on a free port with `env` and waits for `/healthz`.
     pub async fn start(env: &[(&str, &str)]) -> Self {
         Self::start_on(free_port(), env).await
+    }
+
+    /// Starts a node on `redis` (more settings in `env`) and waits until it
+    /// is ready (subscribed).
+    pub async fn on_redis(redis: &RedisServer, env: &[(&str, &str)]) -> Self {
+        let url = redis.url();
+        let mut all = vec![("REDIS_URL", url.as_str())];
+        all.extend_from_slice(env);
+        let node = Self::start(&all).await;
+        node.wait_ready(200).await;
+        node
     }
 
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use system_tests::{Client, GatewayProcess, RedisServer, eventually, get, metric, publisher_cli};
+use system_tests::{
+    Client, GatewayProcess, RedisServer, eventually, get, metric, publisher_cli, send,
+};
 
 const KEY: &str = "cluster-key";
 
@@ -31,19 +33,6 @@ async fn client(node: &GatewayProcess) -> Client {
     client
 }
 
-fn send(redis: &RedisServer, kind: &str, data: &Value) -> String {
-    let output = publisher_cli(
-        &["send", "--type", kind, "--data", &data.to_string()],
-        &[("REDIS_URL", &redis.url())],
-    );
-    assert!(
-        output.status.success(),
-        "publisher send failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 async fn active_connections(node: &GatewayProcess) -> Value {
     get(node.addr, "/ws/status").await.json()
 }
@@ -61,6 +50,7 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
         &redis,
         "alert",
         &json!({"tutor_id": "t-17", "severity": "critical"}),
+        &[],
     );
     for client in &mut clients {
         let alert = client.next_json().await;
@@ -83,7 +73,7 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
     }
     // A malformed raw payload is dropped and counted, and nobody sees garbage.
     redis.cli(&["PUBLISH", "ws:events:alert", "{not json"]);
-    send(&redis, "intervention", &json!({"after": "garbage"}));
+    send(&redis, "intervention", &json!({"after": "garbage"}), &[]);
     for client in &mut clients {
         assert_eq!(client.next_json().await["data"]["after"], "garbage");
     }
@@ -95,7 +85,12 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
 #[tokio::test]
 async fn a_new_client_on_any_node_gets_the_latest_analytics() {
     let redis = RedisServer::start();
-    send(&redis, "analytics_update", &json!({"total_tutors": 42}));
+    send(
+        &redis,
+        "analytics_update",
+        &json!({"total_tutors": 42}),
+        &[],
+    );
     let nodes = nodes(&redis, 2).await;
     for node in &nodes {
         let mut client = Client::connect(&node.ws_url("")).await.unwrap();
@@ -173,7 +168,7 @@ async fn nodes_ride_out_a_redis_restart_and_broadcasts_reach_everyone_after() {
     for node in &nodes {
         node.wait_ready(200).await;
     }
-    send(&redis, "alert", &json!({"after": "restart"}));
+    send(&redis, "alert", &json!({"after": "restart"}), &[]);
     for client in &mut clients {
         assert_eq!(client.next_of("alert").await["data"]["after"], "restart");
     }

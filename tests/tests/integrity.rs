@@ -4,31 +4,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use system_tests::{
-    Client, GatewayProcess, RedisServer, eventually, get, metric, publish, publisher_cli,
+    Client, GatewayProcess, RedisServer, eventually, get, metric, publish, publisher_cli, send,
 };
 
 async fn node(redis: &RedisServer, env: &[(&str, &str)]) -> GatewayProcess {
-    let url = redis.url();
-    let mut all = vec![("REDIS_URL", url.as_str())];
-    all.extend_from_slice(env);
-    let node = GatewayProcess::start(&all).await;
-    node.wait_ready(200).await;
-    node
-}
-
-fn send(redis: &RedisServer, kind: &str, data: &Value, env: &[(&str, &str)]) -> String {
-    let url = redis.url();
-    let mut all = vec![("REDIS_URL", url.as_str())];
-    all.extend_from_slice(env);
-    let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &all);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    GatewayProcess::on_redis(redis, env).await
 }
 
 async fn metrics(node: &GatewayProcess) -> String {
@@ -202,11 +184,7 @@ async fn catch_up_after_an_outage_drops_no_client_that_keeps_reading() {
     // Lock the node out (its Redis user off, its connections killed) while
     // 2,000 events are published as another user, then let it back in: the
     // catch-up is 30 times the client's ring.
-    let admin = ["--user", "admin", "--pass", "pw", "--no-auth-warning"];
-    redis.cli(&["ACL", "SETUSER", "admin", "on", ">pw", "~*", "&*", "+@all"]);
-    redis.cli(&["ACL", "SETUSER", "default", "off"]);
-    redis.cli(&[&admin[..], &["CLIENT", "KILL", "USER", "default"]].concat());
-    let url = redis.url().replace("redis://", "redis://admin:pw@");
+    let url = redis.lock_out_default_user();
     let output = publisher_cli(
         &[
             "simulate", "--rate", "20000", "--count", "2000", "--seed", "5",
@@ -214,7 +192,7 @@ async fn catch_up_after_an_outage_drops_no_client_that_keeps_reading() {
         &[("REDIS_URL", &url)],
     );
     assert!(output.status.success());
-    redis.cli(&[&admin[..], &["ACL", "SETUSER", "default", "on"]].concat());
+    redis.let_default_user_back();
     let mut got = 0;
     while got < 2000 {
         let event = client.next_json().await;
@@ -253,11 +231,7 @@ async fn a_quiet_period_longer_than_the_history_ttl_is_no_gap() {
     // Quiet for longer than the TTL; the node is away when the next event
     // trims the first by age.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let admin = ["--user", "admin", "--pass", "pw", "--no-auth-warning"];
-    redis.cli(&["ACL", "SETUSER", "admin", "on", ">pw", "~*", "&*", "+@all"]);
-    redis.cli(&["ACL", "SETUSER", "default", "off"]);
-    redis.cli(&[&admin[..], &["CLIENT", "KILL", "USER", "default"]].concat());
-    let url = redis.url().replace("redis://", "redis://admin:pw@");
+    let url = redis.lock_out_default_user();
     let output = publisher_cli(
         &["send", "--type", "alert", "--data", r#"{"n":2}"#],
         &[("REDIS_URL", &url), ("HISTORY_TTL_SECS", "1")],
@@ -265,11 +239,11 @@ async fn a_quiet_period_longer_than_the_history_ttl_is_no_gap() {
     assert!(output.status.success());
     let second = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert_eq!(
-        redis.cli(&[&admin[..], &["XLEN", "ws:history"]].concat()),
+        redis.admin_cli(&["XLEN", "ws:history"]),
         "1",
         "the first event was trimmed by age"
     );
-    redis.cli(&[&admin[..], &["ACL", "SETUSER", "default", "on"]].concat());
+    redis.let_default_user_back();
 
     // The node catches up from the trimmed event: nothing after it was lost.
     assert_eq!(client.next_json().await["id"], second.as_str());

@@ -4,26 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use system_tests::{Client, GatewayProcess, RedisServer, publisher_cli};
+use serde_json::json;
+use system_tests::{Client, GatewayProcess, RedisServer, publisher_cli, send};
 
 async fn node(redis: &RedisServer) -> GatewayProcess {
-    let node = GatewayProcess::start(&[("REDIS_URL", &redis.url())]).await;
-    node.wait_ready(200).await;
-    node
-}
-
-fn send(redis: &RedisServer, kind: &str, data: &Value, env: &[(&str, &str)]) -> String {
-    let url = redis.url();
-    let mut all = vec![("REDIS_URL", url.as_str())];
-    all.extend_from_slice(env);
-    let output = publisher_cli(&["send", "--type", kind, "--data", &data.to_string()], &all);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    GatewayProcess::on_redis(redis, &[]).await
 }
 
 #[tokio::test]
