@@ -203,8 +203,10 @@ class Publisher(_Core):
     ```
 
     Creating one does no I/O; the first publish connects. Thread-safe (redis-py
-    pools connections). `client=` takes a configured `redis.Redis` instead of a
-    URL (Sentinel, TLS options, ...); it is then yours to close.
+    pools connections). With Sentinels, every new connection asks them for the
+    master, so a failover is followed. `client=` takes a configured
+    `redis.Redis` instead (options the settings do not cover); it is then
+    yours to close.
     """
 
     def __init__(
@@ -232,7 +234,8 @@ class Publisher(_Core):
         json_default: Optional[JsonDefault] = None,
         **overrides: Any,
     ) -> "Publisher":
-        """Configured like the Rust CLI, from `REDIS_URL`, `CHANNEL_PREFIX`,
+        """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
+        + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
         `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),
@@ -366,7 +369,8 @@ class AsyncPublisher(_Core):
         json_default: Optional[JsonDefault] = None,
         **overrides: Any,
     ) -> "AsyncPublisher":
-        """Configured like the Rust CLI, from `REDIS_URL`, `CHANNEL_PREFIX`,
+        """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
+        + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
         `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),
