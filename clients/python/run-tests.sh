@@ -3,13 +3,14 @@
 # from this directory as a user installs it (pip install ./clients/python), then pytest:
 # wire-format and error tests against a real redis-server, the script-equality and
 # wheel checks, the FastAPI example, and tests through real gateway processes and the
-# Rust publisher CLI.
+# Rust publisher CLI; TLS (a private CA, client certificates) and Sentinel
+# failover against real redis-server processes.
 #
 #   cargo build --workspace && clients/python/run-tests.sh [extra pytest args]
 #
 # Env: PYTHON (default python3, 3.9+), CARGO_TARGET_DIR (where the binaries are),
 # GATEWAY_BIN, PUBLISHER_BIN, REDIS_SERVER_BIN (default redis-server), TMPDIR.
-# Installs Debian's python3-venv with apt-get when `python3 -m venv` cannot work.
+# Installs Debian's python3-venv (and openssl) with apt-get when missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,6 +45,8 @@ if ! command -v "${REDIS_SERVER_BIN:-redis-server}" >/dev/null 2>&1; then
   echo "run-tests.sh: redis-server is required (apt-get install -y redis-server)" >&2
   exit 2
 fi
+# The TLS tests make a throwaway CA and certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 export GATEWAY_BIN="$gateway_bin" PUBLISHER_BIN="$publisher_bin"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 

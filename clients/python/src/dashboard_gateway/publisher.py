@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -109,9 +111,11 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _address(client: Any) -> str:
+def _address(client: Any, settings: Optional[Settings] = None) -> str:
     """Where `client` connects, for error messages: host:port or a socket
-    path, never the URL (it may hold a password)."""
+    path, or the master's name and the Sentinels; never a password."""
+    if settings is not None and settings.sentinel is not None:
+        return settings.sentinel.shown
     try:
         kwargs = client.connection_pool.connection_kwargs
     except AttributeError:
@@ -119,6 +123,66 @@ def _address(client: Any) -> str:
     if kwargs.get("path"):
         return str(kwargs["path"])
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def _client_options(settings: Settings, tls: bool, retry: Any) -> Dict[str, Any]:
+    options: Dict[str, Any] = {
+        "socket_connect_timeout": REDIS_TIMEOUT_SECS,
+        "socket_timeout": REDIS_TIMEOUT_SECS,
+        "retry": retry,
+    }
+    if tls:
+        options.update(settings.tls_options())
+    return options
+
+
+def _sentinel_options(settings: Settings, retry: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """redis-py keyword arguments for the Sentinels and for the master, as
+    the Rust connector sets them: each side's TLS and credentials."""
+    target = settings.sentinel
+    assert target is not None
+    sentinel_kwargs = _client_options(settings, target.sentinel_tls, retry)
+    master_kwargs = _client_options(settings, target.master_tls, retry)
+    for kwargs, tls, auth in (
+        (sentinel_kwargs, target.sentinel_tls, target.sentinel_auth),
+        (master_kwargs, target.master_tls, target.master_auth),
+    ):
+        if tls:
+            kwargs["ssl"] = True
+        if auth.username is not None:
+            kwargs["username"] = auth.username
+        if auth.password is not None:
+            kwargs["password"] = auth.password
+    return sentinel_kwargs, master_kwargs
+
+
+def _sync_client(settings: Settings) -> "redis.Redis":
+    """A client for `settings`: one Redis, or the master the Sentinels name,
+    asked again for every new connection (so a failover is followed)."""
+    retry = Retry(NoBackoff(), 0)
+    target = settings.sentinel
+    if target is not None:
+        sentinel_kwargs, master_kwargs = _sentinel_options(settings, retry)
+        sentinel = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(target.master, **master_kwargs)
+    url = settings.redis_url or ""
+    return redis.Redis.from_url(url, **_client_options(settings, url.startswith("rediss:"), retry))
+
+
+def _async_client(settings: Settings) -> "aioredis.Redis":
+    """`_sync_client` for asyncio."""
+    retry = AsyncRetry(NoBackoff(), 0)
+    target = settings.sentinel
+    if target is not None:
+        sentinel_kwargs, master_kwargs = _sentinel_options(settings, retry)
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            list(target.sentinels), sentinel_kwargs=sentinel_kwargs
+        )
+        return sentinel.master_for(target.master, **master_kwargs)
+    url = settings.redis_url or ""
+    return aioredis.Redis.from_url(
+        url, **_client_options(settings, url.startswith("rediss:"), retry)
+    )
 
 
 def _translate(err: Exception, address: str) -> Exception:
@@ -139,8 +203,10 @@ class Publisher(_Core):
     ```
 
     Creating one does no I/O; the first publish connects. Thread-safe (redis-py
-    pools connections). `client=` takes a configured `redis.Redis` instead of a
-    URL (Sentinel, TLS options, ...); it is then yours to close.
+    pools connections). With Sentinels, every new connection asks them for the
+    master, so a failover is followed. `client=` takes a configured
+    `redis.Redis` instead (options the settings do not cover); it is then
+    yours to close.
     """
 
     def __init__(
@@ -155,13 +221,8 @@ class Publisher(_Core):
         settings = _settings(redis_url, settings, options)
         super().__init__(settings, json_default)
         self._owns_client = client is None
-        self._client: redis.Redis = client if client is not None else redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_SECS,
-            socket_timeout=REDIS_TIMEOUT_SECS,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._address = _address(self._client)
+        self._client: redis.Redis = client if client is not None else _sync_client(settings)
+        self._address = _address(self._client, settings if client is None else None)
         self._script = self._client.register_script(SCRIPT)
 
     @classmethod
@@ -173,7 +234,8 @@ class Publisher(_Core):
         json_default: Optional[JsonDefault] = None,
         **overrides: Any,
     ) -> "Publisher":
-        """Configured like the Rust CLI, from `REDIS_URL`, `CHANNEL_PREFIX`,
+        """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
+        + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
         `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),
@@ -286,7 +348,7 @@ class AsyncPublisher(_Core):
 
     def _use(self, client: "aioredis.Redis") -> "aioredis.Redis":
         self._client = client
-        self._address = _address(client)
+        self._address = _address(client, self._settings if self._owns_client else None)
         self._script = client.register_script(SCRIPT)
         return client
 
@@ -295,14 +357,7 @@ class AsyncPublisher(_Core):
         # client's asyncio primitives bind to the loop current at creation,
         # which at import time is not the loop a server later runs.
         if self._client is None:
-            return self._use(
-                aioredis.Redis.from_url(
-                    self._settings.redis_url,
-                    socket_connect_timeout=REDIS_TIMEOUT_SECS,
-                    socket_timeout=REDIS_TIMEOUT_SECS,
-                    retry=AsyncRetry(NoBackoff(), 0),
-                )
-            )
+            return self._use(_async_client(self._settings))
         return self._client
 
     @classmethod
@@ -314,7 +369,8 @@ class AsyncPublisher(_Core):
         json_default: Optional[JsonDefault] = None,
         **overrides: Any,
     ) -> "AsyncPublisher":
-        """Configured like the Rust CLI, from `REDIS_URL`, `CHANNEL_PREFIX`,
+        """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
+        + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
         `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),

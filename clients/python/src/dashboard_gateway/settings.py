@@ -1,22 +1,32 @@
 """Configuration: the environment variables of the Rust `publisher` CLI, read
 once into a checked, immutable `Settings`.
 
-| variable           | default                  | meaning                                  |
-|--------------------|--------------------------|------------------------------------------|
-| `REDIS_URL`        | `redis://127.0.0.1:6379` | `redis://`, `rediss://` (TLS), `unix://` |
-| `CHANNEL_PREFIX`   | `ws`                     | key and channel namespace (= gateways')  |
-| `HISTORY_SIZE`     | `10000`                  | events kept for resume (at least 1)      |
-| `HISTORY_TTL_SECS` | `300`                    | age limit of the history (0: size only)  |
-| `MAX_EVENT_BYTES`  | `65536`                  | largest encoded envelope, 256..=16777216 |
+| variable                | default                  | meaning                                        |
+|-------------------------|--------------------------|------------------------------------------------|
+| `REDIS_URL`             | `redis://127.0.0.1:6379` | `redis://`, `rediss://` (TLS), `unix://`       |
+| `REDIS_SENTINELS`       | unset                    | Sentinels: `host:port` or `redis(s)://` URLs   |
+| `REDIS_SENTINEL_MASTER` | unset                    | the master's name (or `redis(s)://u:p@name`)   |
+| `REDIS_TLS_CA_FILE`     | unset (system roots)     | PEM CAs to trust for `rediss://`               |
+| `REDIS_TLS_CERT_FILE`   | unset                    | PEM client certificate (mutual TLS)            |
+| `REDIS_TLS_KEY_FILE`    | unset                    | its PEM private key                            |
+| `CHANNEL_PREFIX`        | `ws`                     | key and channel namespace (= gateways')        |
+| `HISTORY_SIZE`          | `10000`                  | events kept for resume (at least 1)            |
+| `HISTORY_TTL_SECS`      | `300`                    | age limit of the history (0: size only)        |
+| `MAX_EVENT_BYTES`       | `65536`                  | largest encoded envelope, 256..=16777216       |
 
-Empty variables count as unset, as for the gateway.
+Empty variables count as unset, as for the gateway. The Redis variables mean
+what they mean to the Rust CLI (`publisher/src/config.rs`), checked the same
+way at start: at most one of `REDIS_URL` and `REDIS_SENTINELS`, TLS files that
+exist and hold PEM, a certificate only with its key, TLS files only when some
+address is `rediss://`. `REDIS_CLUSTER_NODES` is refused: Redis Cluster is not
+supported from Python.
 """
 
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 from .wire import rust_debug_str
@@ -30,41 +40,114 @@ MIN_MAX_EVENT_BYTES = 256
 MAX_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-
-# Variables of the Rust CLI this package does not implement. Refused rather
-# than ignored: ignoring them would publish to the wrong Redis, or without TLS
-# verification the operator asked for.
-_UNSUPPORTED = (
-    "REDIS_CLUSTER_NODES",
-    "REDIS_SENTINELS",
-    "REDIS_SENTINEL_MASTER",
-    "REDIS_TLS_CA_FILE",
-    "REDIS_TLS_CERT_FILE",
-    "REDIS_TLS_KEY_FILE",
+_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
 )
+_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----\s+[A-Za-z0-9+/=\s]+?"
+    rb"-----END (RSA |EC |ENCRYPTED )?PRIVATE KEY-----"
+)
+
+
+class Auth(NamedTuple):
+    """An ACL user and password (either may be absent). Its repr hides the password."""
+
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    def __repr__(self) -> str:
+        shown = "None" if self.password is None else "'***'"
+        return f"Auth(username={self.username!r}, password={shown})"
+
+
+class SentinelTarget(NamedTuple):
+    """`REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`, parsed as the Rust CLI does."""
+
+    sentinels: Tuple[Tuple[str, int], ...]
+    sentinel_tls: bool
+    sentinel_auth: Auth
+    master: str
+    master_tls: bool
+    master_auth: Auth
+    shown: str
 
 
 @dataclass(frozen=True, repr=False)
 class Settings:
-    """Where and how to publish. Checked on construction (`ConfigError`)."""
+    """Where and how to publish. Checked on construction (`ConfigError`).
 
-    redis_url: str = DEFAULT_REDIS_URL
+    `redis_url` defaults to `redis://127.0.0.1:6379` unless `redis_sentinels`
+    is given (then it must stay unset)."""
+
+    redis_url: Optional[str] = None
     channel_prefix: str = DEFAULT_CHANNEL_PREFIX
     history_size: int = DEFAULT_HISTORY_SIZE
     history_ttl_secs: int = DEFAULT_HISTORY_TTL_SECS
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    redis_sentinels: Tuple[str, ...] = ()
+    redis_sentinel_master: Optional[str] = None
+    redis_tls_ca_file: Optional[str] = None
+    redis_tls_cert_file: Optional[str] = None
+    redis_tls_key_file: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.redis_url, str) or urlsplit(self.redis_url).scheme not in (
-            "redis",
-            "rediss",
-            "unix",
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        sentinels = self.redis_sentinels
+        if isinstance(sentinels, str):
+            sentinels = sentinels.split(",")
+        if not isinstance(sentinels, (list, tuple)) or not all(
+            isinstance(s, str) for s in sentinels
         ):
-            # The URL itself is not echoed: it may hold a password.
+            raise ConfigError("REDIS_SENTINELS must be a list of host:port or redis(s):// URLs")
+        set_("redis_sentinels", tuple(s.strip() for s in sentinels if s.strip()))
+        for name in ("redis_sentinel_master", "redis_tls_ca_file", "redis_tls_cert_file",
+                     "redis_tls_key_file"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name.upper()} must be a string, not {type(value).__name__}")
+            set_(name, value.strip() if value is not None and value.strip() else None)
+
+        # The Rust CLI's order of checks (RedisConfig::target).
+        if self.redis_url is not None and self.redis_sentinels:
             raise ConfigError(
-                "REDIS_URL is not a valid Redis URL (expected redis://host:port, "
-                "rediss://host:port or unix:///path)"
+                "set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS "
+                "(found REDIS_URL and REDIS_SENTINELS)"
             )
+        if self.redis_sentinel_master is not None and not self.redis_sentinels:
+            raise ConfigError("REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not")
+        if self.redis_url is None and not self.redis_sentinels:
+            set_("redis_url", DEFAULT_REDIS_URL)
+        self._check_tls_files()
+
+        sentinel: Optional[SentinelTarget] = None
+        if self.redis_sentinels:
+            sentinel = _sentinel(self.redis_sentinels, self.redis_sentinel_master)
+            uses_tls = sentinel.sentinel_tls or sentinel.master_tls
+        else:
+            if not isinstance(self.redis_url, str) or urlsplit(self.redis_url).scheme not in (
+                "redis",
+                "rediss",
+                "unix",
+            ):
+                # The URL itself is not echoed: it may hold a password.
+                raise ConfigError(
+                    "REDIS_URL is not a valid Redis URL (expected redis://host:port, "
+                    "rediss://host:port or unix:///path)"
+                )
+            uses_tls = urlsplit(self.redis_url).scheme == "rediss"
+        set_("_sentinel", sentinel)
+        if not uses_tls:
+            for var, path in (
+                ("REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+                ("REDIS_TLS_CERT_FILE", self.redis_tls_cert_file),
+            ):
+                if path is not None:
+                    raise ConfigError(
+                        f"{var} is set but no Redis address uses TLS (use rediss:// URLs)"
+                    )
+
         if not isinstance(self.channel_prefix, str) or not _PREFIX.fullmatch(self.channel_prefix):
             shown = (
                 rust_debug_str(self.channel_prefix)
@@ -81,6 +164,38 @@ class Settings:
             "MAX_EVENT_BYTES", self.max_event_bytes, MIN_MAX_EVENT_BYTES, MAX_MAX_EVENT_BYTES
         )
 
+    def _check_tls_files(self) -> None:
+        if self.redis_tls_ca_file is not None:
+            _read_pem("REDIS_TLS_CA_FILE", self.redis_tls_ca_file, _CERTIFICATE,
+                      "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        cert, key = self.redis_tls_cert_file, self.redis_tls_key_file
+        if (cert is None) != (key is None):
+            raise ConfigError(
+                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together "
+                "(a client certificate and its key)"
+            )
+        if cert is not None and key is not None:
+            _read_pem("REDIS_TLS_CERT_FILE", cert, _CERTIFICATE,
+                      "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            _read_pem("REDIS_TLS_KEY_FILE", key, _PRIVATE_KEY,
+                      "holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+
+    @property
+    def sentinel(self) -> Optional[SentinelTarget]:
+        """The parsed Sentinel target, or None when publishing to `redis_url`."""
+        return self._sentinel  # type: ignore[attr-defined,no-any-return]
+
+    def tls_options(self) -> Dict[str, Any]:
+        """redis-py keyword arguments for a TLS connection with these files:
+        certificate and host name always verified (as the Rust CLI does)."""
+        options: Dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+        if self.redis_tls_ca_file is not None:
+            options["ssl_ca_certs"] = self.redis_tls_ca_file
+        if self.redis_tls_cert_file is not None:
+            options["ssl_certfile"] = self.redis_tls_cert_file
+            options["ssl_keyfile"] = self.redis_tls_key_file
+        return options
+
     @classmethod
     def from_env(
         cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any
@@ -93,18 +208,22 @@ class Settings:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() else None
 
-        for name in _UNSUPPORTED:
-            if var(name) is not None:
-                raise ConfigError(
-                    f"{name} is set, but the Python package does not read it: build a "
-                    "redis-py client yourself and pass it as client=... (Sentinel: "
-                    "Sentinel(...).master_for(...); TLS: ssl_ca_certs=...). "
-                    "Redis Cluster is not supported from Python"
-                )
+        if var("REDIS_CLUSTER_NODES") is not None:
+            raise ConfigError(
+                "REDIS_CLUSTER_NODES is set, but the Python package does not read it: "
+                "Redis Cluster is not supported from Python (use REDIS_URL or "
+                "REDIS_SENTINELS, or build a redis-py client yourself and pass it as "
+                "client=...)"
+            )
         values: Dict[str, Any] = {}
         for field, name in (
             ("redis_url", "REDIS_URL"),
             ("channel_prefix", "CHANNEL_PREFIX"),
+            ("redis_sentinels", "REDIS_SENTINELS"),
+            ("redis_sentinel_master", "REDIS_SENTINEL_MASTER"),
+            ("redis_tls_ca_file", "REDIS_TLS_CA_FILE"),
+            ("redis_tls_cert_file", "REDIS_TLS_CERT_FILE"),
+            ("redis_tls_key_file", "REDIS_TLS_KEY_FILE"),
         ):
             if var(name) is not None:
                 values[field] = var(name)
@@ -120,24 +239,138 @@ class Settings:
         return cls(**values)
 
     def __repr__(self) -> str:
+        if self.sentinel is not None:
+            target = f"redis_sentinels={self.redacted_url()!r}"
+        else:
+            target = f"redis_url={self.redacted_url()!r}"
+        files = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+            if getattr(self, name) is not None
+        )
         return (
-            f"Settings(redis_url={self.redacted_url()!r}, channel_prefix={self.channel_prefix!r}, "
+            f"Settings({target}, channel_prefix={self.channel_prefix!r}, "
             f"history_size={self.history_size}, history_ttl_secs={self.history_ttl_secs}, "
-            f"max_event_bytes={self.max_event_bytes})"
+            f"max_event_bytes={self.max_event_bytes}{files})"
         )
 
     def redacted_url(self) -> str:
-        """The Redis URL with any password replaced by `***`."""
-        return redact_url(self.redis_url)
+        """The Redis URL with any password replaced by `***`; with Sentinels,
+        `master NAME via sentinels A,B` (passwords replaced too)."""
+        if self.sentinel is not None:
+            return self.sentinel.shown
+        return redact_url(self.redis_url or "")
 
 
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    """`url` as it may be shown: the password (and any query, which may carry
+    one) replaced by `***`. URLs and bare `user:pw@host:port` alike (as
+    `publisher::redact_url`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    else:
+        scheme += sep
+    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            authority = f"{userinfo.split(':', 1)[0]}:***@{host}"
+        else:
+            authority = f"***@{host}"  # a lone userinfo may be a password
+    if "?" in tail:
+        tail = tail.split("?", 1)[0] + "?***"
+    return f"{scheme}{authority}{tail}"
+
+
+class _Parsed(NamedTuple):
+    host: str
+    port: int
+    tls: bool
+    auth: Auth
+
+
+def _parse_tcp_url(url: str) -> Optional[_Parsed]:
+    """A redis:// or rediss:// URL's host, port (default 6379), TLS and user;
+    None when it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        return None
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return _Parsed(parts.hostname, port if port is not None else 6379,
+                   parts.scheme == "rediss", Auth(username, password))
+
+
+def _sentinel(entries: Sequence[str], master: Optional[str]) -> SentinelTarget:
+    sentinels: List[Tuple[str, int]] = []
+    schemes: List[bool] = []
+    sentinel_auth = Auth()
+    for entry in entries:
+        bad = ConfigError(
+            f"REDIS_SENTINELS entry {rust_debug_str(redact_url(entry))} is not a Sentinel "
+            "address (expected host:port, or a redis:// or rediss:// URL)"
+        )
+        if "://" in entry:
+            url = entry
+        elif "@" in entry or ":" not in entry:
+            # A bare entry is host:port; credentials need the URL form.
+            raise bad
+        else:
+            url = f"redis://{entry}"
+        parsed = _parse_tcp_url(url)
+        if parsed is None:
+            raise bad
+        if sentinel_auth.password is None and parsed.auth.password:
+            sentinel_auth = parsed.auth
+        schemes.append(parsed.tls)
+        sentinels.append((parsed.host, parsed.port))
+    sentinel_tls = schemes[0]
+    if any(s != sentinel_tls for s in schemes):
+        raise ConfigError(
+            "REDIS_SENTINELS mixes redis:// and rediss:// entries; use one scheme for all"
+        )
+    if master is None:
+        raise ConfigError(
+            "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER (the master's name at the "
+            "Sentinels) is not"
+        )
+    bad_master = ConfigError(
+        f"REDIS_SENTINEL_MASTER {rust_debug_str(redact_url(master))} is not a master name "
+        "(letters, digits, '_', '-', '.') or a redis(s)://[user:password@]name URL"
+    )
+    if "://" in master:
+        parsed = _parse_tcp_url(master)
+        if parsed is None:
+            raise bad_master
+        # urlsplit lowercases the host; a master name keeps its case.
+        name = urlsplit(master).netloc.rsplit("@", 1)[-1].split(":", 1)[0]
+        master_tls, master_auth = parsed.tls, parsed.auth
+    else:
+        # The master shares the Sentinels' credentials and scheme.
+        name, master_tls, master_auth = master, sentinel_tls, sentinel_auth
+    if not _PREFIX.fullmatch(name):
+        raise bad_master
+    shown = f"master {name} via sentinels {','.join(redact_url(e) for e in entries)}"
+    return SentinelTarget(tuple(sentinels), sentinel_tls, sentinel_auth, name, master_tls,
+                          master_auth, shown)
+
+
+def _read_pem(var: str, path: str, pattern: "re.Pattern[bytes]", missing: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+    except OSError as err:
+        raise ConfigError(
+            f"{var} {rust_debug_str(path)}: cannot be read ({err.strerror or err})"
+        ) from None
+    if not pattern.search(pem):
+        raise ConfigError(f"{var} {rust_debug_str(path)}: {missing}")
 
 
 def _parse_int(name: str, raw: str) -> int:
