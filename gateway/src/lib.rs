@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - [`config`]: the one typed [`Config`], from flags and environment.
-//! - [`hub`]: bus payload → frame, once per event; fan-out to clients.
+//! - [`hub`]: bus payload → frame, once per event; hands it to the fan-out.
+//! - [`fanout`]: the live clients; writes each event to their sockets.
 //! - [`bus`]: the [`bus::Bus`] trait; [`bus::local`] (in-process) and
 //!   [`bus::redis`] (Redis pub/sub, history stream, cluster counts).
 //! - [`admission`]: who may connect, how many, how fast (JWT, limits).
-//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client.
+//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client;
+//!   [`ws::outbox`] is its socket's write side, shared with the fan-out.
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
 //! - [`rate`]: the token bucket behind every rate limit.
@@ -25,6 +27,7 @@ pub mod bus;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod node;
