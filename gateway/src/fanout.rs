@@ -1,21 +1,38 @@
-//! The node's live clients, and the loop that writes each event to them.
+//! The node's live clients, and the tasks that write each event to them.
 //!
-//! A client is registered here once its greeting (and replay) is out; from
-//! then on [`Registry::fan_out`] writes every event it wants straight into
-//! its [`Outbox`] — one non-blocking write per client per event, no task
-//! woken (see `ws::outbox` for why). Before that, a client reads the hub's
-//! broadcast ring like any subscriber; `Hub::go_live` moves it over at an
-//! exact sequence number, so nothing is lost or sent twice at the switch.
+//! Live clients are split over a few shards (one per core), each served by
+//! one task that reads the hub's broadcast ring and writes every event its
+//! clients want straight into their [`Outbox`]es: one non-blocking write per
+//! client per batch, and no client task woken (see `ws::outbox` for why).
 //!
-//! Slots are reused (a free list) so the fan-out walks a dense vector and
+//! Adaptive batching: a shard task takes everything the ring holds when it
+//! wakes (up to [`MAX_BATCH`] events) and writes it to each client with one
+//! `writev`. While it keeps up, a batch is one event and nothing waits;
+//! when it falls behind (a burst, a busy machine), batches grow and the cost
+//! per delivery falls, which is what lets it catch up. No timer holds an
+//! event back.
+//!
+//! Before its greeting and replay are out, a client reads the ring itself;
+//! `Hub::go_live` moves it to a shard at an exact sequence number, under the
+//! shard's lock, so nothing is lost or sent twice at the switch.
+//!
+//! Slots are reused (a free list) so a shard walks a dense vector and
 //! joining or leaving costs no reallocation under load.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+use chrono::Utc;
+use metrics::Histogram;
 use shared::{EventId, TypeFilter};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::hub::Frame;
-use crate::ws::outbox::Outbox;
+use crate::ws::outbox::{MAX_IOV, Outbox};
+
+/// Most events one batch takes from the ring (one `writev` per client).
+pub const MAX_BATCH: usize = MAX_IOV;
 
 /// One live client, as the fan-out sees it.
 #[derive(Debug)]
@@ -75,26 +92,106 @@ impl Registry {
         }
     }
 
-    /// Writes `frame` to every live client that wants it; how many got it
-    /// (written or queued).
-    pub fn fan_out(&self, frame: &Frame) -> u64 {
-        let mut delivered = 0;
+    /// Writes the frames of `batch` each client wants, one `writev` per
+    /// client; counts deliveries into `delivered` (by position in `batch`).
+    fn fan_out(&self, batch: &[Arc<Frame>], delivered: &mut [u64]) {
+        let mut wanted: [&Bytes; MAX_BATCH] = [&EMPTY; MAX_BATCH];
         for subscriber in self.slots.iter().flatten() {
-            if frame.seq >= subscriber.from_seq && subscriber.wants(frame) {
-                subscriber.outbox.push_broadcast(&frame.wire);
-                delivered += 1;
+            let mut n = 0;
+            for (i, frame) in batch.iter().enumerate() {
+                if frame.seq >= subscriber.from_seq && subscriber.wants(frame) {
+                    wanted[n] = &frame.wire;
+                    n += 1;
+                    delivered[i] += 1;
+                }
+            }
+            if n > 0 {
+                subscriber.outbox.push_broadcast(&wanted[..n]);
             }
         }
-        delivered
+    }
+
+    /// Closes every client (1013): the shard lost events it owed them.
+    fn overflow_all(&self) {
+        for subscriber in self.slots.iter().flatten() {
+            subscriber.outbox.overflow();
+        }
     }
 
     /// The most broadcast frames any live client has waiting.
-    pub fn most_waiting(&self) -> usize {
+    fn most_waiting(&self) -> usize {
         self.slots
             .iter()
             .flatten()
             .map(|s| s.outbox.waiting())
             .max()
             .unwrap_or(0)
+    }
+}
+
+static EMPTY: Bytes = Bytes::new();
+
+/// A share of the live clients and the task that writes to them.
+#[derive(Debug, Default)]
+pub struct Shard {
+    registry: Mutex<Registry>,
+}
+
+impl Shard {
+    /// Held while a batch is written, and while a client goes live.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Plain data, and nothing under the lock panics.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn most_waiting(&self) -> usize {
+        self.registry().most_waiting()
+    }
+
+    /// The shard's task: reads the ring until the hub is gone. `latency`:
+    /// `gateway_broadcast_latency_seconds`, publish to written (or queued),
+    /// once per event per shard.
+    pub async fn run(self: Arc<Self>, mut rx: Receiver<Arc<Frame>>, latency: Histogram) {
+        let mut batch: Vec<Arc<Frame>> = Vec::with_capacity(MAX_BATCH);
+        let mut delivered = [0u64; MAX_BATCH];
+        loop {
+            match rx.recv().await {
+                Ok(frame) => batch.push(frame),
+                Err(RecvError::Lagged(_)) => {
+                    // The node is so far behind that events this shard owed
+                    // its clients are gone from the ring: close them all with
+                    // 1013; they resume with `?since=` from the history.
+                    self.registry().overflow_all();
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            }
+            // Whatever else is already there joins the batch.
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(frame) => batch.push(frame),
+                    Err(TryRecvError::Lagged(_)) => {
+                        self.registry().overflow_all();
+                        batch.clear();
+                        break;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            delivered[..batch.len()].fill(0);
+            self.registry().fan_out(&batch, &mut delivered);
+            let now = Utc::now();
+            for (frame, &n) in batch.iter().zip(&delivered) {
+                if n > 0 {
+                    frame.sent.increment(n);
+                    let micros = (now - frame.published_at).num_microseconds().unwrap_or(0);
+                    latency.record(micros.max(0) as f64 / 1e6);
+                }
+            }
+            batch.clear();
+        }
     }
 }

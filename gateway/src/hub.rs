@@ -22,13 +22,13 @@
 //! per-client queue can grow beyond `capacity` frames.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use metrics::{Counter, Histogram, counter};
+use metrics::{Counter, counter};
 use serde_json::value::RawValue;
 use shared::envelope::{ENVELOPE_GROWTH, IdField};
 use shared::{DecodeError, Epoch, EventId, Position, TypeFilter, kind};
@@ -36,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
-use crate::fanout::{Registry, Subscriber};
+use crate::fanout::{Shard, Subscriber};
 use crate::telemetry::{
     self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
 };
@@ -190,13 +190,13 @@ pub struct Subscription {
 /// A client on the fan-out; leaves it when dropped.
 #[derive(Debug)]
 pub struct Live {
-    hub: Arc<Hub>,
+    shard: Arc<Shard>,
     key: usize,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.hub.live().remove(self.key);
+        self.shard.registry().remove(self.key);
     }
 }
 
@@ -209,11 +209,11 @@ pub struct Hub {
     tx: broadcast::Sender<Arc<Frame>>,
     capacity: usize,
     state: Mutex<State>,
-    /// The live clients. Locked after `state` when both are held.
-    live: Mutex<Registry>,
-    /// `gateway_broadcast_latency_seconds`: publish to the end of an event's
-    /// fan-out, once per event.
-    latency: Histogram,
+    /// The fan-out's shards, started by the first client to go live (inside
+    /// the runtime; a hub used without clients needs none).
+    shards: OnceLock<Vec<Arc<Shard>>>,
+    /// Where the next live client goes (round robin).
+    next_shard: AtomicUsize,
     /// `MAX_EVENT_BYTES`.
     max_event_bytes: usize,
     /// Largest payload accepted from the bus: the limit plus the id the
@@ -286,8 +286,8 @@ impl Hub {
             tx,
             capacity,
             state: Mutex::new(state),
-            live: Mutex::new(Registry::default()),
-            latency: metrics::histogram!(BROADCAST_LATENCY),
+            shards: OnceLock::new(),
+            next_shard: AtomicUsize::new(0),
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             arrival,
@@ -298,35 +298,50 @@ impl Hub {
     /// How many events the slowest client has yet to read or be written
     /// (at most the ring's capacity): what a catch-up paces itself by.
     pub fn backlog(&self) -> usize {
-        self.tx.len().max(self.live().most_waiting())
+        let queued = self.shards.get().map_or(0, |shards| {
+            shards.iter().map(|s| s.most_waiting()).max().unwrap_or(0)
+        });
+        self.tx.len().max(queued)
     }
 
-    fn live(&self) -> MutexGuard<'_, Registry> {
-        // As `state`: plain data, nothing under the lock panics.
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The fan-out's shards: one per core the runtime may use, started on
+    /// first use.
+    fn shards(&self) -> &[Arc<Shard>] {
+        self.shards.get_or_init(|| {
+            let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let latency = metrics::histogram!(BROADCAST_LATENCY);
+            (0..count)
+                .map(|_| {
+                    let shard = Arc::new(Shard::default());
+                    // Holds no `Hub`: the task ends when the ring closes.
+                    tokio::spawn(shard.clone().run(self.tx.subscribe(), latency.clone()));
+                    shard
+                })
+                .collect()
+        })
     }
 
     /// Moves a client from the ring to the fan-out: what `rx` still holds
-    /// is written to `outbox` first, then the fan-out takes over from the
-    /// next frame. Under the fan-out's lock, so no frame is written in
+    /// is written to `outbox` first, then its shard takes over from the next
+    /// frame. Under the shard's lock, so the shard writes nothing to it in
     /// between: everything arrives once, in order.
     pub fn go_live(
-        self: &Arc<Self>,
+        &self,
         mut rx: broadcast::Receiver<Arc<Frame>>,
         mut next_seq: u64,
         outbox: Arc<Outbox>,
         filter: &TypeFilter,
         seam: EventId,
     ) -> Result<Live, Lagged> {
-        let mut live = self.live();
-        let mut subscriber = Subscriber::new(outbox, filter, seam, 0);
+        let shards = self.shards();
+        let shard = shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len()].clone();
+        let mut registry = shard.registry();
+        let subscriber = Subscriber::new(outbox, filter, seam, 0);
         loop {
             match rx.try_recv() {
                 Ok(frame) => {
                     if subscriber.wants(&frame) {
-                        subscriber.outbox.push_broadcast(&frame.wire);
+                        subscriber.outbox.push_broadcast(&[&frame.wire]);
                         frame.sent.increment(1);
                     }
                     next_seq = frame.seq + 1;
@@ -335,12 +350,12 @@ impl Hub {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
-        subscriber.from_seq = next_seq;
-        let key = live.insert(subscriber);
-        Ok(Live {
-            hub: self.clone(),
-            key,
-        })
+        let key = registry.insert(Subscriber {
+            from_seq: next_seq,
+            ..subscriber
+        });
+        drop(registry);
+        Ok(Live { shard, key })
     }
 
     pub fn capacity(&self) -> usize {
@@ -468,24 +483,11 @@ impl Hub {
         }
         frame.seq = state.next_seq;
         state.next_seq += 1;
-        let frame = Arc::new(frame);
-        // An error only means nobody is on the ring right now.
-        let _ = self.tx.send(frame.clone());
-        // The fan-out's lock is taken before `state` is let go: frames are
-        // written in `seq` order, and a client going live sees each frame
-        // either in the ring or from the fan-out.
-        let live = self.live();
-        drop(state);
-        let delivered = live.fan_out(&frame);
-        drop(live);
-        frame.sent.increment(delivered);
-        if delivered > 0 {
-            let micros = (Utc::now() - frame.published_at)
-                .num_microseconds()
-                .unwrap_or(0);
-            self.latency.record(micros.max(0) as f64 / 1e6);
-        }
-        Ok(Dispatched::Sent(frame.id))
+        let id = frame.id;
+        // An error only means nobody is on the ring right now (no client
+        // and no fan-out shard yet).
+        let _ = self.tx.send(Arc::new(frame));
+        Ok(Dispatched::Sent(id))
     }
 
     /// Counts and logs an untrusted id; the frame text without it.

@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Most frames handed to one `writev`.
-const MAX_IOV: usize = 64;
+pub const MAX_IOV: usize = 64;
 
 #[derive(Debug)]
 pub struct Outbox {
@@ -82,16 +82,17 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands one broadcast frame (header and payload) to the socket: written
-    /// now if nothing is waiting and the socket takes it, queued otherwise.
-    /// Never waits. Borrowed, so a frame written at once costs no refcount.
-    pub fn push_broadcast(&self, frame: &Bytes) {
+    /// Hands broadcast frames (each a header and payload) to the socket:
+    /// written now, with one `write`/`writev`, if nothing is waiting and the
+    /// socket takes them; what it does not take is queued. Never waits.
+    /// Borrowed, so a frame written at once costs no refcount.
+    pub fn push_broadcast(&self, frames: &[&Bytes]) {
         let mut queue = self.queue();
         if queue.failed || queue.overflowed {
             return;
         }
         if !queue.frames.is_empty() {
-            if queue.frames.len() >= self.limit {
+            if queue.frames.len() + frames.len() > self.limit {
                 // Policy: a client this far behind is closed with 1013 (it
                 // can resume with `?since=`); nobody else waits for it.
                 queue.overflowed = true;
@@ -99,11 +100,51 @@ impl Outbox {
                 self.ready.notify_one();
             } else {
                 // The session was notified when the queue became non-empty.
-                queue.frames.push_back(frame.clone());
+                queue.frames.extend(frames.iter().map(|&f| f.clone()));
             }
             return;
         }
-        self.write_or_queue(queue, frame, || frame.clone());
+        let written = match frames {
+            [one] => self.stream.try_write(one),
+            _ => {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                for (slice, frame) in slices.iter_mut().zip(frames) {
+                    *slice = IoSlice::new(frame);
+                }
+                self.stream
+                    .try_write_vectored(&slices[..frames.len().min(MAX_IOV)])
+            }
+        };
+        let mut n = match written {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                queue.failed = true;
+                drop(queue);
+                self.ready.notify_one();
+                return;
+            }
+        };
+        for &frame in frames {
+            if queue.frames.is_empty() {
+                if n >= frame.len() {
+                    n -= frame.len();
+                    continue;
+                }
+                queue.written = n;
+            }
+            queue.frames.push_back(frame.clone());
+        }
+        if !queue.frames.is_empty() {
+            drop(queue);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Marks the client too slow (closed with 1013 by its session).
+    pub fn overflow(&self) {
+        self.queue().overflowed = true;
+        self.ready.notify_one();
     }
 
     /// Hands bytes of whole frames from tungstenite to the socket, in order
@@ -113,33 +154,28 @@ impl Outbox {
         if queue.failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        if !queue.frames.is_empty() {
-            queue.frames.push_back(Bytes::copy_from_slice(bytes));
-            return Ok(());
-        }
-        self.write_or_queue(queue, bytes, || Bytes::copy_from_slice(bytes));
-        Ok(())
-    }
-
-    /// With an empty queue: one non-blocking write; what the socket did not
-    /// take is queued and the session woken to drain it.
-    fn write_or_queue(
-        &self,
-        mut queue: MutexGuard<'_, Queue>,
-        bytes: &[u8],
-        owned: impl FnOnce() -> Bytes,
-    ) {
-        match self.stream.try_write(bytes) {
-            Ok(n) if n == bytes.len() => return,
-            Ok(n) => {
-                queue.frames.push_back(owned());
-                queue.written = n;
+        if queue.frames.is_empty() {
+            match self.stream.try_write(bytes) {
+                Ok(n) if n == bytes.len() => return Ok(()),
+                Ok(n) => {
+                    queue.frames.push_back(Bytes::copy_from_slice(bytes));
+                    queue.written = n;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    queue.frames.push_back(Bytes::copy_from_slice(bytes));
+                }
+                Err(err) => {
+                    queue.failed = true;
+                    return Err(err);
+                }
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => queue.frames.push_back(owned()),
-            Err(_) => queue.failed = true,
+            drop(queue);
+            self.ready.notify_one();
+        } else {
+            // The session was notified when the queue became non-empty.
+            queue.frames.push_back(Bytes::copy_from_slice(bytes));
         }
-        drop(queue);
-        self.ready.notify_one();
+        Ok(())
     }
 
     /// Why the session was woken.
