@@ -22,6 +22,9 @@ pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
+/// Events closer together than this go to a client in one write (see
+/// `fanout`): fewer syscalls per delivery, at most this much added latency.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 20;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 /// A dashboard sends a ping every ~15 s; 20 a second is abuse.
@@ -87,6 +90,13 @@ pub struct Config {
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub write_timeout_ms: u64,
+    /// Least time between two writes of live events to a client, milliseconds
+    /// (0: write each event at once). An event after a quiet spell goes out at
+    /// once; one that follows within this time waits for it, and goes out
+    /// together with any others in one write.
+    #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = DEFAULT_FLUSH_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub flush_interval_ms: u64,
     /// Events kept for resume (?since=).
     #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE,
           value_parser = parse_history_size)]
@@ -236,6 +246,7 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             client_buffer: DEFAULT_CLIENT_BUFFER,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
@@ -341,6 +352,10 @@ impl Config {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
     }
 
     pub fn handshake_timeout(&self) -> Duration {

@@ -214,6 +214,8 @@ pub struct Hub {
     shards: OnceLock<Vec<Arc<Shard>>>,
     /// Where the next live client goes (round robin).
     next_shard: AtomicUsize,
+    /// `FLUSH_INTERVAL_MS`: least time between a shard's writes.
+    flush_interval: Duration,
     /// `MAX_EVENT_BYTES`.
     max_event_bytes: usize,
     /// Largest payload accepted from the bus: the limit plus the id the
@@ -288,11 +290,19 @@ impl Hub {
             state: Mutex::new(state),
             shards: OnceLock::new(),
             next_shard: AtomicUsize::new(0),
+            flush_interval: Duration::ZERO,
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             arrival,
             foreign_epoch_seen: AtomicBool::new(false),
         }
+    }
+
+    /// Events within `interval` of a shard's last write wait for it (see
+    /// [`crate::fanout`]); zero writes each event at once.
+    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
     }
 
     /// How many events the slowest client has yet to read or be written
@@ -314,7 +324,8 @@ impl Hub {
                 .map(|_| {
                     let shard = Arc::new(Shard::default());
                     // Holds no `Hub`: the task ends when the ring closes.
-                    tokio::spawn(shard.clone().run(self.tx.subscribe(), latency.clone()));
+                    let rx = self.tx.subscribe();
+                    tokio::spawn(shard.clone().run(rx, latency.clone(), self.flush_interval));
                     shard
                 })
                 .collect()

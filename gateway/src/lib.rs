@@ -164,11 +164,10 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     } else {
         Arrival::Unordered
     };
-    let hub = Arc::new(Hub::new(
-        config.client_buffer,
-        arrival,
-        config.max_event_bytes,
-    ));
+    let hub = Arc::new(
+        Hub::new(config.client_buffer, arrival, config.max_event_bytes)
+            .with_flush_interval(config.flush_interval()),
+    );
     let tracker = TaskTracker::new();
     let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
         (None, []) => None,
