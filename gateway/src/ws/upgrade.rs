@@ -112,11 +112,15 @@ impl Upgrade {
                     return;
                 }
             };
+            // Bytes the client sent after its request head (its first frames),
+            // copied out: `read_buf` is a view of hyper's whole read buffer
+            // (kilobytes), which must not live as long as the session.
+            let early = parts.read_buf.to_vec();
             let outbox = Arc::new(Outbox::new(parts.io.into_inner(), limit));
-            // Bytes the client sent after its request head (its first frames).
+            drop(parts.read_buf);
             let socket = WebSocketStream::from_partially_read(
                 Io(outbox.clone()),
-                parts.read_buf.to_vec(),
+                early,
                 Role::Server,
                 Some(config),
             )
