@@ -24,7 +24,7 @@ pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
 /// Events closer together than this go to a client in one write (see
 /// `fanout`): fewer syscalls per delivery, at most this much added latency.
-pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 20;
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 12;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 /// A dashboard sends a ping every ~15 s; 20 a second is abuse.
