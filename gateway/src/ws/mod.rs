@@ -42,7 +42,8 @@ const READ_BUFFER: usize = 256;
 /// session's own frames: greeting, replay pages, replies).
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// A client whose unsent bytes exceed this is dropped. Sized from
+/// The most tungstenite may gather before handing bytes to the outbox (which
+/// takes them all; the outbox's own bound is `CLIENT_BUFFER` frames). Sized from
 /// `MAX_EVENT_BYTES` so that an event within the limit can never be what
 /// disconnects a client: the buffer is written out once it passes
 /// `WRITE_BUFFER`, so it holds at most that plus one frame (a frame being an
