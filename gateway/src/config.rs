@@ -24,6 +24,9 @@ pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
+/// Events closer together than this go to a client in one write (see
+/// `fanout`): fewer syscalls per delivery, at most this much added latency.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 12;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 /// A dashboard sends a ping every ~15 s; 20 a second is abuse.
@@ -88,6 +91,13 @@ pub struct Config {
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub write_timeout_ms: u64,
+    /// Least time between two writes of live events to a client, milliseconds
+    /// (0: write each event at once). An event after a quiet spell goes out at
+    /// once; one that follows within this time waits for it, and goes out
+    /// together with any others in one write.
+    #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = DEFAULT_FLUSH_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub flush_interval_ms: u64,
     /// Seconds a draining node waits for its clients to close before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -273,6 +283,10 @@ impl Config {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
     }
 
     pub fn handshake_timeout(&self) -> Duration {

@@ -11,27 +11,36 @@
 //! hand a client a position the history does not hold. Payloads larger than
 //! `MAX_EVENT_BYTES` (plus the id the history adds) are dropped and counted.
 //!
-//! Fan-out is a `tokio::sync::broadcast` ring of `capacity` events: sending
-//! never waits for a client. Each client reads at its own pace; one that
-//! falls `capacity` events behind finds it has lagged and is disconnected
-//! (see `ws::session`) — a slow or dead client never delays the others, and
-//! no per-client queue can grow beyond the ring.
+//! Each event is framed once (WebSocket header and payload: server frames
+//! are unmasked, so the bytes are the same for every client). Live clients
+//! get it from [`crate::fanout`], written straight to their sockets without
+//! waiting for any of them; a client still being greeted or replayed reads
+//! the `tokio::sync::broadcast` ring of `capacity` events, and moves over to
+//! the fan-out when it goes live ([`Hub::go_live`]). A client that falls
+//! `capacity` events behind on either path is disconnected (see
+//! `ws::session`) — a slow or dead client never delays the others, and no
+//! per-client queue can grow beyond `capacity` frames.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use metrics::{Counter, counter};
 use serde_json::value::RawValue;
 use shared::envelope::{ENVELOPE_GROWTH, IdField};
-use shared::{DecodeError, Epoch, EventId, Position, kind};
+use shared::{DecodeError, Epoch, EventId, Position, TypeFilter, kind};
 use thiserror::Error;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::TryRecvError;
 
-use crate::telemetry::{self, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT};
+use crate::fanout::{Shard, Subscriber};
+use crate::telemetry::{
+    self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
+};
+use crate::ws::outbox::Outbox;
 
 /// How far ahead of this node's clock a history id may be: history ids are
 /// Redis's clock in ms, so anything further ahead was not assigned by it.
@@ -42,12 +51,50 @@ const LOG_PREVIEW: usize = 120;
 /// One event, ready to write to any client.
 #[derive(Debug)]
 pub struct Frame {
-    pub text: Utf8Bytes,
+    /// The whole WebSocket text frame (header and payload), shared by
+    /// every client's write.
+    pub wire: Bytes,
+    /// This node's running number of the event: where a client moves from
+    /// the ring to the fan-out.
+    pub seq: u64,
     pub kind: String,
     pub id: Option<EventId>,
     pub published_at: DateTime<Utc>,
     /// `gateway_messages_sent_total{type}`, looked up once per event.
     pub sent: Counter,
+}
+
+#[cfg(test)]
+impl Frame {
+    /// The event's JSON text (after the 2-, 4- or 10-byte frame header).
+    pub fn text(&self) -> &str {
+        let header = match self.wire[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        // Built from a `String` by `frame_text`: valid UTF-8 after the header.
+        std::str::from_utf8(&self.wire[header..]).expect("built from a String")
+    }
+}
+
+/// A server's text frame (RFC 6455 §5.2): FIN, opcode 1, no mask; the
+/// payload length in 7, 16 or 64 bits.
+fn frame_text(text: &str) -> Bytes {
+    let len = text.len();
+    let mut wire = BytesMut::with_capacity(len + 10);
+    wire.put_u8(0x81);
+    if len < 126 {
+        wire.put_u8(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        wire.put_u8(126);
+        wire.put_u16(len);
+    } else {
+        wire.put_u8(127);
+        wire.put_u64(len as u64);
+    }
+    wire.put_slice(text.as_bytes());
+    wire.freeze()
 }
 
 /// The latest `analytics_update`, kept to greet new connections.
@@ -127,6 +174,8 @@ struct State {
     recent: Option<Recent>,
     analytics: Option<Arc<Snapshot>>,
     analytics_id: Option<EventId>,
+    /// The `seq` of the next frame.
+    next_seq: u64,
 }
 
 /// A client's view at the moment it joined: everything after `head` will
@@ -137,13 +186,39 @@ pub struct Subscription {
     /// The position of the last event sent before `rx` starts.
     pub position: Option<Position>,
     pub analytics: Option<Arc<Snapshot>>,
+    /// The `seq` of the first frame `rx` will bring.
+    pub next_seq: u64,
 }
+
+/// A client on the fan-out; leaves it when dropped.
+#[derive(Debug)]
+pub struct Live {
+    shard: Arc<Shard>,
+    key: usize,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.shard.registry().remove(self.key);
+    }
+}
+
+/// The client fell further behind the ring than its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lagged;
 
 #[derive(Debug)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<Frame>>,
     capacity: usize,
     state: Mutex<State>,
+    /// The fan-out's shards, started by the first client to go live (inside
+    /// the runtime; a hub used without clients needs none).
+    shards: OnceLock<Vec<Arc<Shard>>>,
+    /// Where the next live client goes (round robin).
+    next_shard: AtomicUsize,
+    /// `FLUSH_INTERVAL_MS`: least time between a shard's writes.
+    flush_interval: Duration,
     /// `MAX_EVENT_BYTES`.
     max_event_bytes: usize,
     /// Largest payload accepted from the bus: the limit plus the id the
@@ -215,16 +290,84 @@ impl Hub {
             tx,
             capacity,
             state: Mutex::new(state),
+            shards: OnceLock::new(),
+            next_shard: AtomicUsize::new(0),
+            flush_interval: Duration::ZERO,
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             foreign_epoch_seen: AtomicBool::new(false),
         }
     }
 
-    /// How many events the slowest client has yet to read (at most the
-    /// ring's capacity): what a catch-up paces itself by.
+    /// Events within `interval` of a shard's last write wait for it (see
+    /// [`crate::fanout`]); zero writes each event at once.
+    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// How many events the slowest client has yet to read or be written
+    /// (at most the ring's capacity): what a catch-up paces itself by.
     pub fn backlog(&self) -> usize {
-        self.tx.len()
+        let queued = self.shards.get().map_or(0, |shards| {
+            shards.iter().map(|s| s.most_waiting()).max().unwrap_or(0)
+        });
+        self.tx.len().max(queued)
+    }
+
+    /// The fan-out's shards: one per core the runtime may use, started on
+    /// first use.
+    fn shards(&self) -> &[Arc<Shard>] {
+        self.shards.get_or_init(|| {
+            let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let latency = metrics::histogram!(BROADCAST_LATENCY);
+            (0..count)
+                .map(|_| {
+                    let shard = Arc::new(Shard::default());
+                    // Holds no `Hub`: the task ends when the ring closes.
+                    let rx = self.tx.subscribe();
+                    tokio::spawn(shard.clone().run(rx, latency.clone(), self.flush_interval));
+                    shard
+                })
+                .collect()
+        })
+    }
+
+    /// Moves a client from the ring to the fan-out: what `rx` still holds
+    /// is written to `outbox` first, then its shard takes over from the next
+    /// frame. Under the shard's lock, so the shard writes nothing to it in
+    /// between: everything arrives once, in order.
+    pub fn go_live(
+        &self,
+        mut rx: broadcast::Receiver<Arc<Frame>>,
+        mut next_seq: u64,
+        outbox: Arc<Outbox>,
+        filter: &TypeFilter,
+        seam: EventId,
+    ) -> Result<Live, Lagged> {
+        let shards = self.shards();
+        let shard = shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len()].clone();
+        let mut registry = shard.registry();
+        let subscriber = Subscriber::new(outbox, filter, seam, 0);
+        loop {
+            match rx.try_recv() {
+                Ok(frame) => {
+                    if subscriber.wants(&frame) {
+                        subscriber.outbox.push_broadcast(&[&frame.wire]);
+                        frame.sent.increment(1);
+                    }
+                    next_seq = frame.seq + 1;
+                }
+                Err(TryRecvError::Lagged(_)) => return Err(Lagged),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        let key = registry.insert(Subscriber {
+            from_seq: next_seq,
+            ..subscriber
+        });
+        drop(registry);
+        Ok(Live { shard, key })
     }
 
     pub fn capacity(&self) -> usize {
@@ -252,6 +395,7 @@ impl Hub {
             rx: self.tx.subscribe(),
             position: state.position(),
             analytics: state.analytics.clone(),
+            next_seq: state.next_seq,
         }
     }
 
@@ -319,13 +463,15 @@ impl Hub {
         let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
             .then(|| snapshot_of(&decoded.text, decoded.published_at))
             .flatten();
-        let frame = Arc::new(Frame {
+        let wire = frame_text(&decoded.text);
+        let mut frame = Frame {
             sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&decoded.kind)),
             kind: decoded.kind,
             id: trusted,
             published_at: decoded.published_at,
-            text: Utf8Bytes::from(decoded.text),
-        });
+            wire,
+            seq: 0,
+        };
         let mut state = self.state();
         if let Some(id) = frame.id {
             let fresh = match &mut state.recent {
@@ -342,9 +488,13 @@ impl Hub {
             state.analytics = snapshot.map(Arc::new);
             state.analytics_id = frame.id.or(state.analytics_id);
         }
-        // An error only means nobody is subscribed right now.
-        let _ = self.tx.send(frame.clone());
-        Ok(Dispatched::Sent(frame.id))
+        frame.seq = state.next_seq;
+        state.next_seq += 1;
+        let id = frame.id;
+        // An error only means nobody is on the ring right now (no client
+        // and no fan-out shard yet).
+        let _ = self.tx.send(Arc::new(frame));
+        Ok(Dispatched::Sent(id))
     }
 
     /// Counts and logs an untrusted id; the frame text without it.
@@ -448,6 +598,25 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_a_server_text_frame_with_the_right_length_field() {
+        for (len, header) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let text = "x".repeat(len);
+            let wire = frame_text(&text);
+            let at = wire.len() - len;
+            assert_eq!(at, header, "{len}");
+            assert_eq!(wire[0], 0x81, "FIN + text, {len}");
+            assert_eq!(wire[1] & 0x80, 0, "server frames are not masked");
+            let declared = match wire[1] {
+                126 => u16::from_be_bytes([wire[2], wire[3]]) as usize,
+                127 => u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                short => short as usize,
+            };
+            assert_eq!(declared, len);
+            assert_eq!(&wire[at..], text.as_bytes());
+        }
+    }
+
+    #[test]
     fn ids_at_or_before_the_head_are_dropped_as_duplicates() {
         let hub = hub(Arrival::InOrder);
         let mut rx = hub.subscribe().rx;
@@ -485,8 +654,12 @@ mod tests {
             );
             let frame = rx.try_recv().unwrap();
             assert_eq!(frame.id, None);
-            let value: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
-            assert!(value.get("id").is_none(), "sent live-only: {}", frame.text);
+            let value: serde_json::Value = serde_json::from_str(frame.text()).unwrap();
+            assert!(
+                value.get("id").is_none(),
+                "sent live-only: {}",
+                frame.text()
+            );
         }
         assert_eq!(hub.position(), Some(Position::new(EPOCH, EventId::ZERO)));
         assert!(hub.take_foreign_epoch_seen(), "another epoch was named");

@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - [`config`]: the one typed [`Config`], from flags and environment.
-//! - [`hub`]: bus payload → frame, once per event; fan-out to clients.
+//! - [`hub`]: bus payload → frame, once per event; hands it to the fan-out.
+//! - [`fanout`]: the live clients; writes each event to their sockets.
 //! - [`bus`]: the [`bus::Bus`] trait; [`bus::local`] (in-process) and
 //!   [`bus::redis`] (Redis pub/sub, history stream, cluster counts).
 //! - [`admission`]: who may connect, how many, how fast (JWT, limits).
-//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client.
+//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client;
+//!   [`ws::outbox`] is its socket's write side, shared with the fan-out.
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
@@ -34,6 +36,7 @@ pub(crate) mod bus;
 pub mod config;
 pub(crate) mod demo;
 pub(crate) mod error;
+pub(crate) mod fanout;
 pub(crate) mod http;
 pub(crate) mod hub;
 pub(crate) mod listener;
@@ -144,11 +147,10 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         Some(Topology::Cluster) => Arrival::Unordered,
         _ => Arrival::InOrder,
     };
-    let hub = Arc::new(Hub::new(
-        config.client_buffer,
-        arrival,
-        config.wire.max_event_bytes,
-    ));
+    let hub = Arc::new(
+        Hub::new(config.client_buffer, arrival, config.wire.max_event_bytes)
+            .with_flush_interval(config.flush_interval()),
+    );
     let tracker = TaskTracker::new();
     let (bus, membership): (Arc<dyn Bus>, Arc<dyn Membership>) = match redis {
         None => (

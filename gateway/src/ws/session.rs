@@ -1,8 +1,11 @@
 //! One client's connection, from greeting to close.
 //!
-//! A single task per client owns the socket and `select!`s over: the hub's
-//! broadcast, the client's frames, the ping timer and the node's shutdown.
-//! One task (not a reader and a writer) keeps idle connections small.
+//! A single task per client reads the socket and `select!`s over: the
+//! client's frames, its outbox needing a drain, the ping timer, token expiry
+//! and the node's shutdown. Live events do not pass through this task: the
+//! node's fan-out writes them to the client's [`Outbox`] directly, and the
+//! task wakes only when the socket could not take them at once. One task
+//! (not a reader and a writer) keeps idle connections small.
 //!
 //! Order on the wire, per the spec: the `analytics_update` greeting; with
 //! `?since=`, the replay and the `recovery` frame; then live. The client
@@ -16,10 +19,11 @@
 //! retries), and stops at shutdown. `recovered: true` is sent only when every
 //! page continued the previous one with nothing trimmed in between.
 //!
-//! Slow clients: the broadcast ring holds `CLIENT_BUFFER` events; a client
-//! that falls further behind is closed with 1013 and counted — it can
-//! reconnect with `?since=` and lose nothing the history still holds. A
-//! write that blocks longer than `WRITE_TIMEOUT_MS` drops the client too.
+//! Slow clients: the broadcast ring (before live) and the outbox (once live)
+//! hold `CLIENT_BUFFER` events; a client that falls further behind is closed
+//! with 1013 and counted — it can reconnect with `?since=` and lose nothing
+//! the history still holds. A drain that waits longer than
+//! `WRITE_TIMEOUT_MS` drops the client too.
 //!
 //! A token is good until its `exp` (plus the leeway): then the session
 //! closes with 4001 "token expired". The client fetches a fresh token and
@@ -28,30 +32,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use chrono::Utc;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
 use shared::{EventId, Position, TypeFilter};
 use tokio::sync::Semaphore;
 use tokio::sync::broadcast::Receiver;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{Outbox, Status};
+use super::upgrade::Socket;
 use super::{ClientParams, Resume};
 use crate::bus::{Bus, PAGE, Standing};
 use crate::hub::{Frame, Hub, Snapshot};
 use crate::rate::{Bucket, burst_for};
 use crate::state::AppState;
 use crate::telemetry::{
-    BROADCAST_LATENCY, CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED,
-    REPLAYED_EVENTS, REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
+    CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED, REPLAYED_EVENTS,
+    REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
 };
 
-/// Most frames written before one flush (one syscall for many small frames).
-const MAX_BATCH: usize = 64;
+/// Close codes (RFC 6455 §7.4.1).
+mod close_code {
+    pub const AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const SIZE: u16 = 1009;
+    pub const AGAIN: u16 = 1013;
+}
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Messages read, at most, while waiting for the client's close reply.
@@ -160,10 +173,11 @@ impl SessionContext {
     }
 }
 
-pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
+pub async fn run(socket: Socket, outbox: Arc<Outbox>, ctx: SessionContext, params: ClientParams) {
     counter!(CONNECTIONS_OPENED).increment(1);
     let mut session = Session {
         socket,
+        outbox,
         write_timeout: ctx.limits.write_timeout,
         filter: params.filter,
         good_until: params.good_until.and_then(|at| {
@@ -174,7 +188,6 @@ pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
         }),
         seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(ctx.limits.message_rate)),
-        latency: metrics::histogram!(BROADCAST_LATENCY),
         state: &ctx,
     };
     let ended = session.serve(params.resume).await;
@@ -188,7 +201,9 @@ pub async fn run(socket: WebSocket, ctx: SessionContext, params: ClientParams) {
 }
 
 struct Session<'a> {
-    socket: WebSocket,
+    socket: Socket,
+    /// The socket's write side, shared with the fan-out once live.
+    outbox: Arc<Outbox>,
     state: &'a SessionContext,
     write_timeout: Duration,
     filter: TypeFilter,
@@ -201,14 +216,12 @@ struct Session<'a> {
     seam: EventId,
     /// The client's message allowance (`MESSAGE_RATE`).
     inbound: Bucket,
-    /// `gateway_broadcast_latency_seconds`, looked up once per client.
-    latency: metrics::Histogram,
 }
 
 impl Session<'_> {
     async fn serve(&mut self, resume: Resume) -> Ended {
         let sub = self.state.hub.subscribe();
-        let mut rx = sub.rx;
+        let rx = sub.rx;
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
         let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
         let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
@@ -220,7 +233,7 @@ impl Session<'_> {
         {
             return ended;
         }
-        self.live(&mut rx).await
+        self.live(rx, sub.next_seq).await
     }
 
     async fn replay(&mut self, resume: Resume) -> Result<(), Ended> {
@@ -292,7 +305,16 @@ impl Session<'_> {
         }
     }
 
-    async fn live(&mut self, rx: &mut Receiver<Arc<Frame>>) -> Ended {
+    /// Hands the client to the fan-out (from the ring it joined before its
+    /// greeting), then serves it until it ends.
+    async fn live(&mut self, rx: Receiver<Arc<Frame>>, next_seq: u64) -> Ended {
+        let hub = &self.state.hub;
+        let outbox = self.outbox.clone();
+        // Leaves the fan-out when dropped, before the close frame is queued.
+        let _live = match hub.go_live(rx, next_seq, outbox.clone(), &self.filter, self.seam) {
+            Ok(live) => live,
+            Err(_) => return Ended::SlowClient,
+        };
         let ping_interval = self.state.limits.ping_interval;
         let pong_timeout = self.state.limits.pong_timeout;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
@@ -300,7 +322,7 @@ impl Session<'_> {
         tokio::pin!(pong_deadline);
         let mut awaiting_pong = false;
         // Made once: a fresh `cancelled()` future on every turn costs a
-        // registration per event per client.
+        // registration per turn.
         let shutdown = self.state.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
@@ -308,16 +330,12 @@ impl Session<'_> {
         tokio::pin!(expiry);
         let expires = self.good_until.is_some();
         loop {
-            // Not `biased`: a busy broadcast must not starve the client's
+            // Not `biased`: a busy outbox must not starve the client's
             // pongs, or the ping deadline would drop a healthy client.
             let step = tokio::select! {
                 () = &mut shutdown => Err(Ended::Shutdown),
-                frame = rx.recv() => match frame {
-                    Ok(frame) => self.forward(frame, rx).await,
-                    Err(RecvError::Lagged(_)) => Err(Ended::SlowClient),
-                    Err(RecvError::Closed) => Err(Ended::Shutdown),
-                },
-                inbound = self.socket.recv() => {
+                () = outbox.ready.notified() => self.on_outbox().await,
+                inbound = self.socket.next() => {
                     awaiting_pong = false;
                     self.on_inbound(inbound).await
                 }
@@ -339,67 +357,30 @@ impl Session<'_> {
         }
     }
 
-    /// Writes `first` and whatever else is already waiting (up to a batch),
-    /// then flushes once.
-    async fn forward(
-        &mut self,
-        first: Arc<Frame>,
-        rx: &mut Receiver<Arc<Frame>>,
-    ) -> Result<(), Ended> {
-        let mut batch = Vec::with_capacity(8);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(frame) => batch.push(frame),
-                Err(TryRecvError::Lagged(_)) => return Err(Ended::SlowClient),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
+    /// The outbox woke the session: frames wait for a slow socket (drained
+    /// within the write timeout), or it overflowed, or a write failed.
+    async fn on_outbox(&mut self) -> Result<(), Ended> {
+        match self.outbox.status() {
+            Status::Failed => Err(Ended::ClientGone),
+            Status::Overflowed => Err(Ended::SlowClient),
+            Status::Drain => self.drain().await,
         }
-        // Bit i set: batch[i] is for this client (MAX_BATCH fits in 64 bits).
-        let mut wanted: u64 = 0;
-        for (i, frame) in batch.iter().enumerate() {
-            if self.wants(frame) {
-                wanted |= 1 << i;
-            }
-        }
-        if wanted == 0 {
-            return Ok(());
-        }
-        // The whole batch under one timeout: one timer per write, not per frame.
-        let socket = &mut self.socket;
-        let write = async {
-            for (i, frame) in batch.iter().enumerate() {
-                if wanted & (1 << i) != 0 {
-                    socket.feed(Message::Text(frame.text.clone())).await?;
-                }
-            }
-            socket.flush().await
-        };
-        match timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Ended::ClientGone),
-            Err(_) => return Err(Ended::WriteTimeout),
-        }
-        let now = Utc::now();
-        for (i, frame) in batch.iter().enumerate() {
-            if wanted & (1 << i) != 0 {
-                frame.sent.increment(1);
-                let micros = (now - frame.published_at).num_microseconds().unwrap_or(0);
-                self.latency.record(micros.max(0) as f64 / 1e6);
-            }
-        }
-        Ok(())
     }
 
-    /// Whether this client should get `frame`: a type it asked for, and not
-    /// at or before the seam (it has that already).
-    fn wants(&self, frame: &Frame) -> bool {
-        self.filter.allows(&frame.kind) && frame.id.is_none_or(|id| id > self.seam)
+    /// Writes out what the outbox holds, within the write timeout: a client
+    /// that does not read cannot hold its task (or its memory) forever.
+    async fn drain(&mut self) -> Result<(), Ended> {
+        match timeout(self.write_timeout, self.outbox.drain()).await {
+            Ok(Ok(())) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ended::ClientGone),
+            Err(_) => Err(Ended::WriteTimeout),
+        }
     }
 
     async fn on_inbound(
         &mut self,
-        inbound: Option<Result<Message, axum::Error>>,
+        inbound: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), Ended> {
         match inbound {
             None => Err(Ended::ClientGone),
@@ -407,7 +388,8 @@ impl Session<'_> {
             Some(Ok(Message::Close(_))) => Err(Ended::ClientClose),
             // Control frames count too: a ping flood costs a pong each.
             Some(Ok(_)) if !self.within_rate() => Err(Ended::RateLimited),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            // tungstenite answers pings itself (through the outbox).
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
             Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
                 Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
                 None => {
@@ -453,16 +435,23 @@ impl Session<'_> {
         self.write(|socket| socket.flush()).await
     }
 
-    /// Runs one write with the write timeout: a client that does not read
-    /// cannot hold its task (or its memory) forever.
+    /// Runs one write through tungstenite, then drains the outbox, all
+    /// within the write timeout: a client that does not read cannot hold its
+    /// task (or its memory) forever.
     async fn write<'s, F, Fut>(&'s mut self, op: F) -> Result<(), Ended>
     where
-        F: FnOnce(&'s mut WebSocket) -> Fut,
-        Fut: std::future::Future<Output = Result<(), axum::Error>> + 's,
+        F: FnOnce(&'s mut Socket) -> Fut,
+        Fut: std::future::Future<Output = Result<(), tungstenite::Error>> + 's,
     {
-        match timeout(self.write_timeout, op(&mut self.socket)).await {
+        let outbox = self.outbox.clone();
+        let limit = self.write_timeout;
+        let write = async move {
+            op(&mut self.socket).await.map_err(|_| ())?;
+            outbox.drain().await.map_err(|_| ())
+        };
+        match timeout(limit, write).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::ClientGone),
+            Ok(Err(())) => Err(Ended::ClientGone),
             Err(_) => Err(Ended::WriteTimeout),
         }
     }
@@ -474,25 +463,30 @@ impl Session<'_> {
     /// so unread input never turns the close into a TCP reset.
     async fn close(&mut self, ended: Ended) {
         let socket = &mut self.socket;
+        let outbox = &self.outbox;
         let handshake = async {
             if ended == Ended::ClientClose {
-                let _ = socket.flush().await;
+                if socket.flush().await.is_ok() {
+                    let _ = outbox.drain().await;
+                }
                 return;
             }
             let Some((code, reason)) = ended.close_frame() else {
                 return;
             };
             let frame = CloseFrame {
-                code,
+                code: code.into(),
                 reason: Utf8Bytes::from_static(reason),
             };
-            if socket.send(Message::Close(Some(frame))).await.is_err() {
+            if socket.send(Message::Close(Some(frame))).await.is_err()
+                || outbox.drain().await.is_err()
+            {
                 return;
             }
             // A bounded drain: a client still flooding after its close frame
             // gets no more of the node's time (its reset is its own doing).
             for _ in 0..CLOSE_DRAIN_MESSAGES {
-                match socket.recv().await {
+                match socket.next().await {
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 }
@@ -504,17 +498,16 @@ impl Session<'_> {
 
 /// Sorts a read error: an oversized message (close 1009), or a peer that
 /// broke the protocol or vanished.
-fn classify(err: axum::Error) -> Ended {
-    let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Ended::MessageTooLarge,
+fn classify(err: tungstenite::Error) -> Ended {
+    match err {
+        tungstenite::Error::Capacity(_) => Ended::MessageTooLarge,
         // tungstenite reports a text frame and a close reason that are not
         // UTF-8 alike; both close with 1007 (inconsistent data).
-        Some(tungstenite::Error::Utf8(_)) => Ended::InvalidData,
-        Some(tungstenite::Error::Protocol(
+        tungstenite::Error::Utf8(_) => Ended::InvalidData,
+        tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        )) => Ended::ClientGone,
-        Some(tungstenite::Error::Protocol(_)) => Ended::Error,
+        ) => Ended::ClientGone,
+        tungstenite::Error::Protocol(_) => Ended::Error,
         _ => Ended::ClientGone,
     }
 }

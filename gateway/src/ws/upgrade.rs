@@ -1,0 +1,167 @@
+//! The WebSocket upgrade (RFC 6455 §4.2), done here instead of by axum's
+//! `WebSocketUpgrade`, which hides the TCP stream inside its own socket
+//! type: the fan-out needs the stream itself to write pre-framed events
+//! (see [`super::outbox`]). Checks and refusals are the same as axum's.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::outbox::{Io, Outbox};
+
+/// A session's WebSocket: tungstenite reads it and frames the session's own
+/// messages; every byte written goes through the [`Outbox`].
+pub type Socket = WebSocketStream<Io>;
+
+/// A checked upgrade request, not yet answered.
+pub struct Upgrade {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+fn refused(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+fn header_is(headers: &HeaderMap, name: HeaderName, value: &str) -> bool {
+    headers
+        .get(name)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        if parts.method != Method::GET {
+            return Err(refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request method must be `GET`",
+            ));
+        }
+        let connection_upgrade = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+        if !connection_upgrade {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "Connection header did not include 'upgrade'",
+            ));
+        }
+        if !header_is(&parts.headers, header::UPGRADE, "websocket") {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "`Upgrade` header did not include 'websocket'",
+            ));
+        }
+        let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "`Sec-WebSocket-Key` header missing",
+            ));
+        };
+        if !header_is(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "`Sec-WebSocket-Version` header did not include '13'",
+            ));
+        }
+        let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            return Err(refused(
+                StatusCode::UPGRADE_REQUIRED,
+                "WebSocket request couldn't be upgraded since no upgrade state was present",
+            ));
+        };
+        Ok(Self { key, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers 101 and, once hyper hands the connection over, runs
+    /// `session` on it. `limit`: broadcast frames a client may have waiting.
+    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, limit: usize, session: F) -> Response
+    where
+        F: FnOnce(Socket, Arc<Outbox>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let accept = derive_accept_key(self.key.as_bytes());
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            // A plain connection is `TokioIo<TcpStream>`: the outbox writes
+            // to it directly. A TLS one (`wss://` at the node) cannot take
+            // shared bytes (each connection encrypts its own), so it is
+            // relayed through a loopback TCP pair: the session and the
+            // fan-out see a plain socket; a task copies both ways.
+            let (stream, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    // Bytes the client sent after its request head (its first
+                    // frames), copied out: `read_buf` is a view of hyper's
+                    // whole read buffer (kilobytes), which must not live as
+                    // long as the session.
+                    let early = parts.read_buf.to_vec();
+                    (parts.io.into_inner(), early)
+                }
+                Err(upgraded) => match relay(upgraded).await {
+                    Ok(stream) => (stream, Vec::new()),
+                    Err(err) => {
+                        tracing::warn!("cannot relay a TLS connection: {err}");
+                        return;
+                    }
+                },
+            };
+            let outbox = Arc::new(Outbox::new(stream, limit));
+            let socket = WebSocketStream::from_partially_read(
+                Io(outbox.clone()),
+                early,
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            session(socket, outbox).await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(axum::body::Body::empty())
+            .expect("valid response")
+    }
+}
+
+/// A loopback TCP pair relaying `upgraded` (a TLS stream): returns the end
+/// the session uses; a task copies between the other end and `upgraded`
+/// until either side closes. Costs a socket pair and a copy per TLS
+/// connection, which is why TLS at scale belongs to the load balancer.
+async fn relay(upgraded: hyper::upgrade::Upgraded) -> std::io::Result<TcpStream> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let (near, far) = tokio::try_join!(TcpStream::connect(listener.local_addr()?), async {
+        listener.accept().await.map(|(stream, _)| stream)
+    },)?;
+    drop(listener);
+    near.set_nodelay(true)?;
+    far.set_nodelay(true)?;
+    tokio::spawn(async move {
+        let mut tls = TokioIo::new(upgraded);
+        let mut far = far;
+        let _ = tokio::io::copy_bidirectional(&mut tls, &mut far).await;
+    });
+    Ok(near)
+}
