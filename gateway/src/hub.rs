@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use metrics::{Counter, counter};
 use serde_json::value::RawValue;
@@ -40,6 +40,7 @@ use crate::fanout::{Shard, Subscriber};
 use crate::telemetry::{
     self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
 };
+use crate::ws::frame;
 use crate::ws::outbox::Outbox;
 
 /// How far ahead of this node's clock a history id may be: history ids are
@@ -66,35 +67,10 @@ pub struct Frame {
 
 #[cfg(test)]
 impl Frame {
-    /// The event's JSON text (after the 2-, 4- or 10-byte frame header).
+    /// The event's JSON text (after the frame header).
     pub fn text(&self) -> &str {
-        let header = match self.wire[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-        // Built from a `String` by `frame_text`: valid UTF-8 after the header.
-        std::str::from_utf8(&self.wire[header..]).expect("built from a String")
+        std::str::from_utf8(frame::payload(&self.wire)).expect("built from a String")
     }
-}
-
-/// A server's text frame (RFC 6455 §5.2): FIN, opcode 1, no mask; the
-/// payload length in 7, 16 or 64 bits.
-fn frame_text(text: &str) -> Bytes {
-    let len = text.len();
-    let mut wire = BytesMut::with_capacity(len + 10);
-    wire.put_u8(0x81);
-    if len < 126 {
-        wire.put_u8(len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        wire.put_u8(126);
-        wire.put_u16(len);
-    } else {
-        wire.put_u8(127);
-        wire.put_u64(len as u64);
-    }
-    wire.put_slice(text.as_bytes());
-    wire.freeze()
 }
 
 /// The latest `analytics_update`, kept to greet new connections.
@@ -463,7 +439,7 @@ impl Hub {
         let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
             .then(|| snapshot_of(&decoded.text, decoded.published_at))
             .flatten();
-        let wire = frame_text(&decoded.text);
+        let wire = frame::text(&decoded.text);
         let mut frame = Frame {
             sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&decoded.kind)),
             kind: decoded.kind,
@@ -595,25 +571,6 @@ mod tests {
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert!(Arc::ptr_eq(&fa, &fb), "one frame per event, not per client");
         assert_eq!(fa.kind, "alert");
-    }
-
-    #[test]
-    fn a_frame_is_a_server_text_frame_with_the_right_length_field() {
-        for (len, header) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
-            let text = "x".repeat(len);
-            let wire = frame_text(&text);
-            let at = wire.len() - len;
-            assert_eq!(at, header, "{len}");
-            assert_eq!(wire[0], 0x81, "FIN + text, {len}");
-            assert_eq!(wire[1] & 0x80, 0, "server frames are not masked");
-            let declared = match wire[1] {
-                126 => u16::from_be_bytes([wire[2], wire[3]]) as usize,
-                127 => u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
-                short => short as usize,
-            };
-            assert_eq!(declared, len);
-            assert_eq!(&wire[at..], text.as_bytes());
-        }
     }
 
     #[test]

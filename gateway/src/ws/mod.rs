@@ -8,6 +8,7 @@
 //! rate). A malformed `?since=` is not refused: the spec answers it after
 //! the upgrade with `recovered: false`.
 
+pub mod frame;
 pub mod outbox;
 pub mod session;
 mod upgrade;
@@ -21,6 +22,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use metrics::counter;
 use serde::Deserialize;
 use shared::{Position, TypeFilter};
@@ -38,20 +40,10 @@ use upgrade::Upgrade;
 /// memory. Clients send tiny frames (a ping, a close); the buffer grows for a
 /// larger one. 256 rather than 1 KiB: 1 KiB less per idle connection, measured.
 const READ_BUFFER: usize = 256;
-/// Outgoing bytes tungstenite gathers before handing them to the outbox (the
-/// session's own frames: greeting, replay pages, replies).
-const WRITE_BUFFER: usize = 16 * 1024;
-
-/// The most tungstenite may gather before handing bytes to the outbox (which
-/// takes them all; the outbox's own bound is `CLIENT_BUFFER` frames). Sized from
-/// `MAX_EVENT_BYTES` so that an event within the limit can never be what
-/// disconnects a client: the buffer is written out once it passes
-/// `WRITE_BUFFER`, so it holds at most that plus one frame (a frame being an
-/// event, its id, and the frame header); twice that is margin.
-pub fn max_write_buffer(max_event_bytes: usize) -> usize {
-    const FRAME_HEADER: usize = 14;
-    WRITE_BUFFER + 2 * (max_event_bytes + shared::envelope::ENVELOPE_GROWTH + FRAME_HEADER)
-}
+/// What tungstenite may hold of its own output: it writes only control
+/// frames (pongs and the close echo, at most 127 bytes each; everything else
+/// goes out through [`frame`]) and hands each to the outbox at once.
+const MAX_WRITE_BUFFER: usize = 1024;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DashboardQuery {
@@ -183,18 +175,18 @@ pub async fn dashboard(
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(max_write_buffer(state.config.wire.max_event_bytes));
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
     let limit = state.config.client_buffer;
     ws.on_upgrade(config, limit, move |socket, outbox| {
         // Every line a session logs says which client on which node.
         let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
-        async move {
-            let ctx = session::SessionContext::of(&state);
-            session::run(socket, outbox, ctx, params).await;
-            drop((admitted, token));
-        }
-        .instrument(span)
+        let ctx = session::SessionContext::of(&state);
+        // `map`, not `async { session.await; ... }`: an async block would
+        // hold the session future twice (captured, and being awaited).
+        session::run(socket, outbox, ctx, params)
+            .map(move |()| drop((admitted, token)))
+            .instrument(span)
     })
 }
 

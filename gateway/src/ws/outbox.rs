@@ -9,10 +9,10 @@
 //! [`crate::hub::Frame::wire`]) straight to every socket with a non-blocking
 //! write, and no client task wakes at all while its socket keeps up.
 //!
-//! Order and atomicity: every write (broadcast frames from the fan-out, and
-//! tungstenite's own output — greeting, replies, pings, pongs, close) goes
-//! through [`Outbox::push`] under one lock, as whole frames, so frames never
-//! interleave. When the socket does not take a frame at once, it and all that
+//! Order and atomicity: every write (broadcast frames from the fan-out, the
+//! session's own frames — greeting, replay, replies, pings — and
+//! tungstenite's control replies — pongs, close) goes through the outbox
+//! under one lock, as whole frames, so frames never interleave. When the socket does not take a frame at once, it and all that
 //! follows wait in the queue, and the session is notified to drain it
 //! (`writev` of up to [`MAX_IOV`] frames per call, under its write timeout).
 //! While a drain is pending, later frames simply join the queue: a client that
@@ -20,8 +20,9 @@
 //!
 //! Bound: broadcast frames queue up to `limit` (`CLIENT_BUFFER`) frames;
 //! one more and the client is marked overflowed (closed with 1013, like a
-//! client that lagged the ring). Tungstenite's writes are the session's
-//! own replies, bounded by the message rate limit and the write timeout.
+//! client that lagged the ring). The session's own frames are bounded by
+//! what it writes before it drains (a replay page, a reply) and by the write
+//! timeout; tungstenite's by the message rate limit.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -147,34 +148,46 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Hands bytes of whole frames from tungstenite to the socket, in order
-    /// after everything before them.
+    /// Hands one of the session's own frames (built by [`super::frame`]) to
+    /// the socket, in order after everything before it. Never waits; the
+    /// session drains what the socket did not take.
+    pub fn push_frame(&self, frame: Bytes) -> io::Result<()> {
+        self.push_whole(&frame, || frame.clone())
+    }
+
+    /// Hands bytes of whole frames from tungstenite (its control replies:
+    /// pongs, the close echo) to the socket, in order after everything
+    /// before them.
     fn push_own(&self, bytes: &[u8]) -> io::Result<()> {
+        self.push_whole(bytes, || Bytes::copy_from_slice(bytes))
+    }
+
+    /// Writes `bytes` now if nothing waits and the socket takes them;
+    /// queues the rest (`owned` makes the queued copy) and wakes the session.
+    fn push_whole(&self, bytes: &[u8], owned: impl FnOnce() -> Bytes) -> io::Result<()> {
         let mut queue = self.queue();
         if queue.failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        if queue.frames.is_empty() {
-            match self.stream.try_write(bytes) {
-                Ok(n) if n == bytes.len() => return Ok(()),
-                Ok(n) => {
-                    queue.frames.push_back(Bytes::copy_from_slice(bytes));
-                    queue.written = n;
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    queue.frames.push_back(Bytes::copy_from_slice(bytes));
-                }
-                Err(err) => {
-                    queue.failed = true;
-                    return Err(err);
-                }
-            }
-            drop(queue);
-            self.ready.notify_one();
-        } else {
+        if !queue.frames.is_empty() {
             // The session was notified when the queue became non-empty.
-            queue.frames.push_back(Bytes::copy_from_slice(bytes));
+            queue.frames.push_back(owned());
+            return Ok(());
         }
+        match self.stream.try_write(bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => {
+                queue.frames.push_back(owned());
+                queue.written = n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => queue.frames.push_back(owned()),
+            Err(err) => {
+                queue.failed = true;
+                return Err(err);
+            }
+        }
+        drop(queue);
+        self.ready.notify_one();
         Ok(())
     }
 

@@ -32,6 +32,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
 use metrics::counter;
@@ -44,6 +45,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use super::frame;
 use super::outbox::{Outbox, Status};
 use super::upgrade::Socket;
 use super::{ClientParams, Resume};
@@ -134,6 +136,68 @@ impl Ended {
     }
 }
 
+/// A live session's one timer: when to ping, when a ping's pong is
+/// overdue, when the token expires. Any message from the client counts as
+/// the pong (it is alive).
+#[derive(Debug)]
+struct Clock {
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    next_ping: Instant,
+    /// Set while a ping waits for its answer.
+    pong_due: Option<Instant>,
+    expires: Option<Instant>,
+}
+
+/// What the timer found when it fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    Ping,
+    PongOverdue,
+    Expired,
+}
+
+impl Clock {
+    fn new(now: Instant, limits: &SessionLimits, expires: Option<Instant>) -> Self {
+        Self {
+            ping_interval: limits.ping_interval,
+            pong_timeout: limits.pong_timeout,
+            next_ping: now + limits.ping_interval,
+            pong_due: None,
+            expires,
+        }
+    }
+
+    /// When the timer should next fire.
+    fn next(&self) -> Instant {
+        let watch = self.pong_due.unwrap_or(self.next_ping);
+        self.expires.map_or(watch, |at| at.min(watch))
+    }
+
+    /// The client sent something.
+    fn heard(&mut self) {
+        self.pong_due = None;
+    }
+
+    /// What is due at `now`; a ping found due is taken as sent.
+    fn due(&mut self, now: Instant) -> Due {
+        if self.expires.is_some_and(|at| at <= now) {
+            return Due::Expired;
+        }
+        match self.pong_due {
+            Some(at) if at <= now => Due::PongOverdue,
+            Some(_) => Due::Nothing,
+            None if self.next_ping <= now => {
+                self.pong_due = Some(now + self.pong_timeout);
+                self.next_ping = now + self.ping_interval;
+                Due::Ping
+            }
+            None => Due::Nothing,
+        }
+    }
+}
+
 /// What a session needs from its node, and nothing more: the hub it reads,
 /// the bus it replays from, the replay permits, the shutdown signal, and
 /// its limits.
@@ -173,8 +237,18 @@ impl SessionContext {
     }
 }
 
-pub async fn run(socket: Socket, outbox: Arc<Outbox>, ctx: SessionContext, params: ClientParams) {
+/// Serves one client until it ends. Not an `async fn`: the session is
+/// built before the future, so the future holds it once (an `async fn`
+/// keeps its arguments beside what it builds from them, for every idle
+/// connection's whole life).
+pub fn run(
+    socket: Socket,
+    outbox: Arc<Outbox>,
+    ctx: SessionContext,
+    params: ClientParams,
+) -> impl Future<Output = ()> + Send {
     counter!(CONNECTIONS_OPENED).increment(1);
+    let resume = params.resume;
     let mut session = Session {
         socket,
         outbox,
@@ -188,23 +262,25 @@ pub async fn run(socket: Socket, outbox: Arc<Outbox>, ctx: SessionContext, param
         }),
         seam: EventId::ZERO,
         inbound: Bucket::full(burst_for(ctx.limits.message_rate)),
-        state: &ctx,
+        ctx,
     };
-    let ended = session.serve(params.resume).await;
-    // Counted when decided, not after the closing handshake's wait.
-    counter!(CONNECTIONS_CLOSED, "reason" => ended.label()).increment(1);
-    if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
-        counter!(SLOW_CLIENT_DISCONNECTS).increment(1);
+    async move {
+        let ended = session.serve(resume).await;
+        // Counted when decided, not after the closing handshake's wait.
+        counter!(CONNECTIONS_CLOSED, "reason" => ended.label()).increment(1);
+        if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
+            counter!(SLOW_CLIENT_DISCONNECTS).increment(1);
+        }
+        session.close(ended).await;
+        tracing::debug!(reason = ended.label(), "client disconnected");
     }
-    session.close(ended).await;
-    tracing::debug!(reason = ended.label(), "client disconnected");
 }
 
-struct Session<'a> {
+struct Session {
     socket: Socket,
     /// The socket's write side, shared with the fan-out once live.
     outbox: Arc<Outbox>,
-    state: &'a SessionContext,
+    ctx: SessionContext,
     write_timeout: Duration,
     filter: TypeFilter,
     /// When the client's token expires (`None`: no token).
@@ -218,18 +294,20 @@ struct Session<'a> {
     inbound: Bucket,
 }
 
-impl Session<'_> {
+impl Session {
     async fn serve(&mut self, resume: Resume) -> Ended {
-        let sub = self.state.hub.subscribe();
+        let sub = self.ctx.hub.subscribe();
         let rx = sub.rx;
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
         let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
         let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
-        if let Err(ended) = self.send_text(greeting.into()).await {
+        if let Err(ended) = self.send_text(&greeting).await {
             return ended;
         }
+        // Boxed, here and on the live loop's rarer paths: a future held
+        // inline is held by every idle connection for its whole life.
         if resume != Resume::Fresh
-            && let Err(ended) = self.replay(resume).await
+            && let Err(ended) = Box::pin(self.replay(resume)).await
         {
             return ended;
         }
@@ -246,7 +324,7 @@ impl Session<'_> {
             counter!(RECOVERIES_FAILED).increment(1);
         }
         counter!(REPLAYED_EVENTS).increment(replayed as u64);
-        self.send_text(client::recovery(recovered, replayed, Utc::now()).into())
+        self.send_text(&client::recovery(recovered, replayed, Utc::now()))
             .await
     }
 
@@ -254,10 +332,16 @@ impl Session<'_> {
     /// where it stood at the first read (the live ring has what follows).
     /// Returns whether every event after `since` was sent, and how many.
     async fn replay_from(&mut self, since: Position) -> Result<(bool, usize), Ended> {
-        let state = self.state;
+        let SessionContext {
+            bus,
+            replays,
+            shutdown,
+            ..
+        } = &self.ctx;
+        let (bus, replays, shutdown) = (bus.clone(), replays.clone(), shutdown.clone());
         let permit = tokio::select! {
-            permit = timeout(REPLAY_QUEUE_WAIT, state.replays.acquire()) => permit,
-            () = state.shutdown.cancelled() => return Err(Ended::Shutdown),
+            permit = timeout(REPLAY_QUEUE_WAIT, replays.acquire()) => permit,
+            () = shutdown.cancelled() => return Err(Ended::Shutdown),
         };
         let Ok(Ok(_permit)) = permit else {
             counter!(REPLAYS_DEFERRED).increment(1);
@@ -268,8 +352,8 @@ impl Session<'_> {
         let mut replayed = 0;
         loop {
             let page = tokio::select! {
-                page = state.bus.read_history(cursor, until, PAGE) => page,
-                () = state.shutdown.cancelled() => return Err(Ended::Shutdown),
+                page = bus.read_history(cursor, until, PAGE) => page,
+                () = shutdown.cancelled() => return Err(Ended::Shutdown),
             };
             let page = match page {
                 Ok(page) => page,
@@ -293,7 +377,7 @@ impl Session<'_> {
             for event in page.events {
                 self.seam = self.seam.max(event.id);
                 if self.filter.allows(&event.kind) {
-                    self.feed(event.text.into()).await?;
+                    self.feed(&event.text)?;
                     replayed += 1;
                 }
             }
@@ -308,73 +392,46 @@ impl Session<'_> {
     /// Hands the client to the fan-out (from the ring it joined before its
     /// greeting), then serves it until it ends.
     async fn live(&mut self, rx: Receiver<Arc<Frame>>, next_seq: u64) -> Ended {
-        let hub = &self.state.hub;
+        let hub = &self.ctx.hub;
         let outbox = self.outbox.clone();
         // Leaves the fan-out when dropped, before the close frame is queued.
         let _live = match hub.go_live(rx, next_seq, outbox.clone(), &self.filter, self.seam) {
             Ok(live) => live,
             Err(_) => return Ended::SlowClient,
         };
-        let ping_interval = self.state.limits.ping_interval;
-        let pong_timeout = self.state.limits.pong_timeout;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-        let pong_deadline = sleep_until(Instant::now() + ping_interval);
-        tokio::pin!(pong_deadline);
-        let mut awaiting_pong = false;
+        // One timer for pings, the pong deadline and the token's expiry.
+        let mut clock = Clock::new(Instant::now(), &self.ctx.limits, self.good_until);
+        let timer = sleep_until(clock.next());
+        tokio::pin!(timer);
         // Made once: a fresh `cancelled()` future on every turn costs a
         // registration per turn.
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.ctx.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
-        let expiry = sleep_until(self.good_until.unwrap_or_else(Instant::now));
-        tokio::pin!(expiry);
-        let expires = self.good_until.is_some();
         loop {
             // Not `biased`: a busy outbox must not starve the client's
             // pongs, or the ping deadline would drop a healthy client.
             let step = tokio::select! {
                 () = &mut shutdown => Err(Ended::Shutdown),
-                () = outbox.ready.notified() => self.on_outbox().await,
+                () = outbox.ready.notified() => Box::pin(self.flush()).await,
                 inbound = self.socket.next() => {
-                    awaiting_pong = false;
-                    self.on_inbound(inbound).await
+                    clock.heard();
+                    Box::pin(self.on_inbound(inbound)).await
                 }
-                _ = ping.tick() => {
-                    if awaiting_pong {
-                        Ok(())
-                    } else {
-                        awaiting_pong = true;
-                        pong_deadline.as_mut().reset(Instant::now() + pong_timeout);
-                        self.send(Message::Ping(Default::default())).await
-                    }
-                }
-                () = &mut pong_deadline, if awaiting_pong => Err(Ended::PingTimeout),
-                () = &mut expiry, if expires => Err(Ended::TokenExpired),
+                () = &mut timer => match clock.due(Instant::now()) {
+                    Due::Nothing => Ok(()),
+                    Due::Ping => Box::pin(self.send(frame::PING)).await,
+                    Due::PongOverdue => Err(Ended::PingTimeout),
+                    Due::Expired => Err(Ended::TokenExpired),
+                },
             };
             if let Err(ended) = step {
                 return ended;
             }
-        }
-    }
-
-    /// The outbox woke the session: frames wait for a slow socket (drained
-    /// within the write timeout), or it overflowed, or a write failed.
-    async fn on_outbox(&mut self) -> Result<(), Ended> {
-        match self.outbox.status() {
-            Status::Failed => Err(Ended::ClientGone),
-            Status::Overflowed => Err(Ended::SlowClient),
-            Status::Drain => self.drain().await,
-        }
-    }
-
-    /// Writes out what the outbox holds, within the write timeout: a client
-    /// that does not read cannot hold its task (or its memory) forever.
-    async fn drain(&mut self) -> Result<(), Ended> {
-        match timeout(self.write_timeout, self.outbox.drain()).await {
-            Ok(Ok(())) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::ClientGone),
-            Err(_) => Err(Ended::WriteTimeout),
+            let next = clock.next();
+            if next != timer.deadline() {
+                timer.as_mut().reset(next);
+            }
         }
     }
 
@@ -391,7 +448,7 @@ impl Session<'_> {
             // tungstenite answers pings itself (through the outbox).
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
             Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
-                Some(ClientCommand::Ping) => self.send_text(client::pong(Utc::now()).into()).await,
+                Some(ClientCommand::Ping) => self.send_text(&client::pong(Utc::now())).await,
                 None => {
                     self.reply_error(codes::UNKNOWN_MESSAGE, "unknown message; send \"ping\"")
                         .await
@@ -409,49 +466,50 @@ impl Session<'_> {
 
     /// Takes one message (data or control) from the client's allowance.
     fn within_rate(&mut self) -> bool {
-        let rate = self.state.limits.message_rate;
+        let rate = self.ctx.limits.message_rate;
         rate == 0.0 || self.inbound.take(rate, burst_for(rate))
     }
 
     async fn reply_error(&mut self, code: &'static str, message: &str) -> Result<(), Ended> {
         counter!(CLIENT_ERRORS, "code" => code).increment(1);
-        self.send_text(client::error(code, message, Utc::now()).into())
+        self.send_text(&client::error(code, message, Utc::now()))
             .await
     }
 
-    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), Ended> {
-        self.send(Message::Text(text)).await
+    async fn send_text(&mut self, text: &str) -> Result<(), Ended> {
+        self.send(frame::text(text)).await
     }
 
-    async fn send(&mut self, message: Message) -> Result<(), Ended> {
-        self.write(|socket| socket.send(message)).await
+    async fn send(&mut self, frame: Bytes) -> Result<(), Ended> {
+        self.outbox
+            .push_frame(frame)
+            .map_err(|_| Ended::ClientGone)?;
+        self.flush().await
     }
 
-    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), Ended> {
-        self.write(|socket| socket.feed(Message::Text(text))).await
+    /// Queues a text frame, written at once if the socket takes it; the
+    /// next [`Self::flush`] writes out the rest.
+    fn feed(&mut self, text: &str) -> Result<(), Ended> {
+        self.outbox
+            .push_frame(frame::text(text))
+            .map_err(|_| Ended::ClientGone)
     }
 
+    /// Writes out what the outbox holds (the session's frames, events the
+    /// socket did not take at once, tungstenite's replies), within the
+    /// write timeout: a client that does not read cannot hold its task (or
+    /// its memory) forever. Also how the session learns that the fan-out
+    /// found the client too slow, or its socket gone.
     async fn flush(&mut self) -> Result<(), Ended> {
-        self.write(|socket| socket.flush()).await
-    }
-
-    /// Runs one write through tungstenite, then drains the outbox, all
-    /// within the write timeout: a client that does not read cannot hold its
-    /// task (or its memory) forever.
-    async fn write<'s, F, Fut>(&'s mut self, op: F) -> Result<(), Ended>
-    where
-        F: FnOnce(&'s mut Socket) -> Fut,
-        Fut: std::future::Future<Output = Result<(), tungstenite::Error>> + 's,
-    {
-        let outbox = self.outbox.clone();
-        let limit = self.write_timeout;
-        let write = async move {
-            op(&mut self.socket).await.map_err(|_| ())?;
-            outbox.drain().await.map_err(|_| ())
-        };
-        match timeout(limit, write).await {
+        match self.outbox.status() {
+            Status::Failed => return Err(Ended::ClientGone),
+            Status::Overflowed => return Err(Ended::SlowClient),
+            Status::Drain => {}
+        }
+        match timeout(self.write_timeout, self.outbox.drain()).await {
+            Ok(Ok(())) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
             Ok(Ok(())) => Ok(()),
-            Ok(Err(())) => Err(Ended::ClientGone),
+            Ok(Err(_)) => Err(Ended::ClientGone),
             Err(_) => Err(Ended::WriteTimeout),
         }
     }
@@ -509,5 +567,61 @@ fn classify(err: tungstenite::Error) -> Ended {
         ) => Ended::ClientGone,
         tungstenite::Error::Protocol(_) => Ended::Error,
         _ => Ended::ClientGone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            write_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            message_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_quiet_client_is_pinged_and_dropped_when_no_pong_comes() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = Clock::new(t0, &limits(), None);
+        assert_eq!(clock.next(), t0 + s(30));
+        assert_eq!(clock.due(t0 + s(29)), Due::Nothing);
+        assert_eq!(clock.due(t0 + s(30)), Due::Ping);
+        assert_eq!(clock.next(), t0 + s(40), "now the pong deadline");
+        assert_eq!(clock.due(t0 + s(35)), Due::Nothing);
+        assert_eq!(clock.due(t0 + s(40)), Due::PongOverdue);
+    }
+
+    #[test]
+    fn an_answer_clears_the_deadline_and_the_next_ping_keeps_its_cadence() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = Clock::new(t0, &limits(), None);
+        assert_eq!(clock.due(t0 + s(30)), Due::Ping);
+        clock.heard();
+        assert_eq!(clock.next(), t0 + s(60));
+        assert_eq!(
+            clock.due(t0 + s(45)),
+            Due::Nothing,
+            "woken early: nothing due"
+        );
+        assert_eq!(clock.due(t0 + s(60)), Due::Ping);
+    }
+
+    #[test]
+    fn the_token_expiry_comes_first_when_it_is_sooner() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = Clock::new(t0, &limits(), Some(t0 + s(12)));
+        assert_eq!(clock.next(), t0 + s(12));
+        assert_eq!(clock.due(t0 + s(12)), Due::Expired);
+        let mut late = Clock::new(t0, &limits(), Some(t0 + s(35)));
+        assert_eq!(late.due(t0 + s(30)), Due::Ping);
+        assert_eq!(late.next(), t0 + s(35), "expiry before the pong deadline");
+        assert_eq!(late.due(t0 + s(35)), Due::Expired);
     }
 }

@@ -134,7 +134,10 @@ impl Upgrade {
                 Some(config),
             )
             .await;
-            session(socket, outbox).await;
+            // A task of its own: this one's future keeps the upgrade's
+            // state (and the closure) for as long as it runs; the session's
+            // task holds only the session, for every idle connection.
+            tokio::spawn(session(socket, outbox));
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
