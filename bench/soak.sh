@@ -6,6 +6,9 @@
 #   bench/soak.sh                      # 5 minutes, 3,000 clients, 100 churned/s, 50 ev/s
 #   SOAK_SECS=600 bench/soak.sh        # 10 minutes
 #
+# Clients connect from four loopback addresses (127.0.0.2-5): 256 handshakes
+# at once from one address would meet the gateway's cap of 128
+# not-yet-upgraded connections per address.
 # Builds the release binaries, starts its own redis-server on a free port
 # (never 6379; no persistence) and one gateway (RUST_LOG=warn), raises the
 # open-files limit as far as allowed, and runs `loadtest` with `--churn-per-sec`
@@ -100,6 +103,7 @@ echo "soak: $CLIENTS clients, $CHURN churned/s, $RATE ev/s × $PAYLOAD B for $SO
     --clients "$CLIENTS" --rate "$RATE" --payload-bytes "$PAYLOAD" \
     --duration "$SOAK_SECS" --warmup "$WARMUP" --threads "$THREADS" \
     --connect-concurrency 256 \
+    --source-ip 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
     --churn-per-sec "$CHURN" --churn-close-share "$CLOSE_SHARE" \
     --churn-silent-share "$SILENT_SHARE" --churn-silent-hold "$SILENT_HOLD" \
     --churn-exempt "$EXEMPT" \
