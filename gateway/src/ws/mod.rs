@@ -8,6 +8,7 @@
 //! rate). A malformed `?since=` is not refused: the spec answers it after
 //! the upgrade with `recovered: false`.
 
+mod clock;
 pub mod frame;
 pub mod outbox;
 pub mod session;

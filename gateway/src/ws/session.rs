@@ -45,6 +45,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::{Clock, Due};
 use super::frame;
 use super::outbox::{Outbox, Status};
 use super::upgrade::Socket;
@@ -132,68 +133,6 @@ impl Ended {
             Ended::TokenExpired => Some((TOKEN_EXPIRED, "token expired")),
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
-        }
-    }
-}
-
-/// A live session's one timer: when to ping, when a ping's pong is
-/// overdue, when the token expires. Any message from the client counts as
-/// the pong (it is alive).
-#[derive(Debug)]
-struct Clock {
-    ping_interval: Duration,
-    pong_timeout: Duration,
-    next_ping: Instant,
-    /// Set while a ping waits for its answer.
-    pong_due: Option<Instant>,
-    expires: Option<Instant>,
-}
-
-/// What the timer found when it fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Due {
-    Nothing,
-    Ping,
-    PongOverdue,
-    Expired,
-}
-
-impl Clock {
-    fn new(now: Instant, limits: &SessionLimits, expires: Option<Instant>) -> Self {
-        Self {
-            ping_interval: limits.ping_interval,
-            pong_timeout: limits.pong_timeout,
-            next_ping: now + limits.ping_interval,
-            pong_due: None,
-            expires,
-        }
-    }
-
-    /// When the timer should next fire.
-    fn next(&self) -> Instant {
-        let watch = self.pong_due.unwrap_or(self.next_ping);
-        self.expires.map_or(watch, |at| at.min(watch))
-    }
-
-    /// The client sent something.
-    fn heard(&mut self) {
-        self.pong_due = None;
-    }
-
-    /// What is due at `now`; a ping found due is taken as sent.
-    fn due(&mut self, now: Instant) -> Due {
-        if self.expires.is_some_and(|at| at <= now) {
-            return Due::Expired;
-        }
-        match self.pong_due {
-            Some(at) if at <= now => Due::PongOverdue,
-            Some(_) => Due::Nothing,
-            None if self.next_ping <= now => {
-                self.pong_due = Some(now + self.pong_timeout);
-                self.next_ping = now + self.ping_interval;
-                Due::Ping
-            }
-            None => Due::Nothing,
         }
     }
 }
@@ -400,7 +339,13 @@ impl Session {
             Err(_) => return Ended::SlowClient,
         };
         // One timer for pings, the pong deadline and the token's expiry.
-        let mut clock = Clock::new(Instant::now(), &self.ctx.limits, self.good_until);
+        let limits = &self.ctx.limits;
+        let mut clock = Clock::new(
+            Instant::now(),
+            limits.ping_interval,
+            limits.pong_timeout,
+            self.good_until,
+        );
         let timer = sleep_until(clock.next());
         tokio::pin!(timer);
         // Made once: a fresh `cancelled()` future on every turn costs a
@@ -428,8 +373,10 @@ impl Session {
             if let Err(ended) = step {
                 return ended;
             }
+            // Re-armed when the deadline moved, and always once fired: a
+            // fired timer left as it is would be ready again at once.
             let next = clock.next();
-            if next != timer.deadline() {
+            if next != timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(next);
             }
         }
@@ -567,61 +514,5 @@ fn classify(err: tungstenite::Error) -> Ended {
         ) => Ended::ClientGone,
         tungstenite::Error::Protocol(_) => Ended::Error,
         _ => Ended::ClientGone,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> SessionLimits {
-        SessionLimits {
-            write_timeout: Duration::from_secs(5),
-            ping_interval: Duration::from_secs(30),
-            pong_timeout: Duration::from_secs(10),
-            message_rate: 0.0,
-        }
-    }
-
-    #[test]
-    fn a_quiet_client_is_pinged_and_dropped_when_no_pong_comes() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut clock = Clock::new(t0, &limits(), None);
-        assert_eq!(clock.next(), t0 + s(30));
-        assert_eq!(clock.due(t0 + s(29)), Due::Nothing);
-        assert_eq!(clock.due(t0 + s(30)), Due::Ping);
-        assert_eq!(clock.next(), t0 + s(40), "now the pong deadline");
-        assert_eq!(clock.due(t0 + s(35)), Due::Nothing);
-        assert_eq!(clock.due(t0 + s(40)), Due::PongOverdue);
-    }
-
-    #[test]
-    fn an_answer_clears_the_deadline_and_the_next_ping_keeps_its_cadence() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut clock = Clock::new(t0, &limits(), None);
-        assert_eq!(clock.due(t0 + s(30)), Due::Ping);
-        clock.heard();
-        assert_eq!(clock.next(), t0 + s(60));
-        assert_eq!(
-            clock.due(t0 + s(45)),
-            Due::Nothing,
-            "woken early: nothing due"
-        );
-        assert_eq!(clock.due(t0 + s(60)), Due::Ping);
-    }
-
-    #[test]
-    fn the_token_expiry_comes_first_when_it_is_sooner() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut clock = Clock::new(t0, &limits(), Some(t0 + s(12)));
-        assert_eq!(clock.next(), t0 + s(12));
-        assert_eq!(clock.due(t0 + s(12)), Due::Expired);
-        let mut late = Clock::new(t0, &limits(), Some(t0 + s(35)));
-        assert_eq!(late.due(t0 + s(30)), Due::Ping);
-        assert_eq!(late.next(), t0 + s(35), "expiry before the pong deadline");
-        assert_eq!(late.due(t0 + s(35)), Due::Expired);
     }
 }
