@@ -9,6 +9,7 @@
 //! the upgrade with `recovered: false`.
 
 mod clock;
+mod ended;
 pub mod frame;
 pub mod outbox;
 pub mod session;

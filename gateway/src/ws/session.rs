@@ -46,6 +46,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, Due};
+use super::ended::{Ended, classify};
 use super::frame;
 use super::outbox::{Outbox, Status};
 use super::upgrade::Socket;
@@ -59,83 +60,16 @@ use crate::telemetry::{
     REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
 };
 
-/// Close codes (RFC 6455 §7.4.1).
-mod close_code {
-    pub const AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const INVALID: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const SIZE: u16 = 1009;
-    pub const AGAIN: u16 = 1013;
-}
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Messages read, at most, while waiting for the client's close reply.
 const CLOSE_DRAIN_MESSAGES: usize = 64;
-/// The close code of a connection whose token expired (4000-4999: for
-/// applications, RFC 6455 §7.4.2).
-pub const TOKEN_EXPIRED: u16 = 4001;
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Failed replays are logged once per interval, with how many were not.
 static REPLAY_FAILURES: Throttle = Throttle::new(Duration::from_secs(10));
-
-/// Why a connection ended: the `reason` label of the closed counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    ClientClose,
-    ClientGone,
-    SlowClient,
-    PingTimeout,
-    WriteTimeout,
-    MessageTooLarge,
-    RateLimited,
-    Shutdown,
-    /// Too many replays running on this node: retry shortly.
-    ReplayBusy,
-    /// A text frame (or close reason) that is not UTF-8.
-    InvalidData,
-    /// The client's token passed its `exp` (plus the leeway).
-    TokenExpired,
-    Error,
-}
-
-impl Ended {
-    fn label(self) -> &'static str {
-        match self {
-            Ended::ClientClose => "client_close",
-            Ended::ClientGone => "client_gone",
-            Ended::SlowClient => "slow_client",
-            Ended::PingTimeout => "ping_timeout",
-            Ended::WriteTimeout => "write_timeout",
-            Ended::MessageTooLarge => "message_too_large",
-            Ended::RateLimited => "rate_limited",
-            Ended::Shutdown => "shutdown",
-            Ended::ReplayBusy => "replay_busy",
-            Ended::InvalidData => "invalid_data",
-            Ended::TokenExpired => "token_expired",
-            Ended::Error => "error",
-        }
-    }
-
-    /// The close frame we send, if the peer can still read one.
-    fn close_frame(self) -> Option<(u16, &'static str)> {
-        match self {
-            Ended::Shutdown => Some((close_code::AWAY, "server shutting down; reconnect")),
-            Ended::SlowClient => Some((close_code::AGAIN, "too slow; reconnect with ?since=")),
-            Ended::ReplayBusy => Some((close_code::AGAIN, "busy; reconnect with ?since= shortly")),
-            Ended::MessageTooLarge => Some((close_code::SIZE, "message too large")),
-            Ended::RateLimited => Some((close_code::POLICY, "message rate limit exceeded")),
-            Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
-            Ended::InvalidData => Some((close_code::INVALID, "invalid UTF-8")),
-            Ended::TokenExpired => Some((TOKEN_EXPIRED, "token expired")),
-            Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
-            Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
-        }
-    }
-}
 
 /// What a session needs from its node, and nothing more: the hub it reads,
 /// the bus it replays from, the replay permits, the shutdown signal, and
@@ -498,21 +432,5 @@ impl Session {
             }
         };
         let _ = timeout(CLOSE_TIMEOUT, handshake).await;
-    }
-}
-
-/// Sorts a read error: an oversized message (close 1009), or a peer that
-/// broke the protocol or vanished.
-fn classify(err: tungstenite::Error) -> Ended {
-    match err {
-        tungstenite::Error::Capacity(_) => Ended::MessageTooLarge,
-        // tungstenite reports a text frame and a close reason that are not
-        // UTF-8 alike; both close with 1007 (inconsistent data).
-        tungstenite::Error::Utf8(_) => Ended::InvalidData,
-        tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => Ended::ClientGone,
-        tungstenite::Error::Protocol(_) => Ended::Error,
-        _ => Ended::ClientGone,
     }
 }
