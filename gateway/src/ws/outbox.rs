@@ -12,7 +12,8 @@
 //! Order and atomicity: every write (broadcast frames from the fan-out, the
 //! session's own frames — greeting, replay, replies, pings — and
 //! tungstenite's control replies — pongs, close) goes through the outbox
-//! under one lock, as whole frames, so frames never interleave. When the socket does not take a frame at once, it and all that
+//! under one lock, as whole frames, so frames never interleave. When the
+//! socket does not take a frame at once, it and all that
 //! follows wait in the queue, and the session is notified to drain it
 //! (`writev` of up to [`MAX_IOV`] frames per call, under its write timeout).
 //! While a drain is pending, later frames simply join the queue: a client that

@@ -19,8 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::outbox::{Io, Outbox};
 
-/// A session's WebSocket: tungstenite reads it and frames the session's own
-/// messages; every byte written goes through the [`Outbox`].
+/// A session's WebSocket: tungstenite reads it and writes its control
+/// replies (pongs, the close handshake); every byte written goes through the
+/// [`Outbox`].
 pub type Socket = WebSocketStream<Io>;
 
 /// A checked upgrade request, not yet answered.
