@@ -72,24 +72,11 @@ impl RedisCluster {
             let tls_args: Vec<String> = match tls {
                 Some(ca) => {
                     let files = ca.issue(&format!("cluster-{port}"), Usage::Server);
-                    [
-                        "--port",
-                        "0",
-                        "--tls-port",
-                        &port.to_string(),
-                        "--tls-cluster",
-                        "yes",
-                        "--tls-replication",
-                        "yes",
-                        "--tls-cert-file",
-                        &path(&files.cert),
-                        "--tls-key-file",
-                        &path(&files.key),
-                        "--tls-ca-cert-file",
-                        &path(&ca.ca_file),
-                    ]
-                    .map(str::to_owned)
-                    .to_vec()
+                    let mut args = ca.redis_server_args(*port, &files);
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                    );
+                    args
                 }
                 None => Vec::new(),
             };

@@ -34,24 +34,9 @@ impl Secured<'_> {
         if let Some(ca) = self.tls {
             let files = ca.issue(&format!("redis-{port}"), Usage::Server);
             let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            args.extend(ca.redis_server_args(port, &files));
             args.extend(
-                [
-                    "--port",
-                    "0",
-                    "--tls-port",
-                    &port.to_string(),
-                    "--tls-replication",
-                    "yes",
-                    "--tls-auth-clients",
-                    "no",
-                    "--tls-cert-file",
-                    &path(&files.cert),
-                    "--tls-key-file",
-                    &path(&files.key),
-                    "--tls-ca-cert-file",
-                    &path(&ca.ca_file),
-                ]
-                .map(str::to_owned),
+                ["--tls-replication", "yes", "--tls-auth-clients", "no"].map(str::to_owned),
             );
             cli.extend(["--tls", "--cacert", &path(&ca.ca_file)].map(str::to_owned));
             scheme = "rediss";

@@ -14,20 +14,8 @@ impl RedisServer {
         let server = ca.issue(&format!("redis-{port}"), Usage::Server);
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
         let auth_clients = if require_client_cert { "yes" } else { "no" };
-        let args = vec![
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            path(&server.cert),
-            "--tls-key-file".into(),
-            path(&server.key),
-            "--tls-ca-cert-file".into(),
-            path(&ca.ca_file),
-            "--tls-auth-clients".into(),
-            auth_clients.into(),
-        ];
+        let mut args = ca.redis_server_args(port, &server);
+        args.extend(["--tls-auth-clients".into(), auth_clients.into()]);
         // redis-cli presents the server's own certificate as its client one.
         let cli_args = vec![
             "--tls".into(),

@@ -79,6 +79,24 @@ impl TestCa {
         self.issue_to(&files.cert, &files.key, name, usage)
     }
 
+    /// `redis-server` options for a TLS-only server (no plain port) on
+    /// `port`, presenting `server` and trusting this CA for clients.
+    pub fn redis_server_args(&self, port: u16, server: &CertFiles) -> Vec<String> {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&server.cert),
+            "--tls-key-file".into(),
+            path(&server.key),
+            "--tls-ca-cert-file".into(),
+            path(&self.ca_file),
+        ]
+    }
+
     /// Issues a new certificate into `cert` and `key` (overwriting them, as
     /// a certificate renewal does).
     pub fn issue_to(&self, cert: &Path, key: &Path, name: &str, usage: Usage) -> CertFiles {
