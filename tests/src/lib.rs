@@ -540,6 +540,16 @@ impl GatewayProcess {
         node
     }
 
+    /// Starts `gateway` on a free port with `env`, its log captured (at
+    /// `RUST_LOG=info`) for [`GatewayProcess::logs`].
+    pub async fn logged(env: &[(&str, &str)]) -> Self {
+        let options = GatewayOptions {
+            capture_log: true,
+            ..GatewayOptions::default()
+        };
+        Self::launch(free_port(), env, options).await
+    }
+
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
         Self::launch(port, env, GatewayOptions::default()).await
     }

@@ -164,15 +164,7 @@ async fn ping_floods_leave_other_clients_latency_alone() {
 #[tokio::test]
 async fn resumes_during_a_redis_outage_do_not_flood_the_log() {
     let mut redis = RedisServer::start();
-    let node = GatewayProcess::launch(
-        free_port(),
-        &[("REDIS_URL", &redis.url())],
-        system_tests::GatewayOptions {
-            capture_log: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let node = GatewayProcess::logged(&[("REDIS_URL", &redis.url())]).await;
     node.wait_ready(200).await;
     let mut client = Client::connect(&node.ws_url("")).await.unwrap();
     let position = client.next_json().await["id"].as_str().unwrap().to_owned();

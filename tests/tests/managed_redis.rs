@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use system_tests::tls::TestCa;
-use system_tests::{GatewayOptions, GatewayProcess, RedisServer, free_port, publisher_cli};
+use system_tests::{GatewayProcess, RedisServer, publisher_cli};
 
 fn send(env: &[(&str, &str)], n: u64) -> std::process::Output {
     let data = json!({ "n": n }).to_string();
@@ -79,15 +79,7 @@ async fn an_acl_user_works_and_its_password_shows_nowhere() {
     let url = format!("redis://dashboards:{PASSWORD}@127.0.0.1:{}", redis.port);
     events_flow(&[("REDIS_URL", &url)]).await;
 
-    let node = GatewayProcess::launch(
-        free_port(),
-        &[("REDIS_URL", &url)],
-        GatewayOptions {
-            capture_log: true,
-            ..GatewayOptions::default()
-        },
-    )
-    .await;
+    let node = GatewayProcess::logged(&[("REDIS_URL", &url)]).await;
     node.wait_ready(200).await;
     let status = node.get("/ws/status").await.unwrap();
     assert_eq!(status.json()["status"], "operational");
@@ -121,15 +113,7 @@ async fn a_wrong_password_is_reported_without_showing_it() {
         stderr(&output)
     );
 
-    let node = GatewayProcess::launch(
-        free_port(),
-        &[("REDIS_URL", &url)],
-        GatewayOptions {
-            capture_log: true,
-            ..GatewayOptions::default()
-        },
-    )
-    .await;
+    let node = GatewayProcess::logged(&[("REDIS_URL", &url)]).await;
     node.wait_ready(503).await;
     // Let it fail and retry a few times, logging each.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;

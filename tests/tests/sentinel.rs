@@ -119,9 +119,9 @@ async fn nodes_and_publishers_follow_a_sentinel_failover_and_lose_no_event() {
 /// master's credentials come from `REDIS_SENTINEL_MASTER`.
 #[tokio::test]
 async fn a_tls_and_acl_master_is_found_and_followed_through_the_sentinels() {
+    use system_tests::publisher_cli;
     use system_tests::redis_sentinel::Secured;
     use system_tests::tls::TestCa;
-    use system_tests::{GatewayOptions, free_port, publisher_cli};
 
     let ca = TestCa::new();
     let password = "sentinel-Pa55-frotz";
@@ -137,15 +137,7 @@ async fn a_tls_and_acl_master_is_found_and_followed_through_the_sentinels() {
         ("REDIS_SENTINEL_MASTER", master.as_str()),
         ("REDIS_TLS_CA_FILE", ca_file.as_str()),
     ];
-    let node = GatewayProcess::launch(
-        free_port(),
-        &env,
-        GatewayOptions {
-            capture_log: true,
-            ..GatewayOptions::default()
-        },
-    )
-    .await;
+    let node = GatewayProcess::logged(&env).await;
     node.wait_ready(200).await;
     let mut client = node.client("?types=alert").await.unwrap();
     client.next_of("analytics_update").await;
