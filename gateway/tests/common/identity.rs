@@ -16,6 +16,21 @@ use super::Node;
 
 pub const SECRET: &str = "jwt-test-secret";
 
+/// Runs the `openssl` CLI, which must succeed; returns its standard output.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -41,20 +56,9 @@ impl KeyPair {
             Algorithm::EdDSA => &["-algorithm", "ED25519"],
             other => panic!("no key for {other:?}"),
         };
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         let private = private_file.to_str().unwrap();
-        run(&[&["genpkey"], spec, &["-out", private]].concat());
-        run(&[
+        openssl(&[&["genpkey"], spec, &["-out", private]].concat());
+        openssl(&[
             "pkey",
             "-in",
             private,
@@ -88,12 +92,8 @@ impl KeyPair {
         if self.alg == Algorithm::EdDSA {
             // jsonwebtoken cannot make an Ed25519 JWK: x is the raw key, the
             // last 32 bytes of the DER public key.
-            let der = Command::new("openssl")
-                .args(["pkey", "-pubin", "-outform", "DER", "-in"])
-                .arg(&self.public_file)
-                .output()
-                .unwrap()
-                .stdout;
+            let public = self.public_file.to_str().unwrap();
+            let der = openssl(&["pkey", "-pubin", "-outform", "DER", "-in", public]);
             let x = b64url(&der[der.len() - 32..]);
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "use": "sig"});
             return serde_json::from_value(jwk).unwrap();
@@ -210,17 +210,6 @@ impl JwksServer {
 /// A test CA and a certificate for `localhost` it signed (openssl CLI).
 pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let ec = [
         "-newkey",
         "ec",
@@ -228,26 +217,30 @@ pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "ec_paramgen_curve:P-256",
         "-nodes",
     ];
-    run(&[
-        &["req", "-x509"],
-        &ec[..],
-        &["-keyout", &path("ca.key"), "-out", &path("ca.pem")],
-        &["-days", "1", "-subj", "/CN=identity test CA"],
-    ]
-    .concat());
-    run(&[
-        &["req"],
-        &ec[..],
-        &["-keyout", &path("srv.key"), "-out", &path("srv.csr")],
-        &["-subj", "/CN=localhost"],
-    ]
-    .concat());
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", &path("ca.key"), "-out", &path("ca.pem")],
+            &["-days", "1", "-subj", "/CN=identity test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &["-keyout", &path("srv.key"), "-out", &path("srv.csr")],
+            &["-subj", "/CN=localhost"],
+        ]
+        .concat(),
+    );
     std::fs::write(
         dir.join("san.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
     )
     .unwrap();
-    run(&[
+    openssl(&[
         "x509",
         "-req",
         "-in",
