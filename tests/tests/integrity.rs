@@ -264,6 +264,12 @@ async fn a_quiet_period_longer_than_the_history_ttl_is_no_gap() {
     );
 }
 
+/// A publisher whose history keeps at most `max_len` events, for `ttl`.
+async fn keeping(url: &str, max_len: usize, ttl: Duration) -> publisher::Publisher {
+    let wire = publisher::WireFormat::new("ws", publisher::HistoryPolicy { max_len, ttl });
+    publisher::Publisher::connect_with(url, wire).await.unwrap()
+}
+
 /// Peak resident memory of a process, bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -344,16 +350,7 @@ async fn a_trim_that_overtakes_a_running_replay_is_answered_recovered_false() {
     // The client stops reading: the replay stalls on a full socket while a
     // publisher with a short history trims everything it has not sent yet.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let short = publisher::WireFormat::new(
-        "ws",
-        publisher::HistoryPolicy {
-            max_len: 10,
-            ttl: Duration::ZERO,
-        },
-    );
-    let trimmer = publisher::Publisher::connect_with(&url, short)
-        .await
-        .unwrap();
+    let trimmer = keeping(&url, 10, Duration::ZERO).await;
     trimmer.alert(&json!({"trim": true})).await.unwrap();
     let mut got = Vec::new();
     let recovery = loop {
@@ -385,16 +382,7 @@ async fn a_trim_that_overtakes_a_running_replay_is_answered_recovered_false() {
 #[tokio::test]
 async fn a_publish_trims_by_count_exactly_without_walking_the_history() {
     let redis = RedisServer::start();
-    let wire = publisher::WireFormat::new(
-        "ws",
-        publisher::HistoryPolicy {
-            max_len: 50,
-            ttl: Duration::from_secs(300),
-        },
-    );
-    let publisher = publisher::Publisher::connect_with(&redis.url(), wire)
-        .await
-        .unwrap();
+    let publisher = keeping(&redis.url(), 50, Duration::from_secs(300)).await;
     let mut ids = Vec::new();
     for n in 0..120 {
         ids.push(publisher.alert(&json!({ "n": n })).await.unwrap());
@@ -413,16 +401,7 @@ async fn a_publish_trims_by_count_exactly_without_walking_the_history() {
     );
 
     // Once something has aged out, it is trimmed and recorded as before.
-    let aging = publisher::WireFormat::new(
-        "ws",
-        publisher::HistoryPolicy {
-            max_len: 50,
-            ttl: Duration::from_secs(1),
-        },
-    );
-    let aging = publisher::Publisher::connect_with(&redis.url(), aging)
-        .await
-        .unwrap();
+    let aging = keeping(&redis.url(), 50, Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let last = aging.alert(&json!({ "n": "last" })).await.unwrap();
     assert_eq!(redis.cli(&["XLEN", "ws:history"]), "1");
