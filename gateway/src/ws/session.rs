@@ -250,7 +250,7 @@ impl Session {
             for event in page.events {
                 self.seam = self.seam.max(event.id);
                 if self.filter.allows(&event.kind) {
-                    self.feed(&event.text)?;
+                    self.feed(frame::text(&event.text))?;
                     replayed += 1;
                 }
             }
@@ -362,18 +362,14 @@ impl Session {
     }
 
     async fn send(&mut self, frame: Bytes) -> Result<(), Ended> {
-        self.outbox
-            .push_frame(frame)
-            .map_err(|_| Ended::ClientGone)?;
+        self.feed(frame)?;
         self.flush().await
     }
 
-    /// Queues a text frame, written at once if the socket takes it; the
-    /// next [`Self::flush`] writes out the rest.
-    fn feed(&mut self, text: &str) -> Result<(), Ended> {
-        self.outbox
-            .push_frame(frame::text(text))
-            .map_err(|_| Ended::ClientGone)
+    /// Queues a frame, written at once if the socket takes it; the next
+    /// [`Self::flush`] writes out the rest.
+    fn feed(&mut self, frame: Bytes) -> Result<(), Ended> {
+        self.outbox.push_frame(frame).map_err(|_| Ended::ClientGone)
     }
 
     /// Writes out what the outbox holds (the session's frames, events the
