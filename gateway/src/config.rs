@@ -22,11 +22,16 @@ pub const DEFAULT_DEMO_RATE: u32 = 20;
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 20_000;
 pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-pub const DEFAULT_CLIENT_BUFFER: usize = 1024;
+/// A client's unsent bytes before it is closed as too slow. Between
+/// Centrifugo's 1 MiB and sockudo's 4 MiB: a 20,000-event burst of TutorMax
+/// metrics (~3.4 MB) reaches a dashboard on a 10 Mbit/s link within it,
+/// and the queued bytes are the fan-out's shared buffers, not copies.
+pub const DEFAULT_CLIENT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Also the age of a client's oldest unsent byte before it is closed.
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
-/// Events closer together than this go to a client in one write (see
-/// `fanout`): fewer syscalls per delivery, at most this much added latency.
-pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 12;
+/// What the node's ring of recent events may hold (see `ring`): how far the
+/// fan-out may fall behind before it reads the history instead.
+pub const DEFAULT_RING_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 /// A dashboard sends a ping every ~15 s; 20 a second is abuse.
@@ -83,21 +88,19 @@ pub struct Config {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
           value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
-    /// Events a client may fall behind before it is disconnected as too slow.
-    #[arg(long, env = "CLIENT_BUFFER", default_value_t = DEFAULT_CLIENT_BUFFER,
-          value_parser = parse_client_buffer)]
-    pub client_buffer: usize,
-    /// How long one write to a client may block before it is dropped, milliseconds.
+    /// Bytes a client may have unsent before it is disconnected as too slow.
+    #[arg(long, env = "CLIENT_BUFFER_BYTES", default_value_t = DEFAULT_CLIENT_BUFFER_BYTES,
+          value_parser = parse_client_buffer_bytes)]
+    pub client_buffer_bytes: usize,
+    /// How old a client's oldest unsent byte may get before it is dropped, milliseconds.
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = DEFAULT_WRITE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(10..=HOUR_MS))]
     pub write_timeout_ms: u64,
-    /// Least time between two writes of live events to a client, milliseconds
-    /// (0: write each event at once). An event after a quiet spell goes out at
-    /// once; one that follows within this time waits for it, and goes out
-    /// together with any others in one write.
-    #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = DEFAULT_FLUSH_INTERVAL_MS,
-          value_parser = clap::value_parser!(u64).range(0..=1000))]
-    pub flush_interval_ms: u64,
+    /// Bytes of recent events the node keeps for its fan-out and for clients
+    /// going live.
+    #[arg(long, env = "RING_BYTES", default_value_t = DEFAULT_RING_BYTES,
+          value_parser = parse_ring_bytes)]
+    pub ring_bytes: usize,
     /// Seconds a draining node waits for its clients to close before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -179,10 +182,16 @@ fn parse_message_bytes(value: &str) -> Result<usize, String> {
     parse_within(value, 16..=16 * 1024 * 1024)
 }
 
-/// Each client's ring slot is shared, but the ring itself is allocated at
-/// start: a million slots is far past any useful lag.
-fn parse_client_buffer(value: &str) -> Result<usize, String> {
-    parse_within(value, 16..=1_048_576)
+const MIB: usize = 1024 * 1024;
+
+/// At least a batch of the fan-out and a whole event twice over (checked
+/// against `MAX_EVENT_BYTES` in `validate`), at most 1 GiB.
+fn parse_client_buffer_bytes(value: &str) -> Result<usize, String> {
+    parse_within(value, 64 * 1024..=1024 * MIB)
+}
+
+fn parse_ring_bytes(value: &str) -> Result<usize, String> {
+    parse_within(value, 64 * 1024..=16 * 1024 * MIB)
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -192,6 +201,10 @@ pub enum ConfigError {
     Redis(#[from] publisher::ConfigError),
     #[error("TLS_CERT_FILE and TLS_KEY_FILE go together (the node's certificate and its key)")]
     TlsPair,
+    #[error(
+        "CLIENT_BUFFER_BYTES is {bytes}: it must be at least {least} (room for two events of MAX_EVENT_BYTES and a fan-out batch)"
+    )]
+    ClientBuffer { bytes: usize, least: usize },
     #[error("{0}")]
     Tls(String),
     #[error("NODE_ID {0:?} may only contain letters, digits, '_', '-' and '.' (at most 64)")]
@@ -236,6 +249,15 @@ impl Config {
 
         self.redis.target()?;
         self.wire.validate()?;
+        // An event within MAX_EVENT_BYTES must never make a reader that
+        // keeps up "too slow": room for a fan-out batch and two events.
+        let least = crate::fanout::BATCH_BYTES + 2 * (self.wire.max_event_bytes + 64);
+        if self.client_buffer_bytes < least {
+            return Err(ConfigError::ClientBuffer {
+                bytes: self.client_buffer_bytes,
+                least,
+            });
+        }
         self.tls_cert_file = self.tls_cert_file.filter(|p| !p.as_os_str().is_empty());
         self.tls_key_file = self.tls_key_file.filter(|p| !p.as_os_str().is_empty());
         if let Some((cert, key)) = self.tls()? {
@@ -285,8 +307,13 @@ impl Config {
         Duration::from_millis(self.write_timeout_ms)
     }
 
-    pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
+    /// How far behind a client may fall (`CLIENT_BUFFER_BYTES`, and
+    /// `WRITE_TIMEOUT_MS` as the age of its oldest unsent byte).
+    pub fn client_budget(&self) -> crate::ws::outbox::Budget {
+        crate::ws::outbox::Budget {
+            max_bytes: self.client_buffer_bytes,
+            max_age: self.write_timeout(),
+        }
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -349,8 +376,8 @@ mod tests {
         assert!(err.contains("not a valid Redis URL"), "{err}");
         let err = parse(&["--channel-prefix", "a b"]).unwrap_err();
         assert!(err.contains("CHANNEL_PREFIX"), "{err}");
-        let err = parse(&["--client-buffer", "3"]).unwrap_err();
-        assert!(err.contains("from 16 to"), "{err}");
+        let err = parse(&["--client-buffer-bytes", "3"]).unwrap_err();
+        assert!(err.contains("from 65536 to"), "{err}");
         let err = parse(&["--cors-origins", "example.com"]).unwrap_err();
         assert!(err.contains("CORS_ORIGINS"), "{err}");
         let err = parse(&["--trusted-proxies", "10.0.0.0/33"]).unwrap_err();
@@ -358,8 +385,8 @@ mod tests {
         let err = parse(&["--message-rate=-1"]).unwrap_err();
         assert!(err.contains("not a rate"), "{err}");
         for (flag, value) in [
-            ("--client-buffer", "100000000000"),
-            ("--client-buffer", "4611686018427387904"),
+            ("--client-buffer-bytes", "100000000000"),
+            ("--client-buffer-bytes", "4611686018427387904"),
             ("--history-size", "18446744073709551615"),
             ("--ping-interval-ms", "18446744073709551615"),
             ("--max-event-bytes", "100"),

@@ -1,47 +1,61 @@
 //! The node's live clients, and the tasks that write each event to them.
 //!
 //! Live clients are split over a few shards (one per core), each served by
-//! one task that reads the hub's broadcast ring and writes every event its
-//! clients want straight into their [`Outbox`]es: one non-blocking write per
-//! client per batch, and no client task woken (see `ws::outbox` for why).
+//! one task that reads the hub's [`Ring`] and writes every event its clients
+//! want straight into their [`Outbox`]es: one non-blocking write per client
+//! per batch, and no client task woken while its socket keeps up (see
+//! `ws::outbox` for why).
 //!
-//! Batching: a shard task takes everything the ring holds when it writes
-//! (up to [`MAX_BATCH`] events) and writes it to each client with one
-//! `writev`. Two things make batches:
-//! - falling behind (a burst, a busy machine): batches grow and the cost per
-//!   delivery falls, which is what lets the shard catch up;
-//! - `FLUSH_INTERVAL_MS`: writes are at least that far apart. An event after
-//!   a quiet spell goes out at once; one that follows within the interval
-//!   waits for it, with whatever else arrives meanwhile. On loopback one
-//!   `send()` costs about the same for one small frame as for several (the
-//!   TCP and wake-up work is per call). At 1,000 clients × 100 events/s on
-//!   loopback, measured in one sitting (BENCHMARKS.md): 0 ms → 178–181k
-//!   deliveries per CPU-second, p99 27 ms; 12 ms (the default) → 258k, p99
-//!   28 ms; 20 ms → 345k, p99 37 ms.
+//! Draining: a shard never sleeps while events wait and no fixed count caps
+//! a batch. When it wakes it takes everything the ring holds for it (up to
+//! [`BATCH_BYTES`], then at once the next batch), so batches are as large as
+//! the node is behind: a burst or a fast stream costs fewer syscalls per
+//! event the further behind the shard is, which is what lets it catch up,
+//! and a lone event on a quiet node goes out at once.
 //!
-//! Before its greeting and replay are out, a client reads the ring itself;
-//! `Hub::go_live` moves it to a shard at an exact sequence number, under the
-//! shard's lock, so nothing is lost or sent twice at the switch.
+//! One write per client per batch, whatever the batch's length: clients that
+//! want the same events of a batch (the same `?types=`, nothing skipped at a
+//! seam) share one contiguous buffer of them, built once per batch (a
+//! [`Group`]), so a batch of 1,000 small events to a client is one `write`
+//! of shared bytes, not 1,000, and a client whose types exclude a burst costs
+//! one comparison per batch, not one per event.
+//!
+//! Falling off the ring: the ring keeps what a shard has yet to write up to
+//! `RING_BYTES`. A shard that falls further behind (a node starved of CPU)
+//! reads what it lost from the history and writes it to its clients, then
+//! goes on from the ring: its own lag costs latency, never a connection.
+//! Only when the history cannot give it back (no history, or trimmed past
+//! it) are its clients closed with 1013, to resume with `?since=`.
+//!
+//! Before its greeting and replay are out, a client is a sequence number in
+//! the ring; `Hub::go_live` moves it to a shard at an exact sequence number,
+//! under the shard's lock, so nothing is lost or sent twice at the switch.
 //!
 //! Slots are reused (a free list) so a shard walks a dense vector and
 //! joining or leaving costs no reallocation under load.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
-use metrics::Histogram;
-use shared::{EventId, TypeFilter};
-use tokio::sync::broadcast::Receiver;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::time::{Instant, sleep_until};
+use metrics::{Histogram, counter};
+use shared::{EventId, Position, TypeFilter};
+use tokio::time::Instant;
 
-use crate::hub::Frame;
-use crate::ws::outbox::{MAX_IOV, Outbox};
+use crate::bus::{PAGE, Standing};
+use crate::hub::{Frame, Hub};
+use crate::ring::{Read, Ring};
+use crate::telemetry::{FANOUT_GAPS, FANOUT_RECOVERED};
+use crate::ws::outbox::Outbox;
 
-/// Most events one batch takes from the ring (one `writev` per client).
-pub const MAX_BATCH: usize = MAX_IOV;
+/// Most bytes of events one batch takes from the ring: what one pass writes
+/// to each client at most (the next batch follows at once).
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// Most distinct filters of one batch whose bytes are shared; clients past
+/// them get a buffer of their own (same bytes on the wire).
+const MAX_GROUPS: usize = 32;
 
 /// One live client, as the fan-out sees it.
 #[derive(Debug)]
@@ -66,18 +80,53 @@ impl Subscriber {
         }
     }
 
-    /// Whether this client should get `frame`: a type it asked for, and not
-    /// at or before the seam (it has that already).
+    /// Whether this client should get `frame`: a type it asked for, not at
+    /// or before the seam (it has that already), and not handed over.
     pub fn wants(&self, frame: &Frame) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.allows(&frame.kind))
+        frame.seq >= self.from_seq
+            && allows(self.filter.as_ref(), frame)
             && frame.id.is_none_or(|id| id > self.seam)
     }
+}
+
+fn allows(filter: Option<&TypeFilter>, frame: &Frame) -> bool {
+    filter.is_none_or(|f| f.allows(&frame.kind))
+}
+
+/// The frames of `frames` that pass `keep`, as one buffer (the frame's own
+/// bytes when only one does, `None` when none does).
+pub fn concat<'a>(frames: impl Iterator<Item = &'a Arc<Frame>> + Clone) -> Option<Bytes> {
+    let mut iter = frames.clone();
+    let first = iter.next()?;
+    if iter.next().is_none() {
+        return Some(first.wire.clone());
+    }
+    let len = frames.clone().map(|f| f.wire.len()).sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for frame in frames {
+        buf.extend_from_slice(&frame.wire);
+    }
+    Some(buf.freeze())
+}
+
+/// The clients of one batch that want the same frames of it, and those
+/// frames as one shared buffer.
+struct Group<'a> {
+    filter: Option<&'a TypeFilter>,
+    bytes: Option<Bytes>,
+    members: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct Registry {
     slots: Vec<Option<Subscriber>>,
     free: Vec<usize>,
+    /// Every frame before this sequence number has been written to the
+    /// clients here: where a client going live joins.
+    pub next: u64,
+    /// The newest history id this shard has written: where a recovery reads
+    /// the history from.
+    last_id: Option<EventId>,
 }
 
 impl Registry {
@@ -101,111 +150,138 @@ impl Registry {
         }
     }
 
-    /// Writes the frames of `batch` each client wants, one `writev` per
+    /// Writes the frames of `batch` each client wants, one write per
     /// client; counts deliveries into `delivered` (by position in `batch`).
-    fn fan_out(&self, batch: &[Arc<Frame>], delivered: &mut [u64]) {
-        let mut wanted: [&Bytes; MAX_BATCH] = [&EMPTY; MAX_BATCH];
+    fn fan_out(&self, batch: &[Arc<Frame>], now: Instant, delivered: &mut [u64]) {
+        let Some(first) = batch.first() else { return };
+        let oldest_id = batch.iter().filter_map(|f| f.id).min();
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for subscriber in self.slots.iter().flatten() {
-            let mut n = 0;
-            for (i, frame) in batch.iter().enumerate() {
-                if frame.seq >= subscriber.from_seq && subscriber.wants(frame) {
-                    wanted[n] = &frame.wire;
-                    n += 1;
-                    delivered[i] += 1;
+            let whole =
+                subscriber.from_seq <= first.seq && oldest_id.is_none_or(|id| id > subscriber.seam);
+            let filter = subscriber.filter.as_ref();
+            let group = match groups.iter_mut().position(|g| g.filter == filter) {
+                Some(i) if whole => Some(&mut groups[i]),
+                None if whole && groups.len() < MAX_GROUPS => {
+                    let bytes = concat(batch.iter().filter(|f| allows(filter, f)));
+                    groups.push(Group {
+                        filter,
+                        bytes,
+                        members: 0,
+                    });
+                    groups.last_mut()
+                }
+                _ => None,
+            };
+            match group {
+                Some(group) => {
+                    group.members += 1;
+                    if let Some(bytes) = &group.bytes {
+                        subscriber.outbox.push_broadcast(bytes, now);
+                    }
+                }
+                None => {
+                    // Just joined, or past the shared groups: its own buffer.
+                    let wanted = || batch.iter().filter(|f| subscriber.wants(f));
+                    if let Some(bytes) = concat(wanted()) {
+                        subscriber.outbox.push_broadcast(&bytes, now);
+                    }
+                    for (i, frame) in batch.iter().enumerate() {
+                        delivered[i] += u64::from(subscriber.wants(frame));
+                    }
                 }
             }
-            if n > 0 {
-                subscriber.outbox.push_broadcast(&wanted[..n]);
+        }
+        for group in groups.iter().filter(|g| g.bytes.is_some()) {
+            for (i, frame) in batch.iter().enumerate() {
+                if allows(group.filter, frame) {
+                    delivered[i] += group.members;
+                }
             }
         }
     }
 
-    /// Closes every client (1013): the shard lost events it owed them.
+    /// Closes every client (1013): the shard lost events it owed them and
+    /// the history could not give them back.
     fn overflow_all(&self) {
         for subscriber in self.slots.iter().flatten() {
             subscriber.outbox.overflow();
         }
     }
-
-    /// The most broadcast frames any live client has waiting.
-    fn most_waiting(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|s| s.outbox.waiting())
-            .max()
-            .unwrap_or(0)
-    }
 }
 
-static EMPTY: Bytes = Bytes::new();
-
 /// A share of the live clients and the task that writes to them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shard {
     registry: Mutex<Registry>,
+    /// The ring's copy of where this shard reads next.
+    cursor: Arc<AtomicU64>,
 }
 
 impl Shard {
+    /// A shard that starts reading the ring at `next` (its cursor there).
+    pub fn new(cursor: Arc<AtomicU64>, next: u64, last_id: Option<EventId>) -> Self {
+        cursor.store(next, Ordering::Release);
+        Self {
+            registry: Mutex::new(Registry {
+                next,
+                last_id,
+                ..Registry::default()
+            }),
+            cursor,
+        }
+    }
+
     /// Held while a batch is written, and while a client goes live.
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
         // Plain data, and nothing under the lock panics.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn most_waiting(&self) -> usize {
-        self.registry().most_waiting()
-    }
-
     /// The shard's task: reads the ring until the hub is gone. `latency`:
     /// `gateway_broadcast_latency_seconds`, publish to written (or queued),
-    /// once per event per shard. `interval`: least time between writes.
-    pub async fn run(
-        self: Arc<Self>,
-        mut rx: Receiver<Arc<Frame>>,
-        latency: Histogram,
-        interval: Duration,
-    ) {
-        let mut batch: Vec<Arc<Frame>> = Vec::with_capacity(MAX_BATCH);
-        let mut delivered = [0u64; MAX_BATCH];
-        let mut last_write: Option<Instant> = None;
+    /// once per event per shard.
+    pub async fn run(self: Arc<Self>, ring: Arc<Ring>, hub: Weak<Hub>, latency: Histogram) {
+        let mut delivered = Vec::new();
+        // History ids at or before this were written by a recovery: the
+        // ring's copies of them are not sent again.
+        let mut recovered: Option<EventId> = None;
         loop {
-            match rx.recv().await {
-                Ok(frame) => batch.push(frame),
-                Err(RecvError::Lagged(_)) => {
-                    // The node is so far behind that events this shard owed
-                    // its clients are gone from the ring: close them all with
-                    // 1013; they resume with `?since=` from the history.
-                    self.registry().overflow_all();
+            let next = self.cursor.load(Ordering::Acquire);
+            let appended = ring.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let batch = match ring.read(next, BATCH_BYTES) {
+                Read::Frames(batch) => batch,
+                Read::Gone { first } => {
+                    let Some(hub) = hub.upgrade() else { return };
+                    recovered = self.recover(&hub, first).await.or(recovered);
                     continue;
                 }
-                Err(RecvError::Closed) => return,
-            }
-            // Too soon after the last write: wait out the interval, and let
-            // what arrives meanwhile join this write.
-            if let Some(due) = last_write.map(|at| at + interval)
-                && due > Instant::now()
-            {
-                sleep_until(due).await;
-            }
-            // Whatever else is already there joins the batch.
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(frame) => batch.push(frame),
-                    Err(TryRecvError::Lagged(_)) => {
-                        self.registry().overflow_all();
-                        batch.clear();
-                        break;
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            };
+            let Some(last) = batch.last().map(|f| f.seq) else {
+                if hub.strong_count() == 0 {
+                    return;
                 }
-            }
-            if batch.is_empty() {
+                appended.await;
                 continue;
+            };
+            let batch: Vec<Arc<Frame>> = match recovered {
+                Some(upto) => batch
+                    .into_iter()
+                    .filter(|f| f.id.is_none_or(|id| id > upto))
+                    .collect(),
+                None => batch,
+            };
+            delivered.clear();
+            delivered.resize(batch.len(), 0);
+            {
+                let mut registry = self.registry();
+                registry.fan_out(&batch, Instant::now(), &mut delivered);
+                registry.next = last + 1;
+                registry.last_id = batch.iter().filter_map(|f| f.id).max().or(registry.last_id);
             }
-            delivered[..batch.len()].fill(0);
-            self.registry().fan_out(&batch, &mut delivered);
-            last_write = Some(Instant::now());
+            self.cursor.store(last + 1, Ordering::Release);
             let now = Utc::now();
             for (frame, &n) in batch.iter().zip(&delivered) {
                 if n > 0 {
@@ -214,7 +290,90 @@ impl Shard {
                     latency.record(micros.max(0) as f64 / 1e6);
                 }
             }
-            batch.clear();
+        }
+    }
+
+    /// The ring dropped frames this shard had not written (it starts at
+    /// `first` now): reads what the history holds after the last id this
+    /// shard wrote and writes it, page by page, then carries on from
+    /// `first`. Returns the newest id recovered (the ring's copies of ids
+    /// up to it are skipped).
+    async fn recover(&self, hub: &Hub, first: u64) -> Option<EventId> {
+        counter!(FANOUT_GAPS).increment(1);
+        let (history, position) = (hub.history(), hub.position());
+        let last_id = self.registry().last_id;
+        let start = position.map(|p| Position::new(p.epoch, last_id.unwrap_or(EventId::ZERO)));
+        let outcome = match (history, start, last_id) {
+            (Some(history), Some(start), Some(_)) => {
+                self.replay(&*history, hub, start, first).await
+            }
+            _ => Err("no history to recover from"),
+        };
+        {
+            let mut registry = self.registry();
+            if let Err(why) = outcome {
+                tracing::warn!(
+                    why,
+                    "the fan-out fell further behind than RING_BYTES and cannot recover: closing its clients (1013) to resume"
+                );
+                registry.overflow_all();
+            }
+            registry.next = registry.next.max(first);
+        }
+        self.cursor.store(first, Ordering::Release);
+        outcome.ok().flatten()
+    }
+
+    /// Writes the history after `start` up to its top, page by page, to the
+    /// shard's clients as if from the ring (at `first`, so every client
+    /// registered now gets them).
+    async fn replay(
+        &self,
+        history: &dyn crate::bus::Bus,
+        hub: &Hub,
+        start: Position,
+        first: u64,
+    ) -> Result<Option<EventId>, &'static str> {
+        let mut cursor = start;
+        let mut until = None;
+        let mut newest = None;
+        let mut delivered = Vec::new();
+        loop {
+            let page = history
+                .read_history(cursor, until, PAGE)
+                .await
+                .map_err(|_| "the history could not be read")?;
+            match page.standing {
+                Standing::Intact { top } => {
+                    until.get_or_insert(top);
+                }
+                Standing::Gone | Standing::OtherEpoch(_) => {
+                    return Err("the history no longer holds what was lost");
+                }
+            }
+            let frames: Vec<Arc<Frame>> = page
+                .events
+                .iter()
+                .map(|e| Arc::new(hub.frame_of_history(e, first)))
+                .collect();
+            counter!(FANOUT_RECOVERED).increment(frames.len() as u64);
+            delivered.clear();
+            delivered.resize(frames.len(), 0);
+            {
+                let mut registry = self.registry();
+                registry.fan_out(&frames, Instant::now(), &mut delivered);
+                if let Some(id) = frames.iter().filter_map(|f| f.id).max() {
+                    registry.last_id = Some(id);
+                    newest = Some(id);
+                }
+            }
+            for (frame, &n) in frames.iter().zip(&delivered) {
+                frame.sent.increment(n);
+            }
+            match page.last {
+                Some(last) if !page.done => cursor.id = last,
+                _ => return Ok(newest.or(until)),
+            }
         }
     }
 }

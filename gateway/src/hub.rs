@@ -12,14 +12,13 @@
 //! `MAX_EVENT_BYTES` (plus the id the history adds) are dropped and counted.
 //!
 //! Each event is framed once (WebSocket header and payload: server frames
-//! are unmasked, so the bytes are the same for every client). Live clients
-//! get it from [`crate::fanout`], written straight to their sockets without
-//! waiting for any of them; a client still being greeted or replayed reads
-//! the `tokio::sync::broadcast` ring of `capacity` events, and moves over to
-//! the fan-out when it goes live ([`Hub::go_live`]). A client that falls
-//! `capacity` events behind on either path is disconnected (see
-//! `ws::session`) — a slow or dead client never delays the others, and no
-//! per-client queue can grow beyond `capacity` frames.
+//! are unmasked, so the bytes are the same for every client) and appended to
+//! the node's [`Ring`]. Live clients get it from [`crate::fanout`], written
+//! straight to their sockets without waiting for any of them; a client still
+//! being greeted or replayed is only a sequence number in the ring, and
+//! moves over to the fan-out when it goes live ([`Hub::go_live`]), taking
+//! what arrived meanwhile. A slow or dead client never delays the others:
+//! its outbox has a budget of bytes and age (`ws::outbox`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,10 +32,11 @@ use serde_json::value::RawValue;
 use shared::envelope::{ENVELOPE_GROWTH, IdField};
 use shared::{DecodeError, Epoch, EventId, Position, TypeFilter, kind};
 use thiserror::Error;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::TryRecvError;
+use tokio::time::Instant;
 
-use crate::fanout::{Shard, Subscriber};
+use crate::bus::{Bus, ReplayEvent};
+use crate::fanout::{Shard, Subscriber, concat};
+use crate::ring::{Read, Ring};
 use crate::telemetry::{
     self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
 };
@@ -65,11 +65,31 @@ pub struct Frame {
     pub sent: Counter,
 }
 
+impl Frame {
+    fn new(text: &str, kind: String, id: Option<EventId>, published_at: DateTime<Utc>) -> Self {
+        Self {
+            sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&kind)),
+            wire: frame::text(text),
+            seq: 0,
+            kind,
+            id,
+            published_at,
+        }
+    }
+}
+
 #[cfg(test)]
 impl Frame {
     /// The event's JSON text (after the frame header).
     pub fn text(&self) -> &str {
         std::str::from_utf8(frame::payload(&self.wire)).expect("built from a String")
+    }
+
+    pub fn for_test(seq: u64, kind: &str, id: Option<EventId>, text: &str) -> Self {
+        Self {
+            seq,
+            ..Self::new(text, kind.to_owned(), id, Utc::now())
+        }
     }
 }
 
@@ -154,15 +174,14 @@ struct State {
     next_seq: u64,
 }
 
-/// A client's view at the moment it joined: everything after `head` will
-/// come through `rx`.
+/// A client's view at the moment it joined: everything after `position`
+/// is in the ring from `next_seq` on.
 #[derive(Debug)]
-pub struct Subscription {
-    pub rx: broadcast::Receiver<Arc<Frame>>,
-    /// The position of the last event sent before `rx` starts.
+pub struct Joined {
+    /// The position of the last event sent before `next_seq`.
     pub position: Option<Position>,
     pub analytics: Option<Arc<Snapshot>>,
-    /// The `seq` of the first frame `rx` will bring.
+    /// The `seq` of the first frame the client has not had.
     pub next_seq: u64,
 }
 
@@ -179,22 +198,37 @@ impl Drop for Live {
     }
 }
 
-/// The client fell further behind the ring than its capacity.
+/// The bus, as the fan-out's source of what it fell behind for.
+struct History(OnceLock<Arc<dyn Bus>>);
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "History(attached)"
+        } else {
+            "History(none)"
+        })
+    }
+}
+
+/// What a client about to go live had not had is gone from the ring (its
+/// greeting and replay took longer than the ring keeps events): it reads
+/// the history again from where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lagged;
+pub struct Behind;
 
 #[derive(Debug)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Frame>>,
-    capacity: usize,
+    ring: Arc<Ring>,
     state: Mutex<State>,
     /// The fan-out's shards, started by the first client to go live (inside
     /// the runtime; a hub used without clients needs none).
     shards: OnceLock<Vec<Arc<Shard>>>,
     /// Where the next live client goes (round robin).
     next_shard: AtomicUsize,
-    /// `FLUSH_INTERVAL_MS`: least time between a shard's writes.
-    flush_interval: Duration,
+    /// Where shards read what they fell too far behind to get from the
+    /// ring (set once the bus exists).
+    history: History,
     /// `MAX_EVENT_BYTES`.
     max_event_bytes: usize,
     /// Largest payload accepted from the bus: the limit plus the id the
@@ -254,100 +288,120 @@ impl Untrusted {
 }
 
 impl Hub {
-    /// `capacity`: how many events a client may fall behind.
+    /// `ring_bytes`: `RING_BYTES`, what the ring may hold.
     /// `max_event_bytes`: `MAX_EVENT_BYTES`.
-    pub fn new(capacity: usize, arrival: Arrival, max_event_bytes: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity);
+    pub fn new(ring_bytes: usize, arrival: Arrival, max_event_bytes: usize) -> Self {
         let state = State {
             recent: (arrival == Arrival::Unordered).then(Recent::default),
             ..State::default()
         };
         Self {
-            tx,
-            capacity,
+            ring: Arc::new(Ring::new(ring_bytes, shard_count())),
             state: Mutex::new(state),
             shards: OnceLock::new(),
             next_shard: AtomicUsize::new(0),
-            flush_interval: Duration::ZERO,
+            history: History(OnceLock::new()),
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             foreign_epoch_seen: AtomicBool::new(false),
         }
     }
 
-    /// Events within `interval` of a shard's last write wait for it (see
-    /// [`crate::fanout`]); zero writes each event at once.
-    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
-        self
+    /// Where the fan-out recovers what it fell too far behind for (the
+    /// node's bus; set once, after the bus is made with this hub).
+    pub fn attach_history(&self, bus: Arc<dyn Bus>) {
+        let _ = self.history.0.set(bus);
     }
 
-    /// How many events the slowest client has yet to read or be written
-    /// (at most the ring's capacity): what a catch-up paces itself by.
+    pub(crate) fn history(&self) -> Option<Arc<dyn Bus>> {
+        self.history.0.get().cloned()
+    }
+
+    /// How many events the slowest shard has yet to write: what a catch-up
+    /// paces itself by, so it never outruns the fan-out.
     pub fn backlog(&self) -> usize {
-        let queued = self.shards.get().map_or(0, |shards| {
-            shards.iter().map(|s| s.most_waiting()).max().unwrap_or(0)
-        });
-        self.tx.len().max(queued)
+        let Some(shards) = self.shards.get() else {
+            return 0;
+        };
+        let next = self.ring.next_seq();
+        shards
+            .iter()
+            .map(|s| next.saturating_sub(s.registry().next) as usize)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The fan-out's shards: one per core the runtime may use, started on
     /// first use.
-    fn shards(&self) -> &[Arc<Shard>] {
+    fn shards(self: &Arc<Self>) -> &[Arc<Shard>] {
         self.shards.get_or_init(|| {
-            let count = std::thread::available_parallelism().map_or(1, |n| n.get());
             let latency = metrics::histogram!(BROADCAST_LATENCY);
-            (0..count)
-                .map(|_| {
-                    let shard = Arc::new(Shard::default());
-                    // Holds no `Hub`: the task ends when the ring closes.
-                    let rx = self.tx.subscribe();
-                    tokio::spawn(shard.clone().run(rx, latency.clone(), self.flush_interval));
+            let start = self.ring.next_seq();
+            let last_id = self.position().map(|p| p.id);
+            (0..shard_count())
+                .map(|i| {
+                    let shard = Arc::new(Shard::new(self.ring.cursor(i), start, last_id));
+                    // Holds no `Hub`: the task ends when the hub is gone.
+                    tokio::spawn(shard.clone().run(
+                        self.ring.clone(),
+                        Arc::downgrade(self),
+                        latency.clone(),
+                    ));
                     shard
                 })
                 .collect()
         })
     }
 
-    /// Moves a client from the ring to the fan-out: what `rx` still holds
-    /// is written to `outbox` first, then its shard takes over from the next
-    /// frame. Under the shard's lock, so the shard writes nothing to it in
-    /// between: everything arrives once, in order.
+    /// Moves a client that joined at `next_seq` to the fan-out: what the
+    /// ring took in since then and its shard has written already is written
+    /// to `outbox` first, then the shard takes over from the next frame.
+    /// Under the shard's lock, so the shard writes nothing to it in between:
+    /// everything arrives once, in order.
     pub fn go_live(
-        &self,
-        mut rx: broadcast::Receiver<Arc<Frame>>,
-        mut next_seq: u64,
+        self: &Arc<Self>,
+        next_seq: u64,
         outbox: Arc<Outbox>,
         filter: &TypeFilter,
         seam: EventId,
-    ) -> Result<Live, Lagged> {
+    ) -> Result<Live, Behind> {
         let shards = self.shards();
         let shard = shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len()].clone();
         let mut registry = shard.registry();
-        let subscriber = Subscriber::new(outbox, filter, seam, 0);
-        loop {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    if subscriber.wants(&frame) {
-                        subscriber.outbox.push_broadcast(&[&frame.wire]);
-                        frame.sent.increment(1);
-                    }
-                    next_seq = frame.seq + 1;
-                }
-                Err(TryRecvError::Lagged(_)) => return Err(Lagged),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        let upto = registry.next;
+        let subscriber = Subscriber::new(outbox, filter, seam, next_seq);
+        let mut from = next_seq;
+        while from < upto {
+            let frames = match self.ring.read(from, crate::fanout::BATCH_BYTES) {
+                Read::Frames(frames) => frames,
+                Read::Gone { .. } => return Err(Behind),
+            };
+            let frames: Vec<_> = frames.into_iter().take_while(|f| f.seq < upto).collect();
+            let Some(last) = frames.last() else { break };
+            from = last.seq + 1;
+            let wanted = || frames.iter().filter(|f| subscriber.wants(f));
+            if let Some(bytes) = concat(wanted()) {
+                subscriber.outbox.push_broadcast(&bytes, Instant::now());
+            }
+            for frame in wanted() {
+                frame.sent.increment(1);
             }
         }
         let key = registry.insert(Subscriber {
-            from_seq: next_seq,
+            from_seq: upto.max(next_seq),
             ..subscriber
         });
         drop(registry);
         Ok(Live { shard, key })
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// A frame for an event read back from the history (a shard's
+    /// recovery), numbered `seq`.
+    pub(crate) fn frame_of_history(&self, event: &ReplayEvent, seq: u64) -> Frame {
+        Frame {
+            seq,
+            ..Frame::new(&event.text, event.kind.clone(), Some(event.id), Utc::now())
+        }
     }
 
     pub fn max_event_bytes(&self) -> usize {
@@ -362,16 +416,24 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Joins the broadcast. Taken under the same lock `dispatch` holds, so
-    /// `position` and `analytics` are exactly what was sent before `rx`
-    /// starts.
-    pub fn subscribe(&self) -> Subscription {
+    /// Joins the stream. Taken under the same lock `dispatch` holds, so
+    /// `position` and `analytics` are exactly what was sent before
+    /// `next_seq`.
+    pub fn subscribe(&self) -> Joined {
         let state = self.state();
-        Subscription {
-            rx: self.tx.subscribe(),
+        Joined {
             position: state.position(),
             analytics: state.analytics.clone(),
             next_seq: state.next_seq,
+        }
+    }
+
+    /// The frames from `seq` on that the ring still holds (tests).
+    #[cfg(test)]
+    pub fn frames_since(&self, seq: u64) -> Vec<Arc<Frame>> {
+        match self.ring.read(seq, usize::MAX) {
+            Read::Frames(frames) => frames,
+            Read::Gone { .. } => panic!("gone from the ring"),
         }
     }
 
@@ -439,15 +501,7 @@ impl Hub {
         let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
             .then(|| snapshot_of(&decoded.text, decoded.published_at))
             .flatten();
-        let wire = frame::text(&decoded.text);
-        let mut frame = Frame {
-            sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&decoded.kind)),
-            kind: decoded.kind,
-            id: trusted,
-            published_at: decoded.published_at,
-            wire,
-            seq: 0,
-        };
+        let mut frame = Frame::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
         let mut state = self.state();
         if let Some(id) = frame.id {
             let fresh = match &mut state.recent {
@@ -467,9 +521,8 @@ impl Hub {
         frame.seq = state.next_seq;
         state.next_seq += 1;
         let id = frame.id;
-        // An error only means nobody is on the ring right now (no client
-        // and no fan-out shard yet).
-        let _ = self.tx.send(Arc::new(frame));
+        // Under the state lock: ring order is `seq` order.
+        self.ring.push(Arc::new(frame));
         Ok(Dispatched::Sent(id))
     }
 
@@ -504,6 +557,18 @@ impl Hub {
             self.state().analytics = Some(Arc::new(snapshot));
         }
     }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Wakes the shards waiting for events: they see the hub gone, and end.
+        self.ring.appended.notify_waiters();
+    }
+}
+
+/// One shard per core the runtime may use.
+fn shard_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl State {
@@ -548,8 +613,23 @@ mod tests {
 
     const EPOCH: Epoch = Epoch(0xabcdef01);
 
+    /// A reader of the ring from where a client would join now.
+    struct Rx<'a>(&'a Hub, u64);
+
+    impl Rx<'_> {
+        fn try_recv(&mut self) -> Result<Arc<Frame>, ()> {
+            let frame = self.0.frames_since(self.1).into_iter().next().ok_or(())?;
+            self.1 = frame.seq + 1;
+            Ok(frame)
+        }
+    }
+
+    fn rx(hub: &Hub) -> Rx<'_> {
+        Rx(hub, hub.subscribe().next_seq)
+    }
+
     fn hub(arrival: Arrival) -> Hub {
-        let hub = Hub::new(16, arrival, 1024);
+        let hub = Hub::new(1 << 20, arrival, 1024);
         hub.init(Position::new(EPOCH, EventId::ZERO));
         hub
     }
@@ -564,8 +644,8 @@ mod tests {
     #[test]
     fn every_subscriber_gets_the_same_shared_frame() {
         let hub = hub(Arrival::InOrder);
-        let mut a = hub.subscribe().rx;
-        let mut b = hub.subscribe().rx;
+        let mut a = rx(&hub);
+        let mut b = rx(&hub);
         hub.dispatch(payload(None, "alert", "{}").as_bytes())
             .unwrap();
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
@@ -576,7 +656,7 @@ mod tests {
     #[test]
     fn ids_at_or_before_the_head_are_dropped_as_duplicates() {
         let hub = hub(Arrival::InOrder);
-        let mut rx = hub.subscribe().rx;
+        let mut rx = rx(&hub);
         let first = payload(Some("10-0"), "alert", "1");
         assert!(matches!(
             hub.dispatch(first.as_bytes()),
@@ -596,7 +676,7 @@ mod tests {
     #[test]
     fn an_id_the_history_did_not_assign_moves_nothing_and_never_reaches_a_client() {
         let hub = hub(Arrival::InOrder);
-        let mut rx = hub.subscribe().rx;
+        let mut rx = rx(&hub);
         let forged = [
             r#"{"id":"99999999999999-0","type":"alert","data":{}}"#.to_owned(),
             r#"{"id":"01234567:99999999999999-0","type":"alert","data":{}}"#.to_owned(),
@@ -668,7 +748,7 @@ mod tests {
     #[test]
     fn out_of_order_arrival_keeps_late_events_and_drops_repeats() {
         let hub = hub(Arrival::Unordered);
-        let mut rx = hub.subscribe().rx;
+        let mut rx = rx(&hub);
         for id in ["10-0", "9-0", "10-0", "11-0", "9-0"] {
             let _ = hub.dispatch(payload(Some(id), "alert", "1").as_bytes());
         }
@@ -696,7 +776,7 @@ mod tests {
     #[test]
     fn malformed_payloads_never_reach_a_subscriber() {
         let hub = hub(Arrival::InOrder);
-        let mut rx = hub.subscribe().rx;
+        let mut rx = rx(&hub);
         assert!(hub.dispatch(b"{not json").is_err());
         assert!(hub.dispatch(b"{\"data\":1}").is_err());
         assert!(rx.try_recv().is_err());

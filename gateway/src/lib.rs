@@ -43,6 +43,7 @@ pub(crate) mod listener;
 pub(crate) mod membership;
 pub(crate) mod node;
 pub(crate) mod rate;
+pub(crate) mod ring;
 pub(crate) mod state;
 pub mod telemetry;
 pub(crate) mod tls;
@@ -147,10 +148,11 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         Some(Topology::Cluster) => Arrival::Unordered,
         _ => Arrival::InOrder,
     };
-    let hub = Arc::new(
-        Hub::new(config.client_buffer, arrival, config.wire.max_event_bytes)
-            .with_flush_interval(config.flush_interval()),
-    );
+    let hub = Arc::new(Hub::new(
+        config.ring_bytes,
+        arrival,
+        config.wire.max_event_bytes,
+    ));
     let tracker = TaskTracker::new();
     let (bus, membership): (Arc<dyn Bus>, Arc<dyn Membership>) = match redis {
         None => (
@@ -172,6 +174,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
             (redis.clone(), redis)
         }
     };
+    hub.attach_history(bus.clone());
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
     let admission = Arc::new(Admission::new(&config)?);
     if let Some(jwks) = admission.jwks() {

@@ -24,6 +24,8 @@ pub const BUS_INVALID_PAYLOADS: &str = "gateway_bus_invalid_payloads_total";
 pub const BUS_CATCHUP_GAPS: &str = "gateway_bus_catchup_gaps_total";
 pub const BUS_REJECTED_IDS: &str = "gateway_bus_rejected_ids_total";
 pub const BUS_HISTORY_RESETS: &str = "gateway_bus_history_resets_total";
+pub const FANOUT_GAPS: &str = "gateway_fanout_gaps_total";
+pub const FANOUT_RECOVERED: &str = "gateway_fanout_recovered_events_total";
 pub const REPLAYS_DEFERRED: &str = "gateway_replays_deferred_total";
 pub const REPLAYS: &str = "gateway_replays_total";
 pub const REPLAYED_EVENTS: &str = "gateway_replayed_events_total";
@@ -138,6 +140,14 @@ fn describe() {
     describe_counter!(
         BUS_HISTORY_RESETS,
         "Times the history was found created anew (a new epoch)"
+    );
+    describe_counter!(
+        FANOUT_GAPS,
+        "Times a fan-out shard fell further behind than RING_BYTES and read the history for what it lost"
+    );
+    describe_counter!(
+        FANOUT_RECOVERED,
+        "Events a fan-out shard read back from the history after falling behind the ring"
     );
     describe_counter!(
         REPLAYS_DEFERRED,

@@ -125,7 +125,7 @@ async fn a_broadcast_of_any_type_reaches_every_client_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_and_never_delays_the_others() {
     let node = Node::start(Config {
-        client_buffer: 256,
+        client_buffer_bytes: 512 * 1024,
         write_timeout_ms: 500,
         ..config()
     })

@@ -39,8 +39,19 @@ fn a_bad_value_stops_the_node_with_a_clear_message_and_exit_code_2() {
         ),
         // Out of range: refused at start, not an abort, a panic or a node
         // that starts and fails every publish.
-        ("CLIENT_BUFFER", "100000000000", "--client-buffer"),
-        ("CLIENT_BUFFER", "4611686018427387904", "--client-buffer"),
+        (
+            "CLIENT_BUFFER_BYTES",
+            "100000000000",
+            "--client-buffer-bytes",
+        ),
+        (
+            "CLIENT_BUFFER_BYTES",
+            "4611686018427387904",
+            "--client-buffer-bytes",
+        ),
+        // Too small for an event of MAX_EVENT_BYTES: refused, named.
+        ("CLIENT_BUFFER_BYTES", "70000", "CLIENT_BUFFER_BYTES"),
+        ("RING_BYTES", "1000", "--ring-bytes"),
         ("HISTORY_SIZE", "18446744073709551615", "--history-size"),
         ("MAX_EVENT_BYTES", "99999999999", "--max-event-bytes"),
     ];

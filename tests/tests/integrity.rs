@@ -178,12 +178,14 @@ async fn a_resume_replays_the_whole_retained_history_however_long() {
 #[tokio::test]
 async fn catch_up_after_an_outage_drops_no_client_that_keeps_reading() {
     let redis = RedisServer::start();
-    let node = node(&redis, &[("CLIENT_BUFFER", "64")]).await;
+    // The smallest ring the node allows: the catch-up must pace itself
+    // by the fan-out, or the fan-out must recover what it fell behind for.
+    let node = node(&redis, &[("RING_BYTES", "65536")]).await;
     let mut client = Client::connect(&node.ws_url("")).await.unwrap();
     client.next_json().await;
     // Lock the node out (its Redis user off, its connections killed) while
     // 2,000 events are published as another user, then let it back in: the
-    // catch-up is 30 times the client's ring.
+    // catch-up is several times the node's ring.
     let url = redis.lock_out_default_user();
     let output = publisher_cli(
         &[

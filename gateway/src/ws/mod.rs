@@ -62,6 +62,9 @@ pub struct ClientParams {
     /// When the client's token stops being good: the session closes it
     /// then with 4001 (`None`: no token, no end).
     pub good_until: Option<SystemTime>,
+    /// Whether the token lets the client see analytics: if not, its
+    /// greeting carries `data: {}` (and still its position).
+    pub sees_analytics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +164,10 @@ pub async fn dashboard(
         filter,
         resume,
         good_until: identity.good_until,
+        sees_analytics: identity
+            .types
+            .as_deref()
+            .is_none_or(|types| types.iter().any(|t| t == shared::kind::ANALYTICS_UPDATE)),
     };
     let ip = state.admission.client_ip(peer, &headers);
     let admitted = match state
@@ -179,8 +186,8 @@ pub async fn dashboard(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    let limit = state.config.client_buffer;
-    ws.on_upgrade(config, limit, move |socket, outbox| {
+    let budget = state.config.client_budget();
+    ws.on_upgrade(config, budget, move |socket, outbox| {
         // Every line a session logs says which client on which node.
         let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
         let ctx = session::SessionContext::of(&state);

@@ -5,38 +5,46 @@
 //! events/s a client gets one frame every 10 ms, so a task per client woken
 //! per event (ring notify, `select!`, tungstenite framing, a timer, then the
 //! `send()`) costs as much again as the `send()` itself. Here the fan-out
-//! writes each event's pre-framed bytes (one encoding per node, see
+//! writes each batch's pre-framed bytes (one encoding per node, see
 //! [`crate::hub::Frame::wire`]) straight to every socket with a non-blocking
 //! write, and no client task wakes at all while its socket keeps up.
 //!
-//! Order and atomicity: every write (broadcast frames from the fan-out, the
+//! Order and atomicity: every write (broadcast batches from the fan-out, the
 //! session's own frames — greeting, replay, replies, pings — and
 //! tungstenite's control replies — pongs, close) goes through the outbox
 //! under one lock, as whole frames, so frames never interleave. When the
-//! socket does not take a frame at once, it and all that
-//! follows wait in the queue, and the session is notified to drain it
-//! (`writev` of up to [`MAX_IOV`] frames per call, under its write timeout).
-//! While a drain is pending, later frames simply join the queue: a client that
-//! is momentarily behind gets several frames per syscall.
+//! socket does not take something at once, it and all that follows wait in
+//! the queue, and the session is notified to drain it (`writev` of up to
+//! [`MAX_IOV`] buffers per call). While a drain is pending, later batches
+//! simply join the queue: a client that is momentarily behind gets several
+//! batches per syscall.
 //!
-//! Bound: broadcast frames queue up to `limit` (`CLIENT_BUFFER`) frames;
-//! one more and the client is marked overflowed (closed with 1013, like a
-//! client that lagged the ring). The session's own frames are bounded by
-//! what it writes before it drains (a replay page, a reply) and by the write
-//! timeout; tungstenite's by the message rate limit.
+//! Slowness is the client's own, measured as a user would: its unsent bytes
+//! and the age of its oldest unsent byte. A broadcast that would take the
+//! unsent bytes past `max_bytes` (`CLIENT_BUFFER_BYTES`), or that finds the
+//! oldest unsent buffer older than `max_age` (`WRITE_TIMEOUT_MS`), marks the
+//! client overflowed (closed with 1013, to resume with `?since=`); the
+//! session's drain gives up at the same age. Nobody else waits for it. The
+//! queued buffers are the fan-out's shared ones (reference-counted), so a
+//! client's queue costs it a few words per batch, not a copy of the events.
+//! The session's own frames are bounded by what it writes before it drains
+//! (a replay page, a reply) and by the same age; tungstenite's by the
+//! message rate limit.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// Most frames handed to one `writev`.
+/// Most buffers handed to one `writev`.
 pub const MAX_IOV: usize = 64;
 
 #[derive(Debug)]
@@ -46,19 +54,51 @@ pub struct Outbox {
     /// Wakes the session: the queue needs draining, or it overflowed, or a
     /// write failed.
     pub ready: Notify,
-    /// Broadcast frames a client may have waiting (`CLIENT_BUFFER`).
-    limit: usize,
+    budget: Budget,
+}
+
+/// How far behind a client may fall before it is closed as too slow.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Unsent bytes (`CLIENT_BUFFER_BYTES`).
+    pub max_bytes: usize,
+    /// Age of the oldest unsent byte (`WRITE_TIMEOUT_MS`).
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
-    /// Bytes of the front frame already written.
+    /// What the socket has not taken yet, with when each was queued.
+    frames: VecDeque<(Bytes, Instant)>,
+    /// Bytes of the front buffer already written.
     written: usize,
-    /// More than `limit` broadcast frames were waiting: the client is too slow.
+    /// Bytes in `frames`, the front's written part included.
+    bytes: usize,
+    /// Past the budget: the client is too slow.
     overflowed: bool,
     /// A write failed: the peer is gone.
     failed: bool,
+}
+
+impl Queue {
+    fn push(&mut self, bytes: Bytes, at: Instant) {
+        self.bytes += bytes.len();
+        self.frames.push_back((bytes, at));
+    }
+
+    fn unsent(&self) -> usize {
+        self.bytes - self.written
+    }
+
+    /// Whether one more broadcast of `len` bytes (at `now`) is past the
+    /// budget.
+    fn past(&self, budget: &Budget, len: usize, now: Instant) -> bool {
+        self.unsent() + len > budget.max_bytes
+            || self
+                .frames
+                .front()
+                .is_some_and(|(_, at)| now.saturating_duration_since(*at) > budget.max_age)
+    }
 }
 
 /// What the session should do after being woken.
@@ -69,13 +109,22 @@ pub enum Status {
     Failed,
 }
 
+/// Why a drain stopped before the queue was empty.
+#[derive(Debug)]
+pub enum DrainError {
+    /// The oldest unsent byte waited longer than the budget's age.
+    TooOld,
+    /// The socket failed: the peer is gone.
+    Gone,
+}
+
 impl Outbox {
-    pub fn new(stream: TcpStream, limit: usize) -> Self {
+    pub fn new(stream: TcpStream, budget: Budget) -> Self {
         Self {
             stream,
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
-            limit,
+            budget,
         }
     }
 
@@ -84,40 +133,30 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands broadcast frames (each a header and payload) to the socket:
-    /// written now, with one `write`/`writev`, if nothing is waiting and the
-    /// socket takes them; what it does not take is queued. Never waits.
-    /// Borrowed, so a frame written at once costs no refcount.
-    pub fn push_broadcast(&self, frames: &[&Bytes]) {
+    /// Hands broadcast bytes (whole frames) to the socket: written now, with
+    /// one `write`, if nothing is waiting and the socket takes them; what it
+    /// does not take is queued (a reference, not a copy). Never waits.
+    /// Borrowed, so bytes written at once cost no refcount.
+    pub fn push_broadcast(&self, bytes: &Bytes, now: Instant) {
         let mut queue = self.queue();
         if queue.failed || queue.overflowed {
             return;
         }
         if !queue.frames.is_empty() {
-            if queue.frames.len() + frames.len() > self.limit {
-                // Policy: a client this far behind is closed with 1013 (it
-                // can resume with `?since=`); nobody else waits for it.
+            if queue.past(&self.budget, bytes.len(), now) {
+                // Policy: a client this far behind (by bytes or by age) is
+                // closed with 1013 (it can resume with `?since=`); nobody
+                // else waits for it.
                 queue.overflowed = true;
                 drop(queue);
                 self.ready.notify_one();
             } else {
                 // The session was notified when the queue became non-empty.
-                queue.frames.extend(frames.iter().map(|&f| f.clone()));
+                queue.push(bytes.clone(), now);
             }
             return;
         }
-        let written = match frames {
-            [one] => self.stream.try_write(one),
-            _ => {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                for (slice, frame) in slices.iter_mut().zip(frames) {
-                    *slice = IoSlice::new(frame);
-                }
-                self.stream
-                    .try_write_vectored(&slices[..frames.len().min(MAX_IOV)])
-            }
-        };
-        let mut n = match written {
+        let n = match self.stream.try_write(bytes) {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => {
@@ -127,20 +166,17 @@ impl Outbox {
                 return;
             }
         };
-        for &frame in frames {
-            if queue.frames.is_empty() {
-                if n >= frame.len() {
-                    n -= frame.len();
-                    continue;
-                }
-                queue.written = n;
-            }
-            queue.frames.push_back(frame.clone());
+        if n == bytes.len() {
+            return;
         }
-        if !queue.frames.is_empty() {
-            drop(queue);
-            self.ready.notify_one();
+        if bytes.len() - n > self.budget.max_bytes {
+            queue.overflowed = true;
+        } else {
+            queue.push(bytes.clone(), now);
+            queue.written = n;
         }
+        drop(queue);
+        self.ready.notify_one();
     }
 
     /// Marks the client too slow (closed with 1013 by its session).
@@ -170,18 +206,19 @@ impl Outbox {
         if queue.failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        let now = Instant::now();
         if !queue.frames.is_empty() {
             // The session was notified when the queue became non-empty.
-            queue.frames.push_back(owned());
+            queue.push(owned(), now);
             return Ok(());
         }
         match self.stream.try_write(bytes) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(n) => {
-                queue.frames.push_back(owned());
+                queue.push(owned(), now);
                 queue.written = n;
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => queue.frames.push_back(owned()),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => queue.push(owned(), now),
             Err(err) => {
                 queue.failed = true;
                 return Err(err);
@@ -204,12 +241,13 @@ impl Outbox {
         }
     }
 
-    /// Broadcast frames waiting to be written (what a catch-up paces by).
-    pub fn waiting(&self) -> usize {
-        self.queue().frames.len()
+    /// Bytes queued and not yet written.
+    #[cfg(test)]
+    pub fn unsent(&self) -> usize {
+        self.queue().unsent()
     }
 
-    /// Writes everything queued (`writev`, [`MAX_IOV`] frames at a time),
+    /// Writes everything queued (`writev`, [`MAX_IOV`] buffers at a time),
     /// waiting for the socket as needed; callers bound it with their timeout.
     pub async fn drain(&self) -> io::Result<()> {
         loop {
@@ -217,6 +255,29 @@ impl Outbox {
                 return Ok(());
             }
             self.stream.writable().await?;
+        }
+    }
+
+    /// [`Self::drain`], giving up once the oldest unsent byte is older than
+    /// the budget allows: a client that reads slowly but steadily keeps its
+    /// connection for as long as it stays within the age, however long the
+    /// drain takes in all.
+    pub async fn drain_within_budget(&self) -> Result<(), DrainError> {
+        loop {
+            if self.write_some().map_err(|_| DrainError::Gone)? {
+                return Ok(());
+            }
+            let oldest = self.queue().frames.front().map(|(_, at)| *at);
+            let Some(oldest) = oldest else { continue };
+            let deadline = oldest + self.budget.max_age;
+            match tokio::time::timeout_at(deadline, self.stream.writable()).await {
+                Ok(ready) => ready.map_err(|_| DrainError::Gone)?,
+                // Still the same front (nothing was written meanwhile)?
+                Err(_) if self.queue().frames.front().map(|(_, at)| *at) == Some(oldest) => {
+                    return Err(DrainError::TooOld);
+                }
+                Err(_) => {}
+            }
         }
     }
 
@@ -229,7 +290,7 @@ impl Outbox {
         while !queue.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
-            for (i, frame) in queue.frames.iter().take(MAX_IOV).enumerate() {
+            for (i, (frame, _)) in queue.frames.iter().take(MAX_IOV).enumerate() {
                 let skip = if i == 0 { queue.written } else { 0 };
                 slices[i] = IoSlice::new(&frame[skip..]);
                 count += 1;
@@ -243,13 +304,15 @@ impl Outbox {
                 }
             };
             while n > 0 {
-                let left = queue.frames[0].len() - queue.written;
+                let len = queue.frames[0].0.len();
+                let left = len - queue.written;
                 if n < left {
                     queue.written += n;
                     break;
                 }
                 n -= left;
                 queue.frames.pop_front();
+                queue.bytes -= len;
                 queue.written = 0;
             }
         }

@@ -14,16 +14,24 @@
 //! overlap, so nothing arrives twice.
 //!
 //! A replay streams the history page by page (memory bounded by a page, not
-//! by the history), holds one of the node's few replay permits while it
-//! runs (a client that cannot get one in time is closed with 1013 and
-//! retries), and stops at shutdown. `recovered: true` is sent only when every
+//! by the history). Each page's read holds one of the node's few replay
+//! permits, and only the read: a socket that does not take its page holds
+//! no permit while the session waits for it, so clients that never read
+//! cannot starve the node's resumes. A resume with nothing to replay (its
+//! `since` is where the node stands) reads nothing and takes no permit. A
+//! client that cannot get a permit in time is closed with 1013 and retries;
+//! a replay stops at shutdown. `recovered: true` is sent only when every
 //! page continued the previous one with nothing trimmed in between.
 //!
-//! Slow clients: the broadcast ring (before live) and the outbox (once live)
-//! hold `CLIENT_BUFFER` events; a client that falls further behind is closed
+//! Before it is live a client is a place in the node's ring; if its greeting
+//! and replay took so long that the ring no longer holds what arrived
+//! meanwhile, it reads the history again from its seam (a few times at
+//! most), so a slow replay costs time, not events.
+//!
+//! Slow clients: the outbox has a budget of unsent bytes and age
+//! (`CLIENT_BUFFER_BYTES`, `WRITE_TIMEOUT_MS`); a client past it is closed
 //! with 1013 and counted — it can reconnect with `?since=` and lose nothing
-//! the history still holds. A drain that waits longer than
-//! `WRITE_TIMEOUT_MS` drops the client too.
+//! the history still holds.
 //!
 //! A token is good until its `exp` (plus the leeway): then the session
 //! closes with 4001 "token expired". The client fetches a fresh token and
@@ -39,7 +47,6 @@ use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
 use shared::{EventId, Position, TypeFilter};
 use tokio::sync::Semaphore;
-use tokio::sync::broadcast::Receiver;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -48,11 +55,11 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{Clock, Due};
 use super::ended::{Ended, classify};
 use super::frame;
-use super::outbox::{Outbox, Status};
+use super::outbox::{DrainError, Outbox, Status};
 use super::upgrade::Socket;
 use super::{ClientParams, Resume};
 use crate::bus::{Bus, PAGE, Standing};
-use crate::hub::{Frame, Hub, Snapshot};
+use crate::hub::{Behind, Hub, Snapshot};
 use crate::rate::{Bucket, burst_for};
 use crate::state::AppState;
 use crate::telemetry::{
@@ -67,6 +74,9 @@ const CLOSE_DRAIN_MESSAGES: usize = 64;
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// How many times a client about to go live reads the history again because
+/// the ring no longer held what arrived during its replay.
+const CATCH_UP_ROUNDS: usize = 3;
 
 /// Failed replays are logged once per interval, with how many were not.
 static REPLAY_FAILURES: Throttle = Throttle::new(Duration::from_secs(10));
@@ -85,7 +95,6 @@ pub struct SessionContext {
 /// The per-client numbers from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
-    pub write_timeout: Duration,
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     /// `MESSAGE_RATE` (0: no limit).
@@ -101,7 +110,6 @@ impl SessionContext {
             replays: state.replays.clone(),
             shutdown: state.shutdown.clone(),
             limits: SessionLimits {
-                write_timeout: config.write_timeout(),
                 ping_interval: config.ping_interval(),
                 pong_timeout: config.pong_timeout(),
                 message_rate: config.message_rate,
@@ -125,8 +133,8 @@ pub fn run(
     let mut session = Session {
         socket,
         outbox,
-        write_timeout: ctx.limits.write_timeout,
         filter: params.filter,
+        sees_analytics: params.sees_analytics,
         good_until: params.good_until.and_then(|at| {
             Instant::now().checked_add(
                 at.duration_since(std::time::SystemTime::now())
@@ -154,8 +162,10 @@ struct Session {
     /// The socket's write side, shared with the fan-out once live.
     outbox: Arc<Outbox>,
     ctx: SessionContext,
-    write_timeout: Duration,
     filter: TypeFilter,
+    /// False: the token's `types` claim excludes analytics, so the greeting
+    /// carries `data: {}`.
+    sees_analytics: bool,
     /// When the client's token expires (`None`: no token).
     good_until: Option<Instant>,
     /// The seam between what the client has (its greeting's position, or its
@@ -170,26 +180,32 @@ struct Session {
 impl Session {
     async fn serve(&mut self, resume: Resume) -> Ended {
         let sub = self.ctx.hub.subscribe();
-        let rx = sub.rx;
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
         let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
-        let greeting = Snapshot::frame(sub.analytics.as_deref(), greeting_id);
+        let analytics = sub.analytics.as_deref().filter(|_| self.sees_analytics);
+        let greeting = Snapshot::frame(analytics, greeting_id);
         if let Err(ended) = self.send_text(&greeting).await {
             return ended;
         }
         // Boxed, here and on the live loop's rarer paths: a future held
         // inline is held by every idle connection for its whole life.
         if resume != Resume::Fresh
-            && let Err(ended) = Box::pin(self.replay(resume)).await
+            && let Err(ended) = Box::pin(self.replay(resume, sub.position)).await
         {
             return ended;
         }
-        self.live(rx, sub.next_seq).await
+        self.live(sub.next_seq, sub.position).await
     }
 
-    async fn replay(&mut self, resume: Resume) -> Result<(), Ended> {
+    /// `joined`: where the node stood when the client joined.
+    async fn replay(&mut self, resume: Resume, joined: Option<Position>) -> Result<(), Ended> {
         counter!(REPLAYS).increment(1);
         let (recovered, replayed) = match resume {
+            // Nothing after it yet: what comes next is in the ring.
+            Resume::Since(since) if Some(since) == joined => {
+                self.seam = self.seam.max(since.id);
+                (true, 0)
+            }
             Resume::Since(since) => self.replay_from(since).await?,
             Resume::Fresh | Resume::Malformed => (false, 0),
         };
@@ -212,20 +228,22 @@ impl Session {
             ..
         } = &self.ctx;
         let (bus, replays, shutdown) = (bus.clone(), replays.clone(), shutdown.clone());
-        let permit = tokio::select! {
-            permit = timeout(REPLAY_QUEUE_WAIT, replays.acquire()) => permit,
-            () = shutdown.cancelled() => return Err(Ended::Shutdown),
-        };
-        let Ok(Ok(_permit)) = permit else {
-            counter!(REPLAYS_DEFERRED).increment(1);
-            return Err(Ended::ReplayBusy);
-        };
         let mut cursor = since;
         let mut until = None;
         let mut replayed = 0;
         loop {
+            // The permit bounds concurrent reads of the history, and is let
+            // go before the page is written: a client that does not read
+            // holds none while the session waits on its socket.
+            let read = async {
+                let Ok(_permit) = timeout(REPLAY_QUEUE_WAIT, replays.acquire()).await else {
+                    counter!(REPLAYS_DEFERRED).increment(1);
+                    return Err(Ended::ReplayBusy);
+                };
+                Ok(bus.read_history(cursor, until, PAGE).await)
+            };
             let page = tokio::select! {
-                page = bus.read_history(cursor, until, PAGE) => page,
+                page = read => page?,
                 () = shutdown.cancelled() => return Err(Ended::Shutdown),
             };
             let page = match page {
@@ -262,15 +280,31 @@ impl Session {
         }
     }
 
-    /// Hands the client to the fan-out (from the ring it joined before its
-    /// greeting), then serves it until it ends.
-    async fn live(&mut self, rx: Receiver<Arc<Frame>>, next_seq: u64) -> Ended {
-        let hub = &self.ctx.hub;
+    /// Hands the client to the fan-out (from its place in the ring, taken
+    /// before its greeting), then serves it until it ends.
+    async fn live(&mut self, mut next_seq: u64, mut joined: Option<Position>) -> Ended {
+        let hub = self.ctx.hub.clone();
         let outbox = self.outbox.clone();
+        let mut rounds = 0;
         // Leaves the fan-out when dropped, before the close frame is queued.
-        let _live = match hub.go_live(rx, next_seq, outbox.clone(), &self.filter, self.seam) {
-            Ok(live) => live,
-            Err(_) => return Ended::SlowClient,
+        let _live = loop {
+            match hub.go_live(next_seq, outbox.clone(), &self.filter, self.seam) {
+                Ok(live) => break live,
+                Err(Behind) if rounds < CATCH_UP_ROUNDS => rounds += 1,
+                Err(Behind) => return Ended::SlowClient,
+            }
+            // The ring no longer holds what arrived since the client joined:
+            // join again, and read what it lacks from the history.
+            let Some(epoch) = joined.map(|p| p.epoch) else {
+                return Ended::SlowClient;
+            };
+            let sub = hub.subscribe();
+            (next_seq, joined) = (sub.next_seq, sub.position);
+            match Box::pin(self.replay_from(Position::new(epoch, self.seam))).await {
+                Ok((true, _)) => {}
+                Ok((false, _)) => return Ended::SlowClient,
+                Err(ended) => return ended,
+            }
         };
         // One timer for pings, the pong deadline and the token's expiry.
         let limits = &self.ctx.limits;
@@ -373,9 +407,9 @@ impl Session {
     }
 
     /// Writes out what the outbox holds (the session's frames, events the
-    /// socket did not take at once, tungstenite's replies), within the
-    /// write timeout: a client that does not read cannot hold its task (or
-    /// its memory) forever. Also how the session learns that the fan-out
+    /// socket did not take at once, tungstenite's replies), giving up when
+    /// its oldest unsent byte is older than `WRITE_TIMEOUT_MS`: a client
+    /// that does not read cannot hold its task (or its memory) forever. Also how the session learns that the fan-out
     /// found the client too slow, or its socket gone.
     async fn flush(&mut self) -> Result<(), Ended> {
         match self.outbox.status() {
@@ -383,11 +417,11 @@ impl Session {
             Status::Overflowed => return Err(Ended::SlowClient),
             Status::Drain => {}
         }
-        match timeout(self.write_timeout, self.outbox.drain()).await {
-            Ok(Ok(())) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::ClientGone),
-            Err(_) => Err(Ended::WriteTimeout),
+        match self.outbox.drain_within_budget().await {
+            Ok(()) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
+            Ok(()) => Ok(()),
+            Err(DrainError::Gone) => Err(Ended::ClientGone),
+            Err(DrainError::TooOld) => Err(Ended::WriteTimeout),
         }
     }
 

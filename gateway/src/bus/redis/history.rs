@@ -74,7 +74,7 @@ impl RedisBus {
     /// A gap is counted only when events after `from` really are gone; a
     /// history created anew is followed from its start (and counted).
     pub(super) async fn catch_up(&self, from: Position) -> Result<Position, BusError> {
-        let page_size = (self.hub.capacity() / 4).clamp(1, PAGE);
+        let page_size = PAGE;
         let mut cursor = from;
         let mut until = None;
         let mut first_page = true;
@@ -131,10 +131,12 @@ impl RedisBus {
         Ok(cursor)
     }
 
-    /// Waits (boundedly) until clients have read most of what was sent.
+    /// Waits (boundedly) until the fan-out has written most of what was
+    /// sent, so a long catch-up never outruns it (clients' own slowness is
+    /// their budgets' business).
     async fn pace(&self) {
         let deadline = Instant::now() + PACE_MAX_WAIT;
-        while self.hub.backlog() > self.hub.capacity() / 4 && Instant::now() < deadline {
+        while self.hub.backlog() > PAGE && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
