@@ -193,6 +193,40 @@ async fn the_types_claim_limits_live_events_and_replays() {
 }
 
 #[tokio::test]
+async fn a_token_without_analytics_is_greeted_with_an_empty_snapshot_and_its_position() {
+    let node = Node::start(Config {
+        auth_jwt_secret: Some(SECRET.into()),
+        ..config()
+    })
+    .await;
+    let analytics = node
+        .publish("analytics_update", json!({"total_tutors": 42}))
+        .await;
+    let alerts_only = hs256(&json!({"sub": "ana", "exp": now() + 300.0, "types": ["alert"]}));
+    let mut restricted = Client::connect(&node.url(&format!("?token={alerts_only}")))
+        .await
+        .unwrap();
+    let greeting = restricted.next_json().await;
+    assert_eq!(greeting["type"], "analytics_update");
+    assert_eq!(
+        greeting["data"],
+        json!({}),
+        "the snapshot is not theirs to see"
+    );
+    assert_eq!(greeting["id"], analytics.as_str(), "still the position");
+
+    let everything = hs256(&json!({"sub": "bo", "exp": now() + 300.0}));
+    let mut full = Client::connect(&node.url(&format!("?token={everything}&types=alert")))
+        .await
+        .unwrap();
+    assert_eq!(
+        full.next_json().await["data"]["total_tutors"],
+        42,
+        "?types= alone does not hide the greeting"
+    );
+}
+
+#[tokio::test]
 async fn one_user_may_hold_at_most_max_connections_per_user() {
     let node = Node::start(Config {
         auth_jwt_secret: Some(SECRET.into()),

@@ -630,6 +630,15 @@ impl GatewayProcess {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sends a signal (`STOP`, `CONT`) and returns at once.
+    pub fn signal_only(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
     /// Sends a signal (`TERM`, `KILL`) and waits for the exit, returning it.
     pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
