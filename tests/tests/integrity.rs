@@ -412,3 +412,62 @@ async fn a_publish_trims_by_count_exactly_without_walking_the_history() {
     assert!(info.contains(&newest_aged), "{newest_aged}: {info}");
     assert!(info.contains(&last.id.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_on_sockets_that_never_read_cannot_starve_other_resumes() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let publisher = publisher::Publisher::connect(&redis.url(), "ws")
+        .await
+        .unwrap();
+    let pad = "x".repeat(4000);
+    let first = publisher.alert(&json!({"n": 0, "pad": pad})).await.unwrap();
+    for n in 1..1000 {
+        publisher.alert(&json!({"n": n, "pad": pad})).await.unwrap();
+    }
+    // Twice the node's replay permits, each resuming the whole 4 MB history
+    // on a socket with a tiny receive buffer that is never read.
+    let mut stalled = Vec::new();
+    for _ in 0..32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(node.addr).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async(node.ws_url(&format!("?since={first}")), stream)
+                .await
+                .unwrap();
+        stalled.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let mut resume = Client::connect(&node.ws_url(&format!("?since={first}")))
+        .await
+        .unwrap();
+    let recovery = resume.next_of("recovery").await;
+    assert_eq!(
+        recovery["data"],
+        json!({"recovered": true, "replayed": 999}),
+        "served, not told to come back"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "a well-behaved resume waited {waited:?} behind sockets that never read"
+    );
+
+    // A resume with nothing to replay never waits for a turn at all.
+    let mut fresh = Client::connect(&node.ws_url("")).await.unwrap();
+    let position = fresh.next_json().await["id"].as_str().unwrap().to_owned();
+    let mut current = Client::connect(&node.ws_url(&format!("?since={position}")))
+        .await
+        .unwrap();
+    current.next_json().await;
+    assert_eq!(
+        current.next_json().await["data"],
+        json!({"recovered": true, "replayed": 0})
+    );
+    let text = metrics(&node).await;
+    assert_eq!(metric(&text, "gateway_replays_deferred_total"), 0.0);
+    drop(stalled);
+}
