@@ -267,10 +267,16 @@ impl Shard {
                 continue;
             };
             let batch: Vec<Arc<Frame>> = match recovered {
-                Some(upto) => batch
-                    .into_iter()
-                    .filter(|f| f.id.is_none_or(|id| id > upto))
-                    .collect(),
+                Some(upto) => {
+                    // Once past what was recovered, nothing more to skip.
+                    if batch.iter().any(|f| f.id.is_some_and(|id| id > upto)) {
+                        recovered = None;
+                    }
+                    batch
+                        .into_iter()
+                        .filter(|f| f.id.is_none_or(|id| id > upto))
+                        .collect()
+                }
                 None => batch,
             };
             delivered.clear();

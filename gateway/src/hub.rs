@@ -320,15 +320,7 @@ impl Hub {
     /// How many events the slowest shard has yet to write: what a catch-up
     /// paces itself by, so it never outruns the fan-out.
     pub fn backlog(&self) -> usize {
-        let Some(shards) = self.shards.get() else {
-            return 0;
-        };
-        let next = self.ring.next_seq();
-        shards
-            .iter()
-            .map(|s| next.saturating_sub(s.registry().next) as usize)
-            .max()
-            .unwrap_or(0)
+        self.ring.backlog()
     }
 
     /// The fan-out's shards: one per core the runtime may use, started on

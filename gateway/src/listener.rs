@@ -18,7 +18,7 @@ use crate::telemetry;
 /// The kernel send buffer asked for on each client socket (Linux doubles
 /// it). Without a cap, loopback autotuning lets a stalled client park up to
 /// 4 MiB in the kernel; with it, a client that stops reading soon blocks its
-/// writes and meets `CLIENT_BUFFER` / `WRITE_TIMEOUT_MS` instead.
+/// writes and meets `CLIENT_BUFFER_BYTES` / `WRITE_TIMEOUT_MS` instead.
 const SOCKET_SEND_BUFFER: usize = 64 * 1024;
 /// Pending connections the kernel queues before `accept`. tokio's
 /// `TcpListener::bind` asks for 128, which a reconnect storm (or a burst of

@@ -128,6 +128,18 @@ impl Ring {
         self.appended.notify_waiters();
     }
 
+    /// How many frames the slowest started shard has yet to read.
+    pub fn backlog(&self) -> usize {
+        let next = self.next_seq();
+        self.cursors
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .filter(|&c| c != u64::MAX)
+            .map(|c| next.saturating_sub(c) as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Up to `max_bytes` of frames (at least one, if any) from `from` on.
     pub fn read(&self, from: u64, max_bytes: usize) -> Read {
         let inner = self.inner();
