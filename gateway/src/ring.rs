@@ -115,9 +115,9 @@ impl Ring {
                 .min()
                 .unwrap_or(u64::MAX);
             while let Some((front, at)) = inner.frames.front() {
-                let written = front.seq < slowest;
                 let over = inner.bytes > self.max_bytes;
-                if !over && !(written && now.duration_since(*at) > KEEP) {
+                let done_with = front.seq < slowest && now.duration_since(*at) > KEEP;
+                if !over && !done_with {
                     break;
                 }
                 inner.bytes -= cost(front);

@@ -241,12 +241,6 @@ impl Outbox {
         }
     }
 
-    /// Bytes queued and not yet written.
-    #[cfg(test)]
-    pub fn unsent(&self) -> usize {
-        self.queue().unsent()
-    }
-
     /// Writes everything queued (`writev`, [`MAX_IOV`] buffers at a time),
     /// waiting for the socket as needed; callers bound it with their timeout.
     pub async fn drain(&self) -> io::Result<()> {
