@@ -29,10 +29,12 @@ test('the page and its assets are served; it connects with no console or page er
     '/assets/ws-client.js': /^(text|application)\/(javascript|ecmascript)/,
     '/assets/dashboard.js': /^(text|application)\/(javascript|ecmascript)/,
   };
-  for (const [route, type] of Object.entries(assets)) {
+  for (const [route, type] of Object.entries({ ...assets, '/dashboard': /^text\/html/ })) {
     const r = await fetch(gw.base + route);
     assert.equal(r.status, 200, `GET ${route}`);
     assert.match(r.headers.get('content-type') || '', type, `content-type of ${route}`);
+    // the page's URL may carry ?token=: no Referer may copy it anywhere
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', `Referrer-Policy of ${route}`);
     assert.ok((await r.text()).length > 100, `${route} has a body`);
   }
 
