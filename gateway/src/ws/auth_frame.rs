@@ -24,6 +24,9 @@
 //!
 //! Control frames before the auth frame are answered (tungstenite owes a
 //! pong) but do not count as the first frame; more than a few close with 1008.
+//! A client waiting here holds its places (the node's count, its address's)
+//! from the upgrade on, so it counts in `/ws/status` for at most the timeout;
+//! `gateway_connections_opened_total` counts it once its session starts.
 
 use std::sync::Arc;
 use std::time::Duration;
