@@ -5,6 +5,8 @@
 #   connect    every client connects through nginx and gets the initial analytics_update
 #   broadcast  POST /api/publish through nginx -> 202; every client gets the event
 #   status     /ws/status through nginx reports active_connections == N (summed via Redis)
+#   logs       a page load (?token=, a Referer naming it) and a WebSocket with ?token=:
+#              nginx's log holds their paths and no token; the page says no-referrer
 #   drain      SIGTERM one node: exactly its clients get close code 1001; the node exits
 #   failover   those clients reconnect through nginx (resuming with ?since=) to the other
 #              nodes; N live again and a new event reaches all N
@@ -22,7 +24,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-CHECKS=(connect broadcast status drain failover)
+CHECKS=(connect broadcast status logs drain failover)
 N="${SMOKE_CLIENTS:-30}"
 GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/debug/gateway}"
 API_KEY=smoke-key
@@ -210,6 +212,7 @@ say "nginx on $LB (pid $NGINX_PID), upstreams 127.0.0.1:{${GW_PORTS[*]}}"
 
 # --- the checks ----------------------------------------------------------------------
 SMOKE_LB_URL="$LB" SMOKE_CLIENTS="$N" SMOKE_API_KEY="$API_KEY" SMOKE_NODE_PIDS="$NODE_PIDS" \
+  SMOKE_NGINX_LOG="$TMP/nginx.log" \
   node "${NODE_FLAGS[@]}" deploy/smoke/cluster-checks.mjs | tee "$TMP/checks.log"
 
 passed=$(grep -c '^PASS ' "$TMP/checks.log")

@@ -9,6 +9,7 @@
 //   SMOKE_CLIENTS     number of WebSocket clients (default 30)
 //   SMOKE_API_KEY     bearer key for POST /api/publish
 //   SMOKE_NODE_PIDS   "smoke-1=1234,smoke-2=1235,smoke-3=1236"
+//   SMOKE_NGINX_LOG   the file nginx's access log (stdout) and error log (stderr) go to
 //
 // Prints one `PASS <check>` or `FAIL <check>: <why>` line per check (always all of
 // them; checks that could not run after an earlier failure are reported as FAIL) and
@@ -20,6 +21,7 @@ const LB = process.env.SMOKE_LB_URL;
 const WS_URL = LB.replace(/^http/, 'ws') + '/ws/dashboard';
 const N = Number(process.env.SMOKE_CLIENTS || 30);
 const API_KEY = process.env.SMOKE_API_KEY || 'smoke-key';
+const NGINX_LOG = process.env.SMOKE_NGINX_LOG;
 const NODE_PIDS = Object.fromEntries(
   (process.env.SMOKE_NODE_PIDS || '')
     .split(',')
@@ -34,6 +36,7 @@ const CHECKS = [
   'connect',   // N clients connect through nginx and get the initial analytics_update
   'broadcast', // POST /api/publish through nginx -> 202, every client gets the event
   'status',    // /ws/status through nginx: active_connections == N summed over the nodes
+  'logs',      // a page load and a ws connect with ?token=: no token in nginx's log; no-referrer
   'drain',     // SIGTERM one node: exactly its clients are closed with 1001, it exits
   'failover',  // they reconnect (resuming with ?since=) through nginx; N live again, new event reaches all N
 ];
@@ -162,6 +165,48 @@ async function pollStatus(pred, timeoutMs) {
   return { ok: !!ok, last };
 }
 
+// The page's URL carries ?token=<JWT>, and so does an older client's WebSocket URL: load
+// the page and its assets as a browser would (a Referer naming the page, as a browser
+// without the page's Referrer-Policy sends), open a WebSocket with ?token=, close it (nginx
+// logs a WebSocket when it ends), then read nginx's log: the paths are there, the token
+// is not. The page and its assets must also say Referrer-Policy: no-referrer.
+async function tokenStaysOutOfLogs() {
+  const token = `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzbW9rZS${process.pid}${Date.now()}.c21va2Utc2ln`;
+  const pageUrl = `${LB}/?token=${token}`;
+  const why = [];
+  for (const path of [`/?token=${token}`, `/dashboard?token=${token}`, '/assets/dashboard.css',
+    '/assets/ws-client.js', '/assets/dashboard.js']) {
+    try {
+      const res = await fetch(LB + path, { headers: { referer: pageUrl } });
+      await res.arrayBuffer();
+      if (res.status !== 200) why.push(`GET ${path.split('?')[0]} answered ${res.status}`);
+      const policy = res.headers.get('referrer-policy');
+      if (policy !== 'no-referrer') why.push(`GET ${path.split('?')[0]}: Referrer-Policy ${policy}, want no-referrer`);
+    } catch (e) {
+      why.push(`GET ${path.split('?')[0]}: ${e}`);
+    }
+  }
+  const greeted = await new Promise((resolve) => {
+    const ws = new WebSocket(`${WS_URL}?token=${token}`);
+    const done = (ok) => { try { ws.close(1000, 'logs check'); } catch {} resolve(ok); };
+    ws.addEventListener('message', () => done(true));
+    ws.addEventListener('error', () => done(false));
+    setTimeout(() => done(false), 5000);
+  });
+  if (!greeted) why.push('a WebSocket with ?token= got no greeting through nginx');
+  if (!NGINX_LOG) return { ok: false, why: 'SMOKE_NGINX_LOG is not set' };
+  let log = '';
+  const logged = await waitFor(() => {
+    log = readFileSync(NGINX_LOG, 'utf8');
+    return /"GET \/ws\/dashboard HTTP\/1\.1" 101/.test(log) && log.includes('"GET /assets/dashboard.js HTTP/1.1" 200');
+  }, 5000, 100);
+  if (!logged) why.push(`nginx's log has no line for the asset or the WebSocket: ${log.split('\n').slice(-5).join(' | ')}`);
+  const leaks = log.split('\n').filter((line) => line.includes(token) || line.includes(token.split('.')[1]));
+  if (leaks.length) why.push(`${leaks.length} lines of nginx's log hold the token, e.g. ${leaks[0]}`);
+  if (why.length) return { ok: false, why: why.join('; ') };
+  return { ok: true, why: 'page, assets and a ?token= WebSocket logged as paths only; Referrer-Policy: no-referrer' };
+}
+
 function pidAlive(pid) {
   try {
     process.kill(pid, 0);
@@ -243,7 +288,12 @@ async function main() {
   }
   report('status', true, `active_connections=${N} via ${st.last.node_id}; per node ${JSON.stringify(perNode)}`);
 
-  // 4. drain -----------------------------------------------------------------
+  // 4. logs ------------------------------------------------------------------
+  const logs = await tokenStaysOutOfLogs();
+  report('logs', logs.ok, logs.why);
+  if (!logs.ok) return finish();
+
+  // 5. drain -----------------------------------------------------------------
   // Stop the busiest node (least_conn spreads the clients, so it has some).
   const [victim, victimCount] = Object.entries(perNode).sort((a, b) => b[1] - a[1])[0];
   const victimPid = NODE_PIDS[victim];
@@ -274,7 +324,7 @@ async function main() {
   }
   report('drain', true, `${victim} closed its ${victimCount} clients with 1001 and exited`);
 
-  // 5. failover --------------------------------------------------------------
+  // 6. failover --------------------------------------------------------------
   const movers = closed;
   const back = await waitFor(
     () => clients.every((c) => c.open && c.gotInitial) && movers.every((c) => c.generation >= 2),

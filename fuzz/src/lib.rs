@@ -55,6 +55,12 @@ pub fn check_client_input(data: &[u8]) {
     if client::parse_command(&text) == Some(ClientCommand::Ping) {
         assert_eq!(text.trim(), "ping");
     }
+    // An auth frame (`?auth=frame`) is an object of type "auth" with that token.
+    if let Some(token) = client::parse_auth(&text) {
+        let frame: Value = serde_json::from_str(&text).expect("an auth frame is JSON");
+        assert_eq!(frame["type"], "auth");
+        assert_eq!(frame["token"], Value::String(token));
+    }
     if let Ok(filter) = TypeFilter::parse(&text) {
         for kind in text.split(',').map(str::trim).filter(|k| !k.is_empty()) {
             assert!(filter.allows(kind));

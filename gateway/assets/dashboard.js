@@ -3,8 +3,19 @@
  * stream (needs ws-client.js loaded first). Every piece of data goes into the DOM
  * through textContent; nothing from the wire is ever parsed as HTML.
  *
+ * Whatever a publisher sends renders or is skipped; it never hangs or breaks the page
+ * (the latest analytics greets every new visitor, so one bad snapshot would reach every
+ * tab): values are read only through the helpers below (no String() of wire objects,
+ * which can throw; no lookups that reach Object.prototype), texts are clipped, numbers
+ * beyond ±1e15 stay out of the chart, the chart's grid has a bounded number of lines,
+ * and every list has a cap: the newest MAX_ALERTS_SHOWN alerts and
+ * MAX_INTERVENTIONS_SHOWN interventions, the MAX_TUTOR_ROWS most recently updated tutor
+ * rows, MAX_SEVERITIES severities.
+ *
  * Page URL options (all optional):
- *   ?token=JWT           passed through to /ws/dashboard (when the server requires auth)
+ *   ?token=JWT           sent to /ws/dashboard as the socket's first frame (?auth=frame),
+ *                        never in its URL (when the server requires auth)
+ *   ?auth=query          send the token as ?token= instead (a gateway without ?auth=frame)
  *   ?types=a,b           only receive these types (analytics always comes)
  *   ?backoff_ms=N        base reconnection delay (default 500); ?backoff_cap_ms=N its cap (30000)
  *   ?max_attempts=N      reconnection attempts before giving up (default 10)
@@ -15,6 +26,11 @@
 
   var MAX_ALERTS_SHOWN = 200;          // the badge keeps counting; the feed keeps the newest
   var MAX_INTERVENTIONS_SHOWN = 1000;  // queue entries kept in the DOM
+  var MAX_TUTOR_ROWS = 500;            // the most recently updated rows; older ones leave
+  var MAX_SEVERITIES = 8;              // severities shown from alerts_count
+  var MAX_TEXT = 300;                  // characters of one wire string shown
+  var MAX_CHART_VALUE = 1e15;          // beyond ±this a value is shown in its tile, not charted
+  var MAX_GRID_LINES = 12;
   var CHART_WINDOW_MS = 15 * 60 * 1000;
   var CHART_MAX_POINTS = 600;
   var STATUS_POLL_MS = 15000;
@@ -39,43 +55,78 @@
 
   function isObject(v) { return v !== null && typeof v === 'object' && !Array.isArray(v); }
   function isNum(v) { return typeof v === 'number' && isFinite(v); }
+  /** map[key] if the map itself has it (never Object.prototype's `constructor`...) */
+  function own(map, key) { return Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined; }
+  function clip(text) { return text.length > MAX_TEXT ? text.slice(0, MAX_TEXT - 1) + '…' : text; }
+  /**
+   * A string, finite number or boolean from wire data as (clipped) text; null for
+   * anything else. Never String() of an object: {"toString": 1} would throw.
+   */
+  function scalar(v) {
+    if (typeof v === 'string') return clip(v);
+    if (isNum(v)) return String(v);
+    if (typeof v === 'boolean') return String(v);
+    return null;
+  }
+  /** wire data as text, `fallback` (default a dash) when it has none */
   function str(v, fallback) {
-    if (v == null || v === '') return fallback == null ? '–' : fallback;
-    if (typeof v === 'object') return fallback == null ? '–' : fallback;
-    return String(v);
+    var text = scalar(v);
+    if (text == null || text === '') return fallback == null ? '–' : fallback;
+    return text;
   }
-  /** a string or number from wire data as a string; null for anything else */
-  function scalar(v) { return v != null && typeof v !== 'object' ? String(v) : null; }
   /** a CSS-class-safe token from wire data */
-  function token(v) { return String(v == null ? 'unknown' : v).toLowerCase().replace(/[^a-z0-9_-]/g, '') || 'unknown'; }
-
-  function fmtCount(v) {
-    if (isNum(v)) return Number.isInteger(v) ? String(v) : v.toFixed(1);
-    return str(v);
+  function token(v) {
+    return (scalar(v) || 'unknown').slice(0, 40).toLowerCase().replace(/[^a-z0-9_-]/g, '') || 'unknown';
   }
-  function fmtScore(v) { return isNum(v) ? v.toFixed(2) : str(v); }
+
+  /** past this a number is shown in exponent form (its digits would not fit) */
+  function huge(v) { return Math.abs(v) >= 1e15; }
+  function fmtCount(v) {
+    if (!isNum(v)) return str(v);
+    if (huge(v)) return v.toExponential(2);
+    return Number.isInteger(v) ? String(v) : v.toFixed(1);
+  }
+  function fmtScore(v) {
+    if (!isNum(v)) return str(v);
+    return huge(v) ? v.toExponential(2) : v.toFixed(2);
+  }
   function fmtMs(v) {
     if (!isNum(v)) return str(v);
+    if (huge(v)) return v.toExponential(2) + ' ms';
     return v >= 10000 ? (v / 1000).toFixed(1) + ' s' : Math.round(v) + ' ms';
   }
   function msgTime(msg) {
-    var t = msg && msg.timestamp ? Date.parse(msg.timestamp) : NaN;
+    var t = msg && typeof msg.timestamp === 'string' ? Date.parse(msg.timestamp) : NaN;
     return isFinite(t) ? new Date(t) : new Date();
   }
   function hhmmss(d) {
     var p = function (n) { return (n < 10 ? '0' : '') + n; };
     return p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
   }
+  // Restarting a CSS animation needs a reflow; one per frame for every node that changed,
+  // not one per message (a burst of thousands would lay out the page thousands of times).
+  var toFlash = new Map(); // node -> class
+  var flashQueued = false;
   function flash(node, cls) {
-    node.classList.remove(cls);
-    void node.offsetWidth; // restart the CSS animation
-    node.classList.add(cls);
+    if (toFlash.size >= 1000) return; // a background tab, where frames do not run
+    toFlash.set(node, cls);
+    if (flashQueued) return;
+    flashQueued = true;
+    window.requestAnimationFrame(function () {
+      flashQueued = false;
+      var nodes = Array.from(toFlash);
+      toFlash.clear();
+      nodes.forEach(function (e) { e[0].classList.remove(e[1]); });
+      void document.body.offsetWidth;
+      nodes.forEach(function (e) { e[0].classList.add(e[1]); });
+    });
   }
 
   // ------------------------------------------------------------------ connection
 
   var service = new window.WebSocketService({
     types: params.get('types') || undefined,
+    auth: params.get('auth') === 'query' ? 'query' : 'frame',
     baseDelayMs: numParam('backoff_ms'),
     maxDelayMs: numParam('backoff_cap_ms'),
     maxAttempts: numParam('max_attempts'),
@@ -214,10 +265,11 @@
     var d = isObject(data) ? data : {};
     tiles.forEach(function (node) {
       var field = node.getAttribute('data-field');
-      var fmt = formatters[field] || fmtCount;
-      var text = d[field] == null ? '–' : fmt(d[field]);
+      var fmt = own(formatters, field) || fmtCount;
+      var value = own(d, field);
+      var text = value == null ? '–' : fmt(value);
       var tile = node.parentElement;
-      if (tile.hasAttribute('data-optional')) tile.hidden = d[field] == null;
+      if (tile.hasAttribute('data-optional')) tile.hidden = value == null;
       if (node.textContent !== text) {
         node.textContent = text;
         flash(node, 'is-updated');
@@ -225,11 +277,17 @@
     });
     var shown = tiles.filter(function (node) { return !node.parentElement.hidden; }).length;
     $('tiles').classList.toggle('is-dense', shown > 8);
-    renderTiers(d.performance_distribution);
-    renderSeverities(d.alerts_count);
+    renderTiers(own(d, 'performance_distribution'));
+    renderSeverities(own(d, 'alerts_count'));
     if (Object.keys(d).length) {
-      series.push({ t: msgTime(msg).getTime(), d: d });
-      showChartMetrics(d);
+      // only the charted numbers are kept, not the snapshot (which may be large)
+      var point = {};
+      chartMetrics.forEach(function (m) {
+        var v = own(d, m);
+        if (isNum(v) && Math.abs(v) <= MAX_CHART_VALUE) point[m] = v;
+      });
+      series.push({ t: msgTime(msg).getTime(), d: point });
+      showChartMetrics(point);
       var cutoff = series[series.length - 1].t - CHART_WINDOW_MS;
       while (series.length > CHART_MAX_POINTS || (series.length && series[0].t < cutoff)) series.shift();
       scheduleChart();
@@ -242,13 +300,13 @@
   var tierRows = Array.prototype.slice.call(document.querySelectorAll('#tiers [data-tier]'));
   function renderTiers(dist) {
     var counts = tierRows.map(function (row) {
-      var v = isObject(dist) ? dist[row.getAttribute('data-tier')] : undefined;
+      var v = isObject(dist) ? own(dist, row.getAttribute('data-tier')) : undefined;
       return isNum(v) && v >= 0 ? v : null;
     });
     var total = counts.reduce(function (a, v) { return a + (v || 0); }, 0);
     tierRows.forEach(function (row, i) {
       var v = counts[i];
-      var share = v != null && total > 0 ? v / total : 0;
+      var share = v != null && total > 0 && isFinite(total) ? v / total : 0;
       row.querySelector('.tier-fill').setAttribute('width', String(Math.round(share * 1000) / 10));
       row.querySelector('.tier-count').textContent = v == null ? '–' : fmtCount(v);
       row.querySelector('.tier-pct').textContent = v == null || total === 0 ? '' : Math.round(share * 100) + '%';
@@ -264,23 +322,26 @@
   var SEVERITY_COLOR = { critical: 'critical', high: 'critical', warning: 'warning', medium: 'warning', low: 'info', info: 'info' };
   var severityBox = document.querySelector('[data-testid="alerts-count"]');
   function renderSeverities(counts) {
-    var keys = isObject(counts) ? Object.keys(counts).filter(function (k) { return isNum(counts[k]); }) : [];
+    if (!isObject(counts)) return;
+    // the known ones in order of urgency, then others as they come, MAX_SEVERITIES in all
+    var keys = SEVERITY_RANK.filter(function (k) { return isNum(own(counts, k)); });
+    for (var k in counts) {
+      if (keys.length >= MAX_SEVERITIES) break;
+      if (own(counts, k) !== undefined && SEVERITY_RANK.indexOf(k) < 0 && isNum(counts[k])) keys.push(k);
+    }
+    keys = keys.slice(0, MAX_SEVERITIES);
     if (!keys.length) return;
-    keys.sort(function (a, b) {
-      var ra = SEVERITY_RANK.indexOf(a), rb = SEVERITY_RANK.indexOf(b);
-      return (ra < 0 ? 99 : ra) - (rb < 0 ? 99 : rb);
-    });
     Array.prototype.slice.call(severityBox.querySelectorAll('[data-severity]')).forEach(function (node) {
       node.parentNode.removeChild(node);
     });
     keys.forEach(function (key) {
       var span = document.createElement('span');
-      span.className = 'sev-count sev-' + (SEVERITY_COLOR[key] || 'info');
-      span.setAttribute('data-severity', key);
+      span.className = 'sev-count sev-' + (own(SEVERITY_COLOR, key) || 'info');
+      span.setAttribute('data-severity', key.slice(0, 40));
       var b = document.createElement('b');
       b.textContent = fmtCount(counts[key]);
       span.appendChild(b);
-      span.appendChild(document.createTextNode(' ' + key));
+      span.appendChild(document.createTextNode(' ' + (key.length > 40 ? key.slice(0, 39) + '…' : key)));
       severityBox.appendChild(span);
     });
   }
@@ -296,6 +357,10 @@
     avg_satisfaction: 'Average satisfaction',
     avg_response_time_ms: 'Average response time'
   };
+  // the metrics the chart can show (one button each): all a series point keeps
+  var chartMetrics = Array.prototype.map.call(document.querySelectorAll('.seg-btn'), function (b) {
+    return b.getAttribute('data-metric');
+  });
   var chartQueued = false;
   function scheduleChart() {
     if (chartQueued) return;
@@ -307,7 +372,7 @@
   function selectChartMetric(metric) {
     chartMetric = metric;
     segButtons.forEach(function (o) { o.classList.toggle('is-active', o.getAttribute('data-metric') === metric); });
-    $('chart-title').textContent = chartLabels[metric] || metric;
+    $('chart-title').textContent = own(chartLabels, metric) || metric;
     scheduleChart();
   }
   segButtons.forEach(function (b) {
@@ -335,6 +400,24 @@
     return (n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10) * mag;
   }
 
+  /**
+   * The y axis for values in [lo, hi] (finite, within ±MAX_CHART_VALUE): rounded ends and
+   * a step that moves them (a range too small for its magnitude is widened first, or
+   * `lo + step` could equal `lo` and a grid loop would never end), so that at most
+   * MAX_GRID_LINES lines are drawn.
+   */
+  function yScale(lo, hi, whole) {
+    var pad = Math.max(whole ? 1 : 1e-6, Math.abs(hi) * 1e-3, Math.abs(lo) * 1e-3);
+    if (hi - lo < pad) { lo -= pad; hi += pad; }
+    var step = niceStep(hi - lo);
+    if (whole) step = Math.max(1, step); // counts and ms are whole
+    lo = Math.floor(lo / step) * step;
+    hi = Math.ceil(hi / step) * step;
+    var lines = Math.round((hi - lo) / step);
+    if (!(lines >= 1 && lines <= MAX_GRID_LINES) || !(hi > lo)) return null;
+    return { lo: lo, hi: hi, step: step, lines: lines };
+  }
+
   function drawChart() {
     var wrap = canvas.parentElement;
     var w = wrap.clientWidth;
@@ -351,7 +434,7 @@
 
     var pts = [];
     for (var i = 0; i < series.length; i++) {
-      var v = series[i].d[chartMetric];
+      var v = own(series[i].d, chartMetric);
       if (isNum(v)) pts.push({ t: series[i].t, v: v });
     }
     $('chart-empty').hidden = pts.length > 0;
@@ -361,7 +444,7 @@
     var cAccent = css.getPropertyValue('--accent').trim() || '#4fb3ff';
     var cGrid = css.getPropertyValue('--border').trim() || '#27313d';
     var cText = css.getPropertyValue('--muted').trim() || '#8b98a9';
-    var fmt = formatters[chartMetric] || fmtCount;
+    var fmt = own(formatters, chartMetric) || fmtCount;
     var fractional = fmt === fmtScore; // ratings and scores are not whole numbers
 
     var padL = 56, padR = 16, padT = 12, padB = 22;
@@ -370,11 +453,11 @@
 
     var lo = Infinity, hi = -Infinity;
     pts.forEach(function (p) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); });
-    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-    var step = niceStep(hi - lo);
-    if (!fractional) step = Math.max(1, step); // counts and ms are whole
-    lo = Math.floor(lo / step) * step;
-    hi = Math.ceil(hi / step) * step;
+    var scale = yScale(lo, hi, !fractional);
+    if (!scale) return;
+    var step = scale.step;
+    lo = scale.lo;
+    hi = scale.hi;
     if (!fractional && lo < 0 && pts.every(function (p) { return p.v >= 0; })) lo = 0;
 
     var t1 = pts[pts.length - 1].t;
@@ -387,7 +470,10 @@
     ctx.lineWidth = 1;
     ctx.textBaseline = 'middle';
     ctx.textAlign = 'right';
-    for (var g = lo; g <= hi + step / 2; g += step) {
+    // by line count, not `g += step`: a step too small for g's magnitude would not move it
+    for (var k = 0; k <= scale.lines; k++) {
+      var g = scale.lo + k * step;
+      if (g < lo - step / 2) continue;
       var gy = Math.round(y(g)) + 0.5;
       ctx.strokeStyle = cGrid;
       ctx.beginPath(); ctx.moveTo(padL, gy); ctx.lineTo(padL + pw, gy); ctx.stroke();
@@ -440,10 +526,23 @@
   // ------------------------------------------------------------------ tutors
 
   // one row per tutor, or per (tutor, window) when the metrics carry a `window` (TutorMax
-  // sends 7day and 30day figures for each tutor)
-  var tutors = new Map(); // row key -> {row, cells}
+  // sends 7day and 30day figures for each tutor); the MAX_TUTOR_ROWS most recently updated
+  var tutors = new Map(); // row key -> {row, cells}, least recently updated first
+  var rowKeys = []; // the row keys in table order (by tutor id), for a binary search
+  var tutorsDropped = 0;
   var tutorBody = $('tutor-rows');
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
+  /** where `key` is, or goes, in rowKeys */
+  function rowIndex(key) {
+    var lo = 0, hi = rowKeys.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      var c = collator.compare(rowKeys[mid], key);
+      if (c < 0 || (c === 0 && rowKeys[mid] < key)) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
 
   function newTutorRow(key, id, window_) {
     var row = el('tr');
@@ -470,25 +569,41 @@
     cells.completed = row.appendChild(el('td', 'num'));
     cells.updated = row.appendChild(el('td', 'num muted'));
     // keep rows ordered by tutor id so they do not jump around
-    var before = null;
-    for (var r = tutorBody.firstElementChild; r; r = r.nextElementSibling) {
-      if (collator.compare(r.getAttribute('data-row-key'), key) > 0) { before = r; break; }
-    }
-    tutorBody.insertBefore(row, before);
+    var at = rowIndex(key);
+    var next = at < rowKeys.length ? tutors.get(rowKeys[at]) : null;
+    tutorBody.insertBefore(row, next ? next.row : null);
+    rowKeys.splice(at, 0, key);
     var entry = { row: row, cells: cells };
     tutors.set(key, entry);
+    while (tutors.size > MAX_TUTOR_ROWS) {
+      var oldest = tutors.keys().next().value;
+      tutorBody.removeChild(tutors.get(oldest).row);
+      tutors.delete(oldest);
+      var i = rowIndex(oldest);
+      rowKeys.splice(rowKeys[i] === oldest ? i : rowKeys.indexOf(oldest), 1);
+      tutorsDropped++;
+    }
     $('tutor-count').textContent = String(tutors.size);
+    var cap = $('tutor-cap');
+    cap.hidden = tutorsDropped === 0;
+    cap.textContent = 'the ' + MAX_TUTOR_ROWS + ' most recently updated';
     $('tutors-empty').hidden = true;
     return entry;
   }
 
   service.on('metrics_update', function (data, msg) {
     if (!isObject(data)) return;
-    var id = data.tutor_id != null ? str(data.tutor_id) : (data.name != null ? str(data.name) : null);
-    if (id == null || id === '–') return;
-    var window_ = data.window != null && typeof data.window !== 'object' ? String(data.window) : null;
+    var id = scalar(data.tutor_id) || scalar(data.name);
+    if (id == null || id === '') return;
+    var window_ = scalar(data.window);
     var key = window_ == null ? id : id + ' ' + window_;
-    var t = tutors.get(key) || newTutorRow(key, id, window_);
+    var t = tutors.get(key);
+    if (t) {
+      tutors.delete(key); // to the most recent end
+      tutors.set(key, t);
+    } else {
+      t = newTutorRow(key, id, window_);
+    }
     var c = t.cells;
     var name = data.name != null ? data.name : data.tutor_name;
     c.name.textContent = name != null ? str(name) : (c.name.textContent || id);
@@ -502,12 +617,12 @@
     }
     if (data.performance_tier !== undefined) {
       c.tier.textContent = str(data.performance_tier);
-      c.tier.className = 'pill tier-pill-' + token(String(data.performance_tier).replace(/\s+/g, '-'));
+      c.tier.className = 'pill tier-pill-' + token((scalar(data.performance_tier) || '').replace(/\s+/g, '-'));
       c.tier.hidden = false;
     }
     if (data.avg_rating !== undefined) {
       var ar = data.avg_rating;
-      c.rating.textContent = isNum(ar) ? ar.toFixed(2) : str(ar);
+      c.rating.textContent = fmtScore(ar);
       c.rating.className = 'num ' + (!isNum(ar) ? '' : ar >= 4.5 ? 'v-good' : ar < 3.5 ? 'v-bad' : ar < 4 ? 'v-warn' : '');
     }
     if (data.active_sessions !== undefined) c.sessions.textContent = fmtCount(data.active_sessions);
@@ -518,7 +633,7 @@
     }
     if (data.satisfaction_score !== undefined) {
       var s = data.satisfaction_score;
-      c.satisfaction.textContent = isNum(s) ? s.toFixed(1) : str(s);
+      c.satisfaction.textContent = isNum(s) && !huge(s) ? s.toFixed(1) : fmtScore(s);
       c.satisfaction.className = 'num ' + (!isNum(s) ? '' : s >= 4.5 ? 'v-good' : s < 3.5 ? 'v-bad' : s < 4 ? 'v-warn' : '');
     }
     if (data.sessions_completed !== undefined) c.completed.textContent = fmtCount(data.sessions_completed);
@@ -546,7 +661,7 @@
     var data = isObject(raw) ? raw : { message: raw };
     alertCount++;
     var label = scalar(data.alert_type) || scalar(data.severity) || 'info';
-    var sev = SEVERITY_CLASS[token(label)] || token(label);
+    var sev = own(SEVERITY_CLASS, token(label)) || token(label);
     if (sev === 'critical') criticalCount++;
     alertBadge.textContent = String(alertCount);
     alertBadge.classList.remove('is-zero');
@@ -579,7 +694,7 @@
   service.on('intervention', function (raw, msg) {
     var data = isObject(raw) ? raw : { reason: raw };
     var key = scalar(data.intervention_id) || scalar(data.id);
-    var prio = token(data.priority || 'medium');
+    var prio = token(scalar(data.priority) || 'medium');
     var li = el('li', 'feed-item is-new prio-' + prio);
     if (replaying) li.classList.add('replayed');
     if (key != null) li.setAttribute('data-intervention-id', key);
@@ -592,7 +707,7 @@
     var status = str(data.status, 'pending');
     li.appendChild(el('span', 'item-tag', status + ' · ' + hhmmss(msgTime(msg))));
     li.appendChild(el('span', 'item-body', str(data.reason != null ? data.reason : data.description, '')));
-    if (DONE[token(status)]) li.classList.add('is-done');
+    if (own(DONE, token(status))) li.classList.add('is-done');
     if (key != null) {
       var previous = latestByIntervention.get(key);
       if (previous) previous.classList.add('is-done');

@@ -70,8 +70,14 @@
       this._handlers = /* @__PURE__ */ new Map();
       this._stateHandlers = [];
       this._ws = null;
-      /** The current socket delivered at least one message. */
-      this._healthy = false;
+      /** The current socket's greeting has not come yet. */
+      this._awaitingGreeting = false;
+      /** The current socket resumed with `?since=` and its `recovery` has not come yet. */
+      this._awaitingRecovery = false;
+      /** When the current socket's live stream began (greeting, or `recovery` when resuming). */
+      this._liveSince = null;
+      /** The current socket sends its token as the first frame (`?auth=frame`). */
+      this._authFrame = null;
       /** disconnect() called, or never connected. */
       this._stopped = true;
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -99,11 +105,13 @@
         url: o.url || null,
         path: o.path || "/ws/dashboard",
         token: o.token !== void 0 ? o.token : pageParam(loc, "token"),
+        auth: o.auth === "query" ? "query" : "frame",
         getToken: typeof o.getToken === "function" ? o.getToken : null,
         types: normalizeTypes(o.types),
         baseDelayMs: num(o.baseDelayMs, 500),
         maxDelayMs: num(o.maxDelayMs, 3e4),
         maxAttempts: num(o.maxAttempts, 10),
+        healthyAfterMs: num(o.healthyAfterMs, 5e3),
         heartbeatMs: num(o.heartbeatMs, 15e3),
         pongTimeoutMs: num(o.pongTimeoutMs, 1e4),
         random: typeof o.random === "function" ? o.random : () => Math.random(),
@@ -157,7 +165,7 @@
       const ceiling = Math.min(o.maxDelayMs, o.baseDelayMs * Math.pow(2, attempt));
       return Math.floor(o.random() * ceiling);
     }
-    /** The URL the next connection attempt uses. */
+    /** The URL the next connection attempt uses (never the token, unless `auth: 'query'`). */
     buildUrl() {
       const o = this.options;
       let base = o.url;
@@ -167,7 +175,7 @@
         base = scheme + "//" + (loc.host || "localhost") + o.path;
       }
       const q = [];
-      if (o.token) q.push("token=" + encodeURIComponent(o.token));
+      if (o.token) q.push(o.auth === "query" ? "token=" + encodeURIComponent(o.token) : "auth=frame");
       if (o.types) q.push("types=" + o.types.map(encodeURIComponent).join(","));
       if (this.lastId) q.push("since=" + encodeURIComponent(this.lastId));
       if (!q.length) return base;
@@ -265,7 +273,6 @@
     }
     _open(state) {
       this._setState(state);
-      this._healthy = false;
       const getToken = this.options.getToken;
       if (!getToken) {
         this._dial();
@@ -313,6 +320,11 @@
         return;
       }
       this._ws = ws;
+      const o = this.options;
+      this._authFrame = o.token && o.auth === "frame" ? o.token : null;
+      this._awaitingGreeting = true;
+      this._awaitingRecovery = this.lastId != null;
+      this._liveSince = null;
       ws.onopen = () => this._handleOpen(ws);
       ws.onmessage = (ev) => this._handleMessage(ws, ev);
       ws.onerror = noop;
@@ -334,15 +346,24 @@
     _handleOpen(ws) {
       if (ws !== this._ws) return;
       this.stats.connects++;
-      this._setState("connected");
+      if (this._authFrame != null) {
+        try {
+          ws.send(JSON.stringify({ type: "auth", token: this._authFrame }));
+        } catch {
+        }
+      } else {
+        this._setState("connected");
+      }
       this._startHeartbeat();
     }
     _handleMessage(ws, ev) {
       if (ws !== this._ws) return;
       this._clearTimer("_pongTimer");
-      if (!this._healthy) {
-        this._healthy = true;
-        this.attempt = 0;
+      const greeting = this._awaitingGreeting;
+      if (greeting) {
+        this._awaitingGreeting = false;
+        if (!this._awaitingRecovery) this._liveSince = Date.now();
+        if (this._authFrame != null) this._setState("connected");
       }
       let msg;
       try {
@@ -356,7 +377,8 @@
         return;
       }
       this.stats.received++;
-      if (msg.id != null && msg.id !== "") {
+      if (!greeting) this._noteProgress(msg);
+      if (typeof msg.id === "string" && msg.id !== "" || typeof msg.id === "number") {
         const id = String(msg.id);
         if (this._seen.has(id)) {
           this.stats.duplicates++;
@@ -388,6 +410,26 @@
       this._emit(msg.type, msg.data, msg);
       this._emit("*", msg.data, msg);
     }
+    // A connection proves itself with its first live event: not the greeting, a pong, an
+    // error reply or what a resume replays (everything before `recovery`).
+    _noteProgress(msg) {
+      if (this._awaitingRecovery) {
+        if (msg.type === "recovery") {
+          this._awaitingRecovery = false;
+          this._liveSince = Date.now();
+        }
+        return;
+      }
+      if (this._liveSince != null && msg.type !== "error" && !isPong(msg)) this.attempt = 0;
+    }
+    // ...or by staying up `healthyAfterMs` into its live stream; judged when it ends.
+    _judgeEnded() {
+      const since = this._liveSince;
+      this._liveSince = null;
+      this._awaitingGreeting = false;
+      this._awaitingRecovery = false;
+      if (since != null && Date.now() - since >= this.options.healthyAfterMs) this.attempt = 0;
+    }
     _remember(id) {
       this._seen.add(id);
       this._seenOrder.push(id);
@@ -400,6 +442,7 @@
       this._detach(ws);
       this._ws = null;
       this._stopHeartbeat();
+      this._judgeEnded();
       if (this._stopped) return;
       this._emit("client:close", { code: ev && ev.code, reason: ev && ev.reason }, null);
       this._scheduleReconnect();
@@ -451,6 +494,7 @@
       }
       this._ws = null;
       this._stopHeartbeat();
+      this._judgeEnded();
       if (this._stopped) return;
       this._emit("client:close", { code: 4e3, reason: "heartbeat timeout" }, null);
       this._scheduleReconnect();

@@ -222,6 +222,17 @@ pub mod assets {
             DASHBOARD_JS,
         )
     }
+
+    /// `Referrer-Policy: no-referrer` on the page and its assets: the page's
+    /// URL may carry `?token=`, and a `Referer` would copy it into every
+    /// asset request (and its access-log line).
+    pub async fn no_referrer(mut response: axum::response::Response) -> axum::response::Response {
+        response.headers_mut().insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("no-referrer"),
+        );
+        response
+    }
 }
 
 #[cfg(test)]

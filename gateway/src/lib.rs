@@ -97,6 +97,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/assets/dashboard.css", get(http::assets::css))
         .route("/assets/ws-client.js", get(http::assets::client_js))
         .route("/assets/dashboard.js", get(http::assets::dashboard_js))
+        .route_layer(axum::middleware::map_response(http::assets::no_referrer))
         .route("/ws/dashboard", get(ws::dashboard))
         .route("/ws/status", get(http::status))
         .route("/metrics", get(http::metrics))

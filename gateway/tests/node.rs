@@ -352,6 +352,31 @@ async fn status_health_readiness_and_metrics_answer() {
 }
 
 #[tokio::test]
+async fn the_page_and_its_assets_tell_the_browser_to_send_no_referer() {
+    // The page's URL may carry ?token=: no Referer may copy it into the asset
+    // requests (or anywhere else).
+    let node = Node::default().await;
+    for path in [
+        "/",
+        "/dashboard",
+        "/assets/dashboard.css",
+        "/assets/ws-client.js",
+        "/assets/dashboard.js",
+    ] {
+        let response = get(node.addr, path).await;
+        assert_eq!(response.status, 200, "{path}");
+        assert!(
+            response
+                .headers
+                .to_ascii_lowercase()
+                .contains("referrer-policy: no-referrer\r\n"),
+            "{path}: {}",
+            response.headers
+        );
+    }
+}
+
+#[tokio::test]
 async fn types_limit_what_a_client_receives() {
     let node = Node::default().await;
     let mut alerts_only = Client::connect(&node.url("?types=alert,intervention"))

@@ -1,7 +1,7 @@
 //! What a browser may send, and the frames addressed to one client alone.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::envelope::encode;
 use crate::kind::{ANALYTICS_UPDATE, ERROR, RECOVERY};
@@ -27,6 +27,22 @@ pub fn parse_command(text: &str) -> Option<ClientCommand> {
     (text.trim() == "ping").then_some(ClientCommand::Ping)
 }
 
+/// The token of `{"type":"auth","token":"<JWT>"}`, the first frame of a
+/// client that opened `/ws/dashboard?auth=frame` (other fields ignored);
+/// `None` when `text` is no auth frame (not a JSON object, another `type`,
+/// no string `token`). An empty token is returned as it is: it is the
+/// server's to refuse, as an empty `?token=` is.
+pub fn parse_auth(text: &str) -> Option<String> {
+    let mut frame: Map<String, Value> = serde_json::from_str(text).ok()?;
+    if frame.get("type")? != "auth" {
+        return None;
+    }
+    match frame.remove("token")? {
+        Value::String(token) => Some(token),
+        _ => None,
+    }
+}
+
 /// The reply to `ping`: an `analytics_update` whose data is `{"pong":true}`.
 pub fn pong(at: DateTime<Utc>) -> String {
     encode(ANALYTICS_UPDATE, &json!({"pong": true}), at)
@@ -48,7 +64,6 @@ pub fn recovery(recovered: bool, replayed: usize, at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     #[test]
     fn only_ping_is_a_command() {
@@ -56,6 +71,28 @@ mod tests {
         assert_eq!(parse_command(" ping\n"), Some(ClientCommand::Ping));
         assert_eq!(parse_command("PING"), None);
         assert_eq!(parse_command("{\"type\":\"ping\"}"), None);
+    }
+
+    #[test]
+    fn an_auth_frame_carries_a_string_token() {
+        assert_eq!(
+            parse_auth(r#"{"type":"auth","token":"a.b.c"}"#).as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            parse_auth(r#"{"token":"a.b.c","type":"auth","v":1}"#).as_deref(),
+            Some("a.b.c")
+        );
+        for other in [
+            "ping",
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","token":42}"#,
+            r#"{"type":"Auth","token":"a.b.c"}"#,
+            r#"{"type":"ping","token":"a.b.c"}"#,
+            r#"["auth","a.b.c"]"#,
+        ] {
+            assert_eq!(parse_auth(other), None, "{other}");
+        }
     }
 
     #[test]

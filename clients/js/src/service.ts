@@ -10,18 +10,28 @@
  *   ws.disconnect();                                       // clears every timer and listener
  *
  *  - URL: `url`, or the page's own host (ws: or wss: following location.protocol) + `path`;
- *    `token` (default: the page URL's `?token=`) and `types` are passed through.
+ *    `types` is passed through.
+ *  - Token (default: the page URL's `?token=`): kept out of the URL, where proxy logs and
+ *    browser history would keep it. The client opens `?auth=frame` and sends
+ *    `{"type":"auth","token":"<JWT>"}` as its first frame; the state turns `connected`
+ *    once the server greets (it sends nothing before it accepted the token; a bad one
+ *    closes with 4001). `auth: 'query'` sends `?token=` instead, for gateways without
+ *    `?auth=frame`.
  *  - Tokens that expire: `getToken()` (sync or async) is called before each connection
- *    attempt and its result replaces `?token=`. The server closes a connection whose token
- *    expired with 4001; the client then reconnects at once (attempt 0 of the backoff) with
- *    a fresh token and `?since=`, so nothing is lost. A `getToken()` that throws or
- *    rejects counts as a failed attempt (`client:token_error`, then the backoff).
+ *    attempt and its result replaces `token`. The server closes a connection whose token
+ *    expired with 4001; the client then reconnects with a fresh token and `?since=`, so
+ *    nothing is lost. A `getToken()` that throws or rejects counts as a failed attempt
+ *    (`client:token_error`, then the backoff).
  *  - Heartbeat: sends the text `ping` every `heartbeatMs` (15 s); the server's pong (an
  *    analytics_update whose data is {"pong":true}) is NOT dispatched as analytics; if
  *    nothing at all arrives within `pongTimeoutMs` of a ping the socket is replaced.
  *  - Reconnection: exponential backoff with FULL jitter,
  *    delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)), at most `maxAttempts`
  *    (10) attempts, then state `disconnected` and `client:gave_up` (call retry()).
+ *    The attempt count goes back to 0 only once a connection proved itself: a live event
+ *    arrived (after the greeting, and after the `recovery` when resuming), or it stayed up
+ *    `healthyAfterMs` (5 s) past that point. A greeting alone proves nothing: a node that
+ *    greets and then closes (1013, busy) is retried with a growing backoff, not hammered.
  *  - Resume without loss: tracks the greatest `id` seen (ids of one history, `epoch:ms-seq`
  *    or plain `ms-seq`, order by ms then seq; across histories the latest received wins)
  *    and reconnects with `?since=<id>`; the server replays what was missed, then sends
@@ -81,8 +91,14 @@ export interface WebSocketServiceOptions {
   url?: string | null;
   /** Path used with the page's host when `url` is not given. Default `/ws/dashboard`. */
   path?: string;
-  /** JWT passed as `?token=`. Default: the page URL's `token` parameter; `null` for none. */
+  /** JWT, sent as the first frame (see `auth`). Default: the page URL's `token` parameter; `null` for none. */
   token?: string | null;
+  /**
+   * How the token travels: `'frame'` (default) opens `?auth=frame` and sends
+   * `{"type":"auth","token":...}` first, so the token stays out of URLs and logs;
+   * `'query'` puts it in `?token=` (gateways that predate `?auth=frame`).
+   */
+  auth?: 'frame' | 'query';
   /**
    * Called before each connection attempt (sync or async); its result replaces `token`.
    * Use it with short-lived tokens: return a fresh one (e.g. from your IdP's SDK).
@@ -98,6 +114,12 @@ export interface WebSocketServiceOptions {
   maxDelayMs?: number;
   /** Reconnection attempts before giving up (state `disconnected`). Default 10. */
   maxAttempts?: number;
+  /**
+   * How long a connection must stay up past its greeting (past `recovery` when resuming)
+   * to count as healthy and reset the attempt count, if no live event proved it sooner (ms).
+   * Default 5000.
+   */
+  healthyAfterMs?: number;
   /** Heartbeat ping interval (ms); 0 turns the heartbeat off. Default 15000. */
   heartbeatMs?: number;
   /** Silence after a ping before the socket counts as dead (ms); 0: never. Default 10000. */
@@ -123,11 +145,13 @@ export interface ResolvedOptions {
   url: string | null;
   path: string;
   token: string | null;
+  auth: 'frame' | 'query';
   getToken: (() => TokenResult | Promise<TokenResult>) | null;
   types: string[] | null;
   baseDelayMs: number;
   maxDelayMs: number;
   maxAttempts: number;
+  healthyAfterMs: number;
   heartbeatMs: number;
   pongTimeoutMs: number;
   random: () => number;
@@ -275,8 +299,14 @@ export class WebSocketService<X extends object = {}> {
   private _handlers = new Map<string, Set<AnyHandler>>();
   private _stateHandlers: StateHandler[] = [];
   private _ws: WebSocketLike | null = null;
-  /** The current socket delivered at least one message. */
-  private _healthy = false;
+  /** The current socket's greeting has not come yet. */
+  private _awaitingGreeting = false;
+  /** The current socket resumed with `?since=` and its `recovery` has not come yet. */
+  private _awaitingRecovery = false;
+  /** When the current socket's live stream began (greeting, or `recovery` when resuming). */
+  private _liveSince: number | null = null;
+  /** The current socket sends its token as the first frame (`?auth=frame`). */
+  private _authFrame: string | null = null;
   /** disconnect() called, or never connected. */
   private _stopped = true;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -300,11 +330,13 @@ export class WebSocketService<X extends object = {}> {
       url: o.url || null,
       path: o.path || '/ws/dashboard',
       token: o.token !== undefined ? o.token : pageParam(loc, 'token'),
+      auth: o.auth === 'query' ? 'query' : 'frame',
       getToken: typeof o.getToken === 'function' ? o.getToken : null,
       types: normalizeTypes(o.types),
       baseDelayMs: num(o.baseDelayMs, 500),
       maxDelayMs: num(o.maxDelayMs, 30000),
       maxAttempts: num(o.maxAttempts, 10),
+      healthyAfterMs: num(o.healthyAfterMs, 5000),
       heartbeatMs: num(o.heartbeatMs, 15000),
       pongTimeoutMs: num(o.pongTimeoutMs, 10000),
       random: typeof o.random === 'function' ? o.random : () => Math.random(),
@@ -370,7 +402,7 @@ export class WebSocketService<X extends object = {}> {
     return Math.floor(o.random() * ceiling);
   }
 
-  /** The URL the next connection attempt uses. */
+  /** The URL the next connection attempt uses (never the token, unless `auth: 'query'`). */
   buildUrl(): string {
     const o = this.options;
     let base = o.url;
@@ -380,7 +412,7 @@ export class WebSocketService<X extends object = {}> {
       base = scheme + '//' + (loc.host || 'localhost') + o.path;
     }
     const q: string[] = [];
-    if (o.token) q.push('token=' + encodeURIComponent(o.token));
+    if (o.token) q.push(o.auth === 'query' ? 'token=' + encodeURIComponent(o.token) : 'auth=frame');
     if (o.types) q.push('types=' + o.types.map(encodeURIComponent).join(','));
     if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
     if (!q.length) return base;
@@ -477,7 +509,6 @@ export class WebSocketService<X extends object = {}> {
 
   private _open(state: ConnectionState): void {
     this._setState(state);
-    this._healthy = false;
     const getToken = this.options.getToken;
     if (!getToken) {
       this._dial();
@@ -526,6 +557,11 @@ export class WebSocketService<X extends object = {}> {
       return;
     }
     this._ws = ws;
+    const o = this.options;
+    this._authFrame = o.token && o.auth === 'frame' ? o.token : null;
+    this._awaitingGreeting = true;
+    this._awaitingRecovery = this.lastId != null; // the URL carries ?since=
+    this._liveSince = null;
     ws.onopen = () => this._handleOpen(ws);
     ws.onmessage = (ev: { data: unknown }) => this._handleMessage(ws, ev);
     ws.onerror = noop; // a close event always follows
@@ -550,16 +586,23 @@ export class WebSocketService<X extends object = {}> {
   private _handleOpen(ws: WebSocketLike): void {
     if (ws !== this._ws) return;
     this.stats.connects++;
-    this._setState('connected');
+    if (this._authFrame != null) {
+      // the first frame; the server says nothing until it has accepted it
+      try { ws.send(JSON.stringify({ type: 'auth', token: this._authFrame })); } catch { /* the close follows */ }
+    } else {
+      this._setState('connected');
+    }
     this._startHeartbeat();
   }
 
   private _handleMessage(ws: WebSocketLike, ev: { data: unknown }): void {
     if (ws !== this._ws) return;
     this._clearTimer('_pongTimer'); // anything at all proves the connection alive
-    if (!this._healthy) {
-      this._healthy = true;
-      this.attempt = 0;
+    const greeting = this._awaitingGreeting;
+    if (greeting) {
+      this._awaitingGreeting = false;
+      if (!this._awaitingRecovery) this._liveSince = Date.now();
+      if (this._authFrame != null) this._setState('connected'); // the token was accepted
     }
     let msg: Envelope;
     try {
@@ -573,8 +616,9 @@ export class WebSocketService<X extends object = {}> {
       return;
     }
     this.stats.received++;
+    if (!greeting) this._noteProgress(msg);
 
-    if (msg.id != null && msg.id !== '') {
+    if ((typeof msg.id === 'string' && msg.id !== '') || typeof msg.id === 'number') {
       const id = String(msg.id);
       if (this._seen.has(id)) {
         this.stats.duplicates++;
@@ -610,6 +654,28 @@ export class WebSocketService<X extends object = {}> {
     this._emit('*', msg.data, msg);
   }
 
+  // A connection proves itself with its first live event: not the greeting, a pong, an
+  // error reply or what a resume replays (everything before `recovery`).
+  private _noteProgress(msg: Envelope): void {
+    if (this._awaitingRecovery) {
+      if (msg.type === 'recovery') {
+        this._awaitingRecovery = false;
+        this._liveSince = Date.now();
+      }
+      return;
+    }
+    if (this._liveSince != null && msg.type !== 'error' && !isPong(msg)) this.attempt = 0;
+  }
+
+  // ...or by staying up `healthyAfterMs` into its live stream; judged when it ends.
+  private _judgeEnded(): void {
+    const since = this._liveSince;
+    this._liveSince = null;
+    this._awaitingGreeting = false;
+    this._awaitingRecovery = false;
+    if (since != null && Date.now() - since >= this.options.healthyAfterMs) this.attempt = 0;
+  }
+
   private _remember(id: string): void {
     this._seen.add(id);
     this._seenOrder.push(id);
@@ -623,6 +689,7 @@ export class WebSocketService<X extends object = {}> {
     this._detach(ws);
     this._ws = null;
     this._stopHeartbeat();
+    this._judgeEnded();
     if (this._stopped) return;
     this._emit('client:close', { code: ev && ev.code, reason: ev && ev.reason }, null);
     this._scheduleReconnect();
@@ -676,6 +743,7 @@ export class WebSocketService<X extends object = {}> {
     try { ws.close(4000, 'heartbeat timeout'); } catch { /* ignore */ }
     this._ws = null;
     this._stopHeartbeat();
+    this._judgeEnded();
     if (this._stopped) return;
     this._emit('client:close', { code: 4000, reason: 'heartbeat timeout' }, null);
     this._scheduleReconnect();

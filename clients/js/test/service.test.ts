@@ -77,21 +77,51 @@ describe('ids', () => {
 });
 
 describe('URL', () => {
-  it('passes token, types and since through', () => {
+  it('passes types and since through; the token never', () => {
     const s = service({ token: 'a.b c', types: ['alert', 'intervention'] });
-    expect(s.buildUrl()).toBe(`${URL}?token=a.b%20c&types=alert,intervention`);
+    expect(s.buildUrl()).toBe(`${URL}?auth=frame&types=alert,intervention`);
     s.lastId = '17-3';
-    expect(s.buildUrl()).toBe(`${URL}?token=a.b%20c&types=alert,intervention&since=17-3`);
+    expect(s.buildUrl()).toBe(`${URL}?auth=frame&types=alert,intervention&since=17-3`);
     expect(service({ url: `${URL}?x=1`, types: 'alert, metrics_update', since: '5-0' }).buildUrl())
       .toBe(`${URL}?x=1&types=alert,metrics_update&since=5-0`);
   });
 
-  it('defaults to the page host and its ?token=', () => {
+  it("auth: 'query' puts the token in ?token= (gateways without ?auth=frame)", () => {
+    const s = service({ token: 'a.b c', types: ['alert'], auth: 'query' });
+    expect(s.buildUrl()).toBe(`${URL}?token=a.b%20c&types=alert`);
+    s.connect();
+    FakeWebSocket.last.open();
+    expect(FakeWebSocket.last.sent).toEqual([]);
+    expect(s.state).toBe('connected');
+    s.disconnect();
+  });
+
+  it('defaults to the page host and its ?token=, sent as the first frame', () => {
     const s = new WebSocketService({
       WebSocket: FakeWebSocket,
       location: { protocol: 'https:', host: 'dash.example:8443', search: '?token=jwt&x=1' },
     });
-    expect(s.buildUrl()).toBe('wss://dash.example:8443/ws/dashboard?token=jwt');
+    expect(s.buildUrl()).toBe('wss://dash.example:8443/ws/dashboard?auth=frame');
+    s.connect();
+    const ws = FakeWebSocket.last;
+    expect(ws.url).not.toContain('jwt');
+    ws.open();
+    expect(ws.sent).toEqual([JSON.stringify({ type: 'auth', token: 'jwt' })]);
+    // the server says nothing before it accepted the token: connected once it greets
+    expect(s.state).toBe('connecting');
+    ws.msg(env('analytics_update', {}));
+    expect(s.state).toBe('connected');
+    s.disconnect();
+  });
+
+  it('a token the server refuses (4001 before any greeting) never reads as connected', () => {
+    const states: ConnectionState[] = [];
+    const s = service({ token: 'bad', onStateChange: (st) => states.push(st) });
+    s.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.drop(4001);
+    expect(states).toEqual(['connecting', 'reconnecting']);
+    s.disconnect();
   });
 
   it('says so at once when there is no WebSocket implementation', () => {
@@ -297,7 +327,7 @@ describe('reconnection', () => {
     s.disconnect();
   });
 
-  it('a healthy connection resets the attempt count', () => {
+  it('a live event after the greeting resets the attempt count; the greeting alone does not', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const s = service();
     s.connect();
@@ -309,12 +339,62 @@ describe('reconnection', () => {
     FakeWebSocket.last.open();
     expect(s.attempt).toBe(2); // an open alone is not proof (a proxy may accept and drop)
     FakeWebSocket.last.msg(env('analytics_update', {}));
+    expect(s.attempt).toBe(2); // nor is the greeting (a busy node greets, then closes 1013)
+    FakeWebSocket.last.msg(env('analytics_update', { pong: true }));
+    FakeWebSocket.last.msg(env('error', { code: 'unknown_message' }));
+    expect(s.attempt).toBe(2); // nor a pong or an error reply
+    FakeWebSocket.last.msg(env('alert', { n: 1 }, '9-0'));
     expect(s.attempt).toBe(0);
     FakeWebSocket.last.drop();
     expect(vi.getTimerCount()).toBe(1);
     vi.advanceTimersByTime(250); // attempt 0's delay again
     expect(FakeWebSocket.sockets).toHaveLength(4);
     s.disconnect();
+  });
+
+  it('when resuming, only an event after the recovery is live; staying up healthyAfterMs past it also counts', () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const s = service({ since: '5-0', healthyAfterMs: 5000, heartbeatMs: 0 });
+    s.connect();
+    FakeWebSocket.last.drop();
+    vi.advanceTimersByTime(250);
+    expect(s.attempt).toBe(1);
+    let ws = FakeWebSocket.last;
+    ws.open();
+    ws.msg(env('analytics_update', {}));
+    ws.msg(env('alert', { n: 6 }, '6-0')); // replayed: not proof
+    vi.advanceTimersByTime(60_000); // a replay that waits long is not proof either
+    ws.drop(1013);
+    expect(s.attempt).toBe(2);
+    vi.advanceTimersByTime(500);
+    ws = FakeWebSocket.last;
+    ws.open();
+    ws.msg(env('analytics_update', {}));
+    ws.msg(env('recovery', { recovered: true, replayed: 0 }));
+    vi.advanceTimersByTime(4999);
+    expect(s.attempt).toBe(2);
+    vi.advanceTimersByTime(1);
+    ws.drop(1006); // up 5 s past its recovery, with no event meanwhile: it was healthy
+    expect(s.attempt).toBe(1); // the count restarted at 0; this close is attempt 1
+    s.disconnect();
+  });
+
+  it('a node that greets then closes 1013 is retried with a growing backoff, not hammered', () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.999);
+    const s = service({ maxAttempts: 6 });
+    const delays: number[] = [];
+    s.on('client:reconnecting', (d) => delays.push(d.delayMs));
+    s.connect();
+    for (let i = 0; i <= 6; i++) {
+      const ws = FakeWebSocket.last;
+      ws.open();
+      ws.msg(env('analytics_update', { total_tutors: 1 })); // greeted...
+      ws.drop(1013); // ...then "busy"
+      if (i < 6) vi.advanceTimersByTime(delays[i]);
+    }
+    expect(delays).toEqual([499, 999, 1998, 3996, 7992, 15984]);
+    expect(s.state).toBe('disconnected'); // gave up: the Retry button, not a hot loop
+    expect(FakeWebSocket.sockets).toHaveLength(7);
   });
 });
 
@@ -365,16 +445,19 @@ describe('disconnect()', () => {
 });
 
 describe('getToken', () => {
-  it('is asked before every connection and its token replaces ?token=', async () => {
+  it('is asked before every connection and its token is the one sent', async () => {
     let n = 0;
     const s = service({ token: 'stale', getToken: () => `t${++n}` });
     s.connect();
-    expect(FakeWebSocket.last.url).toBe(`${URL}?token=t1`);
+    expect(FakeWebSocket.last.url).toBe(`${URL}?auth=frame`);
     FakeWebSocket.last.open();
+    expect(FakeWebSocket.last.sent).toEqual([JSON.stringify({ type: 'auth', token: 't1' })]);
     FakeWebSocket.last.msg(env('analytics_update', {}, '5-0'));
     FakeWebSocket.last.drop(4001);
     await vi.runOnlyPendingTimersAsync();
-    expect(FakeWebSocket.last.url).toBe(`${URL}?token=t2&since=5-0`);
+    expect(FakeWebSocket.last.url).toBe(`${URL}?auth=frame&since=5-0`);
+    FakeWebSocket.last.open();
+    expect(FakeWebSocket.last.sent).toEqual([JSON.stringify({ type: 'auth', token: 't2' })]);
     s.destroy();
   });
 

@@ -1,6 +1,7 @@
 // Short-lived tokens against a real gateway: the node closes a connection whose token
-// expired with 4001; the client's getToken() mints a fresh one before each connection and
-// it resumes with ?since=, so a stream published throughout arrives whole, once, in order.
+// expired with 4001; the client's getToken() mints a fresh one before each connection,
+// sends it as its first frame (never in the URL) and resumes with ?since=, so a stream
+// published throughout arrives whole, once, in order.
 import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -30,8 +31,12 @@ describe('tokens that expire', () => {
     // No leeway, so that a 2 s token really ends after 2 s.
     const gw = track(await startGateway({ env: { AUTH_JWT_SECRET: SECRET, AUTH_JWT_LEEWAY_SECS: '0' } }));
     let minted = 0;
+    const dialed: string[] = [];
+    class Dialing extends WebSocket {
+      constructor(url: string) { super(url); dialed.push(url); }
+    }
     const svc = new WebSocketService({
-      url: gw.wsUrl, WebSocket, baseDelayMs: 100, maxDelayMs: 1000, heartbeatMs: 0,
+      url: gw.wsUrl, WebSocket: Dialing, baseDelayMs: 100, maxDelayMs: 1000, heartbeatMs: 0,
       getToken: async () => { minted++; await sleep(5); return mint('ana'); },
     });
     cleanups.push(() => svc.destroy());
@@ -54,8 +59,12 @@ describe('tokens that expire', () => {
     expect(rec.of('alert').map((m) => m.id)).toEqual(published);
     expect(svc.stats.duplicates).toBe(0);
     expect(svc.state).toBe('connected');
-    // every reconnection carried a fresh token and the resume point
-    for (const url of rec.urls.slice(1)) expect(url).toMatch(/[?&]token=[^&]+.*&since=/);
+    // the token never went into a URL (it is the first frame: ?auth=frame); every
+    // reconnection carried the resume point
+    expect(dialed.length).toBeGreaterThanOrEqual(expiries.length + 1);
+    for (const url of dialed) expect(url).not.toMatch(/token=|eyJ/);
+    for (const url of dialed) expect(url).toMatch(/[?&]auth=frame(&|$)/);
+    for (const url of dialed.slice(1)) expect(url).toMatch(/&since=/);
   }, 60000);
 
   it('a getToken() that fails counts as a failed attempt and is retried', async () => {

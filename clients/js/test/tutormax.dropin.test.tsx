@@ -45,7 +45,10 @@ describe('where useWebSocket() connects', () => {
   it('options override the URL and the rest', () => {
     vi.stubEnv('NEXT_PUBLIC_WS_URL', 'wss://ignored.example/ws/dashboard');
     renderHook(() => useWebSocket({ url: 'ws://gw.test/ws/dashboard', types: ['alert', 'intervention'], token: 'jwt' }));
-    expect(FakeWebSocket.last.url).toBe('ws://gw.test/ws/dashboard?token=jwt&types=alert,intervention');
+    // the token goes in the first frame, not in the URL
+    expect(FakeWebSocket.last.url).toBe('ws://gw.test/ws/dashboard?auth=frame&types=alert,intervention');
+    act(() => FakeWebSocket.last.open());
+    expect(FakeWebSocket.last.sent).toEqual([JSON.stringify({ type: 'auth', token: 'jwt' })]);
   });
 
   it('`path` alone means the page host, as WebSocketService does', () => {

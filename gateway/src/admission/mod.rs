@@ -163,6 +163,16 @@ impl Admission {
             _counted: counted,
         })
     }
+
+    /// Adds user `sub`'s place to `admitted`, for a client whose token came
+    /// after the upgrade (`?auth=frame`, [`crate::ws`]): its address and the
+    /// node's count were taken at the handshake, with `sub` unknown then.
+    pub fn admit_user(&self, admitted: &mut Admitted, sub: Option<&str>) -> Result<(), Refusal> {
+        if let (Some(limits), Some(sub)) = (&self.per_user, sub) {
+            admitted._user = Some(limits.admit(sub)?);
+        }
+        Ok(())
+    }
 }
 
 /// A client's place on this node: counted in the node's connections and its

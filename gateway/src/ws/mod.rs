@@ -7,7 +7,13 @@
 //! [`crate::admission`] (503 node full, 429 per-IP or per-user limit or
 //! rate). A malformed `?since=` is not refused: the spec answers it after
 //! the upgrade with `recovered: false`.
+//!
+//! `?auth=frame` moves the token out of the URL: the checks that need it
+//! (the token itself, its `types` claim, its user's limit) are made after
+//! the upgrade, on the client's first frame, by [`auth_frame`], and refused
+//! with close codes instead of statuses.
 
+mod auth_frame;
 mod clock;
 mod ended;
 pub mod frame;
@@ -25,6 +31,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use metrics::counter;
 use serde::Deserialize;
 use shared::{Position, TypeFilter};
@@ -52,6 +59,8 @@ pub struct DashboardQuery {
     types: Option<String>,
     since: Option<String>,
     token: Option<String>,
+    /// `frame`: the token comes as the first frame ([`auth_frame`]).
+    auth: Option<String>,
 }
 
 /// What the client asked for, checked.
@@ -135,9 +144,29 @@ pub async fn dashboard(
         .and_then(|v| v.strip_prefix("Bearer "));
     // An empty `?token=` is no token: the header still counts.
     let token = query.token.as_deref().filter(|t| !t.is_empty()).or(bearer);
-    let identity = match state.admission.authenticate(token).await {
-        Ok(identity) => identity,
-        Err(refusal) => return refuse(refusal),
+    let by_frame = match query.auth.as_deref().filter(|a| !a.is_empty()) {
+        None => false,
+        Some("frame") if token.is_none() => true,
+        Some(auth) => {
+            let why = if auth == "frame" {
+                "?auth=frame: the token comes in the first frame, not in ?token= or a header"
+            } else {
+                "?auth= takes only \"frame\""
+            };
+            return reject(
+                "bad_request",
+                AppError::new(StatusCode::BAD_REQUEST, "bad_auth", why),
+            );
+        }
+    };
+    // With `?auth=frame` the token is judged after the upgrade.
+    let identity = if by_frame {
+        None
+    } else {
+        match state.admission.authenticate(token).await {
+            Ok(identity) => Some(identity),
+            Err(refusal) => return refuse(refusal),
+        }
     };
     let asked = match TypeFilter::parse(query.types.as_deref().unwrap_or("")) {
         Ok(filter) => filter,
@@ -152,24 +181,33 @@ pub async fn dashboard(
             );
         }
     };
-    let filter = match within_claim(asked, identity.types.as_deref()) {
-        Ok(filter) => filter,
-        Err(refusal) => return refuse(refusal),
-    };
     let resume = match query.since.as_deref() {
         None => Resume::Fresh,
         Some(since) => since.parse().map_or(Resume::Malformed, Resume::Since),
+    };
+    let ip = state.admission.client_ip(peer, &headers);
+    let Some(identity) = identity else {
+        let admitted = match state.admission.admit(ip, None, &state.node) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refuse(refusal),
+        };
+        let awaiting = auth_frame::Awaiting {
+            asked,
+            resume,
+            admitted,
+        };
+        return upgrade_awaiting_token(ws, state, peer, ip, awaiting);
+    };
+    let filter = match within_claim(asked, identity.types.as_deref()) {
+        Ok(filter) => filter,
+        Err(refusal) => return refuse(refusal),
     };
     let params = ClientParams {
         filter,
         resume,
         good_until: identity.good_until,
-        sees_analytics: identity
-            .types
-            .as_deref()
-            .is_none_or(|types| types.iter().any(|t| t == shared::kind::ANALYTICS_UPDATE)),
+        sees_analytics: sees_analytics(identity.types.as_deref()),
     };
-    let ip = state.admission.client_ip(peer, &headers);
     let admitted = match state
         .admission
         .admit(ip, identity.sub.as_deref(), &state.node)
@@ -177,16 +215,9 @@ pub async fn dashboard(
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(refusal),
     };
-    let max = state.config.max_message_bytes;
     let token = state.tracker.token();
     tracing::debug!(%peer, %ip, "websocket upgrade");
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER);
-    let budget = state.config.client_budget();
+    let (config, budget) = socket_config(&state);
     ws.on_upgrade(config, budget, move |socket, outbox| {
         // Every line a session logs says which client on which node.
         let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
@@ -197,6 +228,61 @@ pub async fn dashboard(
             .map(move |()| drop((admitted, token)))
             .instrument(span)
     })
+}
+
+/// The upgrade of an `?auth=frame` client: its auth frame first, then, if
+/// accepted, the session, as [`dashboard`] starts it. `then`, not an async
+/// block: the session's future replaces the wait's rather than joining it.
+fn upgrade_awaiting_token(
+    ws: Upgrade,
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    ip: std::net::IpAddr,
+    awaiting: auth_frame::Awaiting,
+) -> Response {
+    let token = state.tracker.token();
+    tracing::debug!(%peer, %ip, "websocket upgrade, token awaited in the first frame");
+    let (config, budget) = socket_config(&state);
+    ws.on_upgrade(config, budget, move |socket, outbox| {
+        let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
+        auth_frame::accept(socket, outbox, state.clone(), awaiting)
+            .then(move |accepted| match accepted {
+                Some(accepted) => {
+                    let ctx = session::SessionContext::of(&state);
+                    let auth_frame::Accepted {
+                        socket,
+                        outbox,
+                        params,
+                        admitted,
+                    } = accepted;
+                    Either::Left(
+                        session::run(socket, outbox, ctx, params)
+                            .map(move |()| drop((admitted, token))),
+                    )
+                }
+                None => Either::Right(std::future::ready(())),
+            })
+            .instrument(span)
+    })
+}
+
+/// tungstenite's limits for a client's socket, and how far behind the
+/// client may fall.
+fn socket_config(state: &AppState) -> (WebSocketConfig, outbox::Budget) {
+    let max = state.config.max_message_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
+    (config, state.config.client_budget())
+}
+
+/// Whether a token's `types` claim lets the client see analytics: if not,
+/// its greeting carries `data: {}` (and still its position).
+fn sees_analytics(claim: Option<&[String]>) -> bool {
+    claim.is_none_or(|types| types.iter().any(|t| t == shared::kind::ANALYTICS_UPDATE))
 }
 
 /// What a client may receive: what it asked for, within its token's
@@ -214,12 +300,21 @@ fn within_claim(asked: TypeFilter, allowed: Option<&[String]>) -> Result<TypeFil
     }
 }
 
-fn refuse(refusal: Refusal) -> Response {
+/// Counts a refusal in `gateway_handshakes_rejected_total`: its reason,
+/// and for a bad token the cause.
+fn count_refusal(refusal: &Refusal) {
     let label = refusal.label();
-    let cause = match &refusal {
-        Refusal::Unauthorized(failure) => Some(failure.label()),
-        _ => None,
-    };
+    match refusal {
+        Refusal::Unauthorized(failure) => {
+            counter!(HANDSHAKES_REJECTED, "reason" => label, "cause" => failure.label())
+                .increment(1);
+        }
+        _ => counter!(HANDSHAKES_REJECTED, "reason" => label).increment(1),
+    }
+}
+
+fn refuse(refusal: Refusal) -> Response {
+    count_refusal(&refusal);
     let mut response = match refusal {
         Refusal::Unauthorized(failure) => {
             AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.message())
@@ -258,12 +353,6 @@ fn refuse(refusal: Refusal) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
-    match cause {
-        Some(cause) => {
-            counter!(HANDSHAKES_REJECTED, "reason" => label, "cause" => cause).increment(1);
-        }
-        None => counter!(HANDSHAKES_REJECTED, "reason" => label).increment(1),
     }
     response
 }

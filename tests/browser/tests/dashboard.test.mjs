@@ -29,10 +29,12 @@ test('the page and its assets are served; it connects with no console or page er
     '/assets/ws-client.js': /^(text|application)\/(javascript|ecmascript)/,
     '/assets/dashboard.js': /^(text|application)\/(javascript|ecmascript)/,
   };
-  for (const [route, type] of Object.entries(assets)) {
+  for (const [route, type] of Object.entries({ ...assets, '/dashboard': /^text\/html/ })) {
     const r = await fetch(gw.base + route);
     assert.equal(r.status, 200, `GET ${route}`);
     assert.match(r.headers.get('content-type') || '', type, `content-type of ${route}`);
+    // the page's URL may carry ?token=: no Referer may copy it anywhere
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', `Referrer-Policy of ${route}`);
     assert.ok((await r.text()).length > 100, `${route} has a body`);
   }
 
@@ -152,7 +154,7 @@ function jwt(secret, claims) {
   return `${body}.${sig}`;
 }
 
-test('page URL ?token= is passed through (AUTH_JWT_SECRET set)', async (t) => {
+test('page URL ?token= connects with ?auth=frame: the token is the first frame, never in the socket URL (AUTH_JWT_SECRET set)', async (t) => {
   const secret = 'browser-test-secret';
   const gw = await startGateway({ env: { AUTH_JWT_SECRET: secret } });
   t.after(() => stop(gw));
@@ -169,10 +171,23 @@ test('page URL ?token= is passed through (AUTH_JWT_SECRET set)', async (t) => {
   const page = await newPage();
   t.after(() => page.close());
   const problems = trackProblems(page);
+  const sockets = [];
+  page.on('websocket', (ws) => {
+    const seen = { url: ws.url(), sent: [], received: [] };
+    sockets.push(seen);
+    ws.on('framesent', (f) => seen.sent.push(String(f.payload)));
+    ws.on('framereceived', (f) => seen.received.push(String(f.payload)));
+  });
   await page.goto(`${gw.base}/?token=${token}`);
   await waitForStatus(page, 'connected');
   await publish(gw, 'alert', { alert_id: 'a-1', severity: 'critical', message: 'authorized' });
   await waitForText(page, sel.alertBadge, '1');
+  assert.equal(sockets.length, 1, 'one socket');
+  const [ws] = sockets;
+  assert.equal(new URL(ws.url).searchParams.get('auth'), 'frame', ws.url);
+  assert.ok(!ws.url.includes(token) && !new URL(ws.url).searchParams.has('token'), `no token in ${ws.url}`);
+  assert.deepEqual(JSON.parse(ws.sent[0]), { type: 'auth', token }, 'the first frame is the auth frame');
+  assert.equal(JSON.parse(ws.received[0]).type, 'analytics_update', 'then the greeting');
   assert.deepEqual(problems, []);
 });
 
