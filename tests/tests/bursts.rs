@@ -106,7 +106,7 @@ async fn when_redis_cuts_a_subscriber_over_its_output_buffer_the_node_catches_up
         "client-output-buffer-limit",
         "pubsub 64kb 0 0",
     ]);
-    let mut node = GatewayProcess::on_redis(&redis, &[]).await;
+    let node = GatewayProcess::on_redis(&redis, &[]).await;
     let mut client = Client::connect(&node.ws_url("")).await.unwrap();
     client.next_json().await;
 
