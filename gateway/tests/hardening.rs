@@ -228,3 +228,63 @@ async fn with_cors_origins_set_the_nodes_own_origin_still_connects() {
         "own origin through the trusted proxy"
     );
 }
+
+/// The status line's code of a WebSocket handshake sent as a browser page
+/// on `origin` would send it, with `host` as its `Host`.
+async fn handshake_status(addr: std::net::SocketAddr, host: &str, origin: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /ws/dashboard HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    raw.read_exact(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head);
+    head["HTTP/1.1 ".len()..].parse().unwrap()
+}
+
+#[tokio::test]
+async fn with_cors_origins_set_a_page_on_a_rebound_name_is_refused() {
+    let node = Node::start(Config {
+        cors_origins: vec!["https://ops.example.com".into()],
+        ..config()
+    })
+    .await;
+    let port = node.addr.port();
+    // DNS rebinding: the attacker's page on http://evil.example:PORT, its
+    // name re-pointed at the node, sends its own name as Host and Origin.
+    let rebound = format!("evil.example:{port}");
+    assert_eq!(
+        handshake_status(node.addr, &rebound, &format!("http://{rebound}")).await,
+        403,
+        "a page on another name is not the node's own"
+    );
+    // The node's own page, opened by address or as localhost, still connects.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            handshake_status(node.addr, &host, &format!("http://{host}")).await,
+            101,
+            "{host}"
+        );
+    }
+    // Reached by name, the node's origin is one of CORS_ORIGINS.
+    assert_eq!(
+        handshake_status(node.addr, "ops.example.com", "https://ops.example.com").await,
+        101
+    );
+    let metrics = get(node.addr, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_handshakes_rejected_total{reason=\"origin\"}"
+        ),
+        1.0
+    );
+}
