@@ -19,6 +19,7 @@ mod ended;
 pub mod frame;
 pub mod outbox;
 pub mod session;
+pub mod stream;
 mod upgrade;
 
 use std::collections::BTreeSet;
