@@ -288,3 +288,42 @@ async fn with_cors_origins_set_a_page_on_a_rebound_name_is_refused() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn behind_a_proxy_the_per_ip_limit_reads_ports_and_ipv6_blocks() {
+    let behind_lb = Node::start(Config {
+        max_connections_per_ip: 1,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..config()
+    })
+    .await;
+    let url = behind_lb.url("");
+    let connect = |xff: &'static str| {
+        let url = url.clone();
+        async move { Client::connect_with_headers(&url, &[("X-Forwarded-For", xff)]).await }
+    };
+    // A proxy that appends ip:port. The client's own entry on the left
+    // cannot make it someone else.
+    let _alice = connect("203.0.113.7:5000").await.unwrap();
+    assert_eq!(
+        refused_status(&connect("198.51.100.9, 203.0.113.7:6000").await),
+        Some(429),
+        "the proxy's ip:port entry names the client"
+    );
+    let _v6 = connect("[2001:db8:1:2::1]:443").await.unwrap();
+    // An entry the proxy wrote that is no address: counted as the proxy,
+    // not as the client-supplied entry before it.
+    let _unknown = connect("198.51.100.20, unknown").await.unwrap();
+    assert_eq!(
+        refused_status(&connect("198.51.100.21, unknown").await),
+        Some(429),
+        "both counted as the proxy"
+    );
+    // One IPv6 /64 is one client, however many addresses it uses.
+    assert_eq!(
+        refused_status(&connect("2001:db8:1:2:ffff::9").await),
+        Some(429),
+        "another address of the same /64"
+    );
+    let _next_block = connect("2001:db8:1:3::1").await.unwrap();
+}
