@@ -15,6 +15,7 @@
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
 //! - [`rate`]: the token bucket behind every rate limit.
+//! - [`secret`]: [`secret::Secret`], a setting whose `Debug` shows `***`.
 //! - [`membership`]: who else is in the cluster (`/ws/status`, drain).
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
@@ -44,6 +45,7 @@ pub(crate) mod membership;
 pub(crate) mod node;
 pub(crate) mod rate;
 pub(crate) mod ring;
+pub mod secret;
 pub(crate) mod state;
 pub mod telemetry;
 pub(crate) mod tls;
@@ -132,7 +134,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     // over HTTP at once (printed when the node listens).
     let demo_publish_key = if config.demo && config.publish_api_key.is_none() {
         let key = demo::publish_key()?;
-        config.publish_api_key = Some(key.clone());
+        config.publish_api_key = Some(key.clone().into());
         Some(key)
     } else {
         None
