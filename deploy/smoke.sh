@@ -3,6 +3,9 @@
 # running the project's deploy/nginx.conf, all on 127.0.0.1 (no Docker), then 30
 # WebSocket clients through nginx:
 #   connect    every client connects through nginx and gets the initial analytics_update
+#   origin     with CORS_ORIGINS set, a handshake through nginx from the page's own
+#              origin (by address or as localhost) gets 101, one from a page on
+#              another name pointed at nginx (DNS rebinding) gets 403
 #   broadcast  POST /api/publish through nginx -> 202; every client gets the event
 #   status     /ws/status through nginx reports active_connections == N (summed via Redis)
 #   logs       a page load (?token=, a Referer naming it) and a WebSocket with ?token=:
@@ -24,7 +27,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-CHECKS=(connect broadcast status logs drain failover)
+CHECKS=(connect origin broadcast status logs drain failover)
 N="${SMOKE_CLIENTS:-30}"
 GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/debug/gateway}"
 API_KEY=smoke-key
@@ -159,6 +162,7 @@ for i in 1 2 3; do
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     NODE_ID="smoke-$i" \
     PUBLISH_API_KEY="$API_KEY" \
+    CORS_ORIGINS=https://ops.example.com \
     PING_INTERVAL_MS=2000 \
     PONG_TIMEOUT_MS=2000 \
     DRAIN_TIMEOUT_SECS=5 \

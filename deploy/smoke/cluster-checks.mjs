@@ -16,6 +16,7 @@
 // exits 0 only when every check passed.
 
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 
 const LB = process.env.SMOKE_LB_URL;
 const WS_URL = LB.replace(/^http/, 'ws') + '/ws/dashboard';
@@ -34,6 +35,7 @@ const NODE_PIDS = Object.fromEntries(
 
 const CHECKS = [
   'connect',   // N clients connect through nginx and get the initial analytics_update
+  'origin',    // CORS_ORIGINS set: own origin (address, localhost) 101; a rebound name 403
   'broadcast', // POST /api/publish through nginx -> 202, every client gets the event
   'status',    // /ws/status through nginx: active_connections == N summed over the nodes
   'logs',      // a page load and a ws connect with ?token=: no token in nginx's log; no-referrer
@@ -145,6 +147,41 @@ async function publish(marker) {
   return { status: res.status, body };
 }
 
+// The status of a WebSocket handshake through nginx as a browser page on `origin`
+// sends it, with `host` as its Host.
+function handshake(host, origin) {
+  const lb = new URL(LB);
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: lb.hostname,
+      port: lb.port,
+      path: '/ws/dashboard',
+      headers: {
+        Host: host,
+        Origin: origin,
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'Sec-WebSocket-Version': '13',
+      },
+    });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve(res.statusCode);
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('error', (e) => resolve(`error: ${e.message}`));
+    req.setTimeout(5000, () => {
+      req.destroy();
+      resolve('timeout');
+    });
+    req.end();
+  });
+}
+
 async function status() {
   try {
     const res = await fetch(`${LB}/ws/status`);
@@ -247,6 +284,24 @@ async function main() {
     return finish();
   }
   report('connect', true, `${N}/${N} clients open through nginx, each got analytics_update first`);
+
+  // 1b. origin ---------------------------------------------------------------
+  const port = new URL(LB).port;
+  const cases = [
+    [`127.0.0.1:${port}`, `http://127.0.0.1:${port}`, 101],
+    [`localhost:${port}`, `http://localhost:${port}`, 101],
+    [`evil.example:${port}`, `http://evil.example:${port}`, 403],
+  ];
+  const wrong = [];
+  for (const [host, origin, want] of cases) {
+    const got = await handshake(host, origin);
+    if (got !== want) wrong.push(`Origin ${origin} (Host ${host}) got ${got}, want ${want}`);
+  }
+  if (wrong.length) {
+    report('origin', false, wrong.join('; '));
+    return finish();
+  }
+  report('origin', true, 'own page by address and as localhost 101, a rebound name 403');
 
   // 2. broadcast -------------------------------------------------------------
   const marker1 = `smoke-${process.pid}-${Date.now()}-1`;

@@ -15,6 +15,8 @@ use publisher::config::{
 };
 use thiserror::Error;
 
+use crate::secret::Secret;
+
 pub use publisher::config::DEFAULT_CHANNEL_PREFIX;
 pub const DEFAULT_BIND_ADDR: &str = "0.0.0.0:8000";
 pub const DEFAULT_DEMO_RATE: u32 = 20;
@@ -65,10 +67,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Bearer key for POST /api/publish (unset: the route is off).
     #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
-    pub publish_api_key: Option<String>,
+    pub publish_api_key: Option<Secret>,
     /// HS256 secret; when set, /ws/dashboard needs `?token=<JWT>`.
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
-    pub auth_jwt_secret: Option<String>,
+    pub auth_jwt_secret: Option<Secret>,
     /// Run a generator of live demo data on this node's bus.
     #[arg(long, env = "DEMO")]
     pub demo: bool,
@@ -238,8 +240,8 @@ impl Config {
         let blank_to_none = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         self.redis = self.redis.normalized();
         self.node_id = blank_to_none(self.node_id);
-        self.publish_api_key = blank_to_none(self.publish_api_key);
-        self.auth_jwt_secret = blank_to_none(self.auth_jwt_secret);
+        self.publish_api_key = self.publish_api_key.filter(|k| !k.is_blank());
+        self.auth_jwt_secret = self.auth_jwt_secret.filter(|k| !k.is_blank());
         self.cors_origins = self
             .cors_origins
             .iter()

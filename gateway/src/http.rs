@@ -129,7 +129,7 @@ async fn publish_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<shared::Position, AppError> {
-    let Some(key) = state.config.publish_api_key.as_deref() else {
+    let Some(key) = state.config.publish_api_key.as_ref().map(|k| k.expose()) else {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -15,6 +15,7 @@
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.
 //! - [`rate`]: the token bucket behind every rate limit.
+//! - [`secret`]: [`secret::Secret`], a setting whose `Debug` shows `***`.
 //! - [`membership`]: who else is in the cluster (`/ws/status`, drain).
 //! - [`node`]: this node's id and live connection count.
 //! - [`demo`]: the `--demo` generator on the node's own bus.
@@ -44,6 +45,7 @@ pub(crate) mod membership;
 pub(crate) mod node;
 pub(crate) mod rate;
 pub(crate) mod ring;
+pub mod secret;
 pub(crate) mod state;
 pub mod telemetry;
 pub(crate) mod tls;
@@ -130,13 +132,13 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     let mut config = config.validate()?;
     // `--demo` with no key: make one, so a newcomer can publish to the demo
     // over HTTP at once (printed when the node listens).
-    let demo_publish_key = (config.demo && config.publish_api_key.is_none()).then(|| {
-        let key: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(24)
-            .collect();
-        config.publish_api_key = Some(key.clone());
-        key
-    });
+    let demo_publish_key = if config.demo && config.publish_api_key.is_none() {
+        let key = demo::publish_key()?;
+        config.publish_api_key = Some(key.clone().into());
+        Some(key)
+    } else {
+        None
+    };
     let tls = match config.tls()? {
         Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(config::ConfigError::Tls)?),
         None => None,
@@ -217,11 +219,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<(), Ga
         tls = state.tls.is_some(),
         "gateway listening"
     );
-    if let Some(key) = &state.demo_publish_key {
-        let port = listener.local_addr()?.port();
-        tracing::info!(
-            "demo: publish your own event with\n  cargo run -p publisher -- send --url http://localhost:{port} --key {key} --type alert --data '{{\"tutor_id\":\"t-17\",\"severity\":\"critical\",\"message\":\"hello\"}}'"
+    if state.config.demo {
+        // Plainly, on stderr: whoever started a demo reads this whatever
+        // `RUST_LOG` lets through.
+        let text = demo::announce(
+            listener.local_addr()?,
+            state.demo_publish_key.as_deref(),
+            state.tls.is_some(),
         );
+        eprintln!("{text}");
     }
     let tracker = state.tracker.clone();
     let drain_timeout = state.config.drain_timeout();

@@ -228,3 +228,102 @@ async fn with_cors_origins_set_the_nodes_own_origin_still_connects() {
         "own origin through the trusted proxy"
     );
 }
+
+/// The status line's code of a WebSocket handshake sent as a browser page
+/// on `origin` would send it, with `host` as its `Host`.
+async fn handshake_status(addr: std::net::SocketAddr, host: &str, origin: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /ws/dashboard HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    raw.read_exact(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head);
+    head["HTTP/1.1 ".len()..].parse().unwrap()
+}
+
+#[tokio::test]
+async fn with_cors_origins_set_a_page_on_a_rebound_name_is_refused() {
+    let node = Node::start(Config {
+        cors_origins: vec!["https://ops.example.com".into()],
+        ..config()
+    })
+    .await;
+    let port = node.addr.port();
+    // DNS rebinding: the attacker's page on http://evil.example:PORT, its
+    // name re-pointed at the node, sends its own name as Host and Origin.
+    let rebound = format!("evil.example:{port}");
+    assert_eq!(
+        handshake_status(node.addr, &rebound, &format!("http://{rebound}")).await,
+        403,
+        "a page on another name is not the node's own"
+    );
+    // The node's own page, opened by address or as localhost, still connects.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            handshake_status(node.addr, &host, &format!("http://{host}")).await,
+            101,
+            "{host}"
+        );
+    }
+    // Reached by name, the node's origin is one of CORS_ORIGINS.
+    assert_eq!(
+        handshake_status(node.addr, "ops.example.com", "https://ops.example.com").await,
+        101
+    );
+    let metrics = get(node.addr, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_handshakes_rejected_total{reason=\"origin\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_per_ip_limit_reads_ports_and_ipv6_blocks() {
+    let behind_lb = Node::start(Config {
+        max_connections_per_ip: 1,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..config()
+    })
+    .await;
+    let url = behind_lb.url("");
+    let connect = |xff: &'static str| {
+        let url = url.clone();
+        async move { Client::connect_with_headers(&url, &[("X-Forwarded-For", xff)]).await }
+    };
+    // A proxy that appends ip:port. The client's own entry on the left
+    // cannot make it someone else.
+    let _alice = connect("203.0.113.7:5000").await.unwrap();
+    assert_eq!(
+        refused_status(&connect("198.51.100.9, 203.0.113.7:6000").await),
+        Some(429),
+        "the proxy's ip:port entry names the client"
+    );
+    let _v6 = connect("[2001:db8:1:2::1]:443").await.unwrap();
+    // An entry the proxy wrote that is no address: counted as the proxy,
+    // not as the client-supplied entry before it.
+    let _unknown = connect("198.51.100.20, unknown").await.unwrap();
+    assert_eq!(
+        refused_status(&connect("198.51.100.21, unknown").await),
+        Some(429),
+        "both counted as the proxy"
+    );
+    // One IPv6 /64 is one client, however many addresses it uses.
+    assert_eq!(
+        refused_status(&connect("2001:db8:1:2:ffff::9").await),
+        Some(429),
+        "another address of the same /64"
+    );
+    let _next_block = connect("2001:db8:1:3::1").await.unwrap();
+}

@@ -32,8 +32,9 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 const YEAR_SECS: u64 = 366 * 24 * 3600;
 
 /// Where Redis is and how to reach it. At most one of `REDIS_URL`,
-/// `REDIS_CLUSTER_NODES` and `REDIS_SENTINELS` may be set.
-#[derive(Debug, Clone, Default, Args)]
+/// `REDIS_CLUSTER_NODES` and `REDIS_SENTINELS` may be set. Its `Debug`
+/// shows no password (see the impl).
+#[derive(Clone, Default, Args)]
 pub struct RedisConfig {
     /// Redis URL: redis:// or rediss:// (TLS), with user:password@ for an ACL
     /// user. Gateway: unset means one node on an in-process bus; publisher
@@ -77,6 +78,34 @@ pub struct RedisConfig {
     /// PEM private key of REDIS_TLS_CERT_FILE.
     #[arg(long, env = "REDIS_TLS_KEY_FILE", global = true, value_parser = path_or_empty)]
     pub redis_tls_key_file: Option<PathBuf>,
+}
+
+/// Every URL through [`redact_url`], so `{:?}` of this config, or of a
+/// binary's config it is flattened into, shows no password. Destructured,
+/// so a field added later cannot be left out (or printed raw) unnoticed.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            redis_url,
+            redis_cluster_nodes,
+            redis_sentinels,
+            redis_sentinel_master,
+            redis_tls_ca_file,
+            redis_tls_cert_file,
+            redis_tls_key_file,
+        } = self;
+        let one = |url: &Option<String>| url.as_deref().map(redact_url);
+        let all = |urls: &[String]| urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>();
+        f.debug_struct("RedisConfig")
+            .field("redis_url", &one(redis_url))
+            .field("redis_cluster_nodes", &all(redis_cluster_nodes))
+            .field("redis_sentinels", &all(redis_sentinels))
+            .field("redis_sentinel_master", &one(redis_sentinel_master))
+            .field("redis_tls_ca_file", redis_tls_ca_file)
+            .field("redis_tls_cert_file", redis_tls_cert_file)
+            .field("redis_tls_key_file", redis_tls_key_file)
+            .finish()
+    }
 }
 
 /// The settings every publisher and node must agree on.
@@ -694,6 +723,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!format!("{single:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_redis_config_prints_no_password() {
+        let config = RedisConfig {
+            redis_url: Some("rediss://app:url-pw@cache.example.com:6380/0?password=q-pw".into()),
+            redis_cluster_nodes: vec!["redis://:seed-pw@a:7000".into(), "redis://b:7001".into()],
+            redis_sentinels: vec![
+                "redis://sentinel:sentinel-pw@s1:26379".into(),
+                "app:bare-pw@s2:26379".into(),
+            ],
+            redis_sentinel_master: Some("rediss://app:master-pw@mymaster".into()),
+            redis_tls_ca_file: Some("/etc/redis-tls/ca.pem".into()),
+            ..RedisConfig::default()
+        };
+        let shown = format!("{config:?} {config:#?}");
+        for password in [
+            "url-pw",
+            "q-pw",
+            "seed-pw",
+            "sentinel-pw",
+            "bare-pw",
+            "master-pw",
+        ] {
+            assert!(!shown.contains(password), "{password} in {shown}");
+        }
+        for kept in [
+            "rediss://app:***@cache.example.com:6380/0?***",
+            "redis://b:7001",
+            "app:***@s2:26379",
+            "/etc/redis-tls/ca.pem",
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
     }
 
     #[test]

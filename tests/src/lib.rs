@@ -610,6 +610,32 @@ impl GatewayProcess {
         }
     }
 
+    /// `POST /api/publish` with a bearer key (over TLS when the node serves
+    /// TLS).
+    pub async fn publish(&self, key: &str, kind: &str, data: &Value) -> HttpResponse {
+        match &self.tls {
+            Some(config) => {
+                let body = serde_json::json!({"type": kind, "data": data}).to_string();
+                let auth = format!("Bearer {key}");
+                let headers = [
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ];
+                tls::https(
+                    self.addr,
+                    "POST",
+                    "/api/publish",
+                    &headers,
+                    &body,
+                    config.clone(),
+                )
+                .await
+                .expect("POST /api/publish")
+            }
+            None => publish(self.addr, key, kind, data).await,
+        }
+    }
+
     /// What the node logged so far (with [`GatewayOptions::capture_log`]).
     pub fn logs(&self) -> String {
         self.log

@@ -172,6 +172,16 @@ pub async fn tls_connect(
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
+    tls_over(tcp, config).await
+}
+
+/// A TLS handshake over `tcp`, already connected (say, with a small receive
+/// buffer), trusting `config`; the stream and the server's certificate.
+pub async fn tls_over(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>)> {
+    let addr = tcp.peer_addr()?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::IpAddress(addr.ip().into());
     let stream = tokio::time::timeout(PATIENCE, connector.connect(name, tcp))
@@ -193,8 +203,28 @@ pub async fn https_get(
     path: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<HttpResponse> {
+    https(addr, "GET", path, &[], "", config).await
+}
+
+/// One HTTPS/1.1 request, `Connection: close`, response read to the end.
+pub async fn https(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<HttpResponse> {
     let (mut stream, _) = tls_connect(addr, config).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     // A server may end TLS without close_notify after `Connection: close`.

@@ -6,9 +6,13 @@
 //! [`IpLimits::sweep`], which a background task runs every few seconds,
 //! never the handshake path, so a reconnect storm from many addresses stays
 //! linear.
+//!
+//! An IPv6 client is counted by its /64 ([`ip_key`]): one subscriber (a
+//! home, a VM, a phone) is routinely handed a whole /64, so counting single
+//! addresses would give it 2^64 "IPs" and make both limits moot.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,20 @@ use crate::rate::{Bucket, burst_for};
 
 /// How often idle entries are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The prefix an IPv6 client is counted under.
+const IPV6_PREFIX: u32 = 64;
+
+/// What an address is counted under: an IPv4 address itself, an IPv6 one
+/// by its /64 (an IPv4-mapped one as the IPv4 address it is).
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+            u128::from(v6) & (u128::MAX << (128 - IPV6_PREFIX)),
+        )),
+        v4 => v4,
+    }
+}
 
 #[derive(Debug)]
 struct IpEntry {
@@ -47,6 +65,7 @@ impl IpLimits {
     }
 
     pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<IpPlace, Refusal> {
+        let ip = ip_key(ip);
         let burst = burst_for(self.handshake_rate);
         let mut ips = self.ips();
         let entry = ips.entry(ip).or_insert_with(|| IpEntry {
@@ -84,6 +103,7 @@ impl IpLimits {
 /// A client's place in its address's count, given back when dropped.
 pub struct IpPlace {
     limits: Arc<IpLimits>,
+    /// The [`ip_key`] it is counted under.
     ip: IpAddr,
 }
 
@@ -102,6 +122,33 @@ mod tests {
     #[test]
     fn no_table_is_kept_when_no_per_ip_rule_is_on() {
         assert!(IpLimits::from_config(&Config::default()).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let limits = Arc::new(
+            IpLimits::from_config(&Config {
+                max_connections_per_ip: 1,
+                ..Config::default()
+            })
+            .unwrap(),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _held = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).err(),
+            Some(Refusal::IpFull),
+            "another address of the same /64"
+        );
+        let _next = limits.admit(ip("2001:db8:1:3::1")).unwrap();
+        let _v4 = limits.admit(ip("192.0.2.1")).unwrap();
+        let _v4_next = limits.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(
+            limits.admit(ip("::ffff:192.0.2.1")).err(),
+            Some(Refusal::IpFull),
+            "IPv4-mapped is the IPv4 address"
+        );
+        assert_eq!(ip_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
     }
 
     #[test]

@@ -101,25 +101,33 @@ impl Admission {
 
     /// The client's address: the peer, or, when the peer is a trusted proxy,
     /// the right-most `X-Forwarded-For` entry that is not itself trusted.
+    ///
+    /// Each entry was written by the hop to its right, so the list is read
+    /// from the right and believed only as far as trusted proxies vouch for
+    /// it. An entry may carry a port (`1.2.3.4:5678`, `[2001:db8::1]:443`,
+    /// as some proxies append it). One that is no address (`unknown`, a
+    /// typo, bytes that are not text) is where the trail ends: the client is
+    /// counted as the trusted hop that wrote it, never as an entry further
+    /// left, which the client itself may have written.
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.ip().to_canonical();
         if !self.is_trusted(peer) {
             return peer;
         }
-        let forwarded: Vec<IpAddr> = headers
+        let entries: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-            .map(|ip| ip.to_canonical())
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .collect();
-        forwarded
-            .iter()
-            .rev()
-            .find(|ip| !self.is_trusted(**ip))
-            .copied()
-            .unwrap_or(peer)
+        let mut vouched_by = peer;
+        for entry in entries.into_iter().rev() {
+            match forwarded_ip(entry) {
+                Some(ip) if self.is_trusted(ip) => vouched_by = ip,
+                Some(ip) => return ip,
+                None => return vouched_by,
+            }
+        }
+        vouched_by
     }
 
     /// Whether `ip` is one of `TRUSTED_PROXIES` (whose `X-Forwarded-*`
@@ -175,6 +183,25 @@ impl Admission {
     }
 }
 
+/// One `X-Forwarded-For` entry as an address: `ip`, `ipv4:port`, `[ipv6]`
+/// or `[ipv6]:port`; `None` for anything else.
+fn forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .or_else(|_| {
+            entry
+                .strip_prefix('[')
+                .and_then(|v6| v6.strip_suffix(']'))
+                .unwrap_or_default()
+                .parse::<std::net::Ipv6Addr>()
+                .map(IpAddr::V6)
+        })
+        .ok()?;
+    Some(ip.to_canonical())
+}
+
 /// A client's place on this node: counted in the node's connections and its
 /// IP's (when a per-IP rule is on), until dropped.
 pub struct Admitted {
@@ -185,6 +212,8 @@ pub struct Admitted {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn admission(trusted: &[&str]) -> Admission {
@@ -223,5 +252,37 @@ mod tests {
             "1.2.3.4"
         );
         assert_eq!(behind_lb.client_ip(peer, &HeaderMap::new()), peer.ip());
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_are_read_and_unreadable_ones_end_the_trail() {
+        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let behind_lb = admission(&["10.0.0.0/8"]);
+        let client = |value: &str| behind_lb.client_ip(peer, &xff(value)).to_string();
+        // A proxy that appends ip:port: its entry wins over the client's own.
+        assert_eq!(client("6.6.6.6, 1.2.3.4:5678"), "1.2.3.4");
+        assert_eq!(client("6.6.6.6, [2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(client("6.6.6.6, [2001:db8::1]"), "2001:db8::1");
+        assert_eq!(client("6.6.6.6, 2001:db8::1"), "2001:db8::1");
+        assert_eq!(client("6.6.6.6, [::ffff:1.2.3.4]:80"), "1.2.3.4");
+        // What the trusted hop wrote is no address: the client is counted as
+        // that hop, never as the client-supplied entry further left.
+        assert_eq!(client("6.6.6.6, unknown"), "10.0.0.5");
+        assert_eq!(client("6.6.6.6, , 10.0.0.9"), "10.0.0.9");
+        assert_eq!(client("6.6.6.6, 1.2.3.4:port"), "10.0.0.5");
+        assert_eq!(client("6.6.6.6, fe80::1%eth0"), "10.0.0.5");
+        // Bytes that are not text in one header line do not hide it.
+        let mut headers = xff("6.6.6.6");
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe, 1.2.3.4").unwrap(),
+        );
+        assert_eq!(behind_lb.client_ip(peer, &headers).to_string(), "1.2.3.4");
+        let mut headers = xff("6.6.6.6");
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        assert_eq!(behind_lb.client_ip(peer, &headers).to_string(), "10.0.0.5");
     }
 }

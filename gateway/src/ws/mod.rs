@@ -19,6 +19,7 @@ mod ended;
 pub mod frame;
 pub mod outbox;
 pub mod session;
+pub mod stream;
 mod upgrade;
 
 use std::collections::BTreeSet;
@@ -358,11 +359,12 @@ fn refuse(refusal: Refusal) -> Response {
 }
 
 /// No `CORS_ORIGINS`: any origin. Otherwise a browser's `Origin` must be in
-/// the list, or be the request's own scheme and host: the node's own page
-/// (`/`) always may connect. The scheme is `http` unless a trusted proxy
-/// says `X-Forwarded-Proto: https` (`behind_tls`). A request without
-/// `Origin` is not from a browser page (CLI tools, backend services) and is
-/// let through, as CORS only guards pages.
+/// the list, or be the node's own page (`/`): the request's own scheme and
+/// `Host`, when that host is an IP address or `localhost`
+/// ([`names_the_node_itself`]). The scheme is `http` unless the node serves
+/// TLS or a trusted proxy says `X-Forwarded-Proto: https` (`behind_tls`). A
+/// request without `Origin` is not from a browser page (CLI tools, backend
+/// services) and is let through, as CORS only guards pages.
 fn origin_allowed(allowed: &[String], headers: &HeaderMap, behind_tls: bool) -> bool {
     if allowed.is_empty() {
         return true;
@@ -383,7 +385,37 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap, behind_tls: bool) -> 
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| origin == format!("{scheme}://{}", host.to_ascii_lowercase()))
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|host| names_the_node_itself(&host) && origin == format!("{scheme}://{host}"))
+}
+
+/// Whether a `Host` (`name[:port]`, `[v6][:port]`) can only be this node as
+/// the browser reached it: an IP address or `localhost`. A name proves
+/// nothing: a page on `http://evil.example:8000` whose name the attacker
+/// re-points at the node (DNS rebinding) sends `evil.example:8000` as both
+/// `Host` and `Origin`, so "origin equals host" would let any site in. A
+/// node reached by name (`https://dashboards.example.com` through a load
+/// balancer) has that origin listed in `CORS_ORIGINS` (as Django's
+/// `ALLOWED_HOSTS` names the site's hosts).
+fn names_the_node_itself(host: &str) -> bool {
+    let (is_address, port) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, port)) => (v6.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
+            (
+                name == "localhost" || name.parse::<std::net::Ipv4Addr>().is_ok(),
+                port,
+            )
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    is_address && port_ok
 }
 
 /// Refused origins already logged; past this many, no more are.
@@ -446,17 +478,59 @@ mod tests {
         assert!(origin_allowed(&allowed, &headers(None), false));
     }
 
+    fn own(origin: &str, host: &str) -> HeaderMap {
+        let mut headers = headers(Some(origin));
+        headers.insert(header::HOST, host.parse().unwrap());
+        headers
+    }
+
     #[test]
-    fn the_nodes_own_page_is_always_allowed() {
+    fn the_nodes_own_page_is_allowed_by_address_or_localhost() {
         let allowed = vec!["https://ops.example.com".to_owned()];
-        let mut own = headers(Some("http://gw-1.internal:8000"));
-        own.insert(header::HOST, "GW-1.internal:8000".parse().unwrap());
-        assert!(origin_allowed(&allowed, &own, false));
-        assert!(!origin_allowed(&allowed, &own, true), "scheme must match");
-        let mut tls = headers(Some("https://dash.example.com"));
-        tls.insert(header::HOST, "dash.example.com".parse().unwrap());
+        for (origin, host) in [
+            ("http://10.0.0.5:8000", "10.0.0.5:8000"),
+            ("http://127.0.0.1", "127.0.0.1"),
+            ("http://localhost:8000", "LocalHost:8000"),
+            ("http://[::1]:8000", "[::1]:8000"),
+            ("http://[2001:db8::7]", "[2001:db8::7]"),
+        ] {
+            assert!(
+                origin_allowed(&allowed, &own(origin, host), false),
+                "{host}"
+            );
+            assert!(
+                !origin_allowed(&allowed, &own(origin, host), true),
+                "{host}: scheme must match"
+            );
+        }
+        let tls = own("https://10.0.0.5", "10.0.0.5");
         assert!(origin_allowed(&allowed, &tls, true));
         assert!(!origin_allowed(&allowed, &tls, false));
+    }
+
+    #[test]
+    fn a_name_in_host_is_not_the_nodes_own_origin() {
+        let allowed = vec!["https://ops.example.com".to_owned()];
+        for (origin, host) in [
+            // DNS rebinding: the attacker's name, pointed at the node.
+            ("http://evil.example:8000", "evil.example:8000"),
+            ("http://gw-1.internal:8000", "gw-1.internal:8000"),
+            ("http://127.0.0.1.nip.io:8000", "127.0.0.1.nip.io:8000"),
+            ("http://localhost.evil.example", "localhost.evil.example"),
+            ("http://[fe80::1%25eth0]", "[fe80::1%25eth0]"),
+            ("http://127.0.0.1:80:80", "127.0.0.1:80:80"),
+            ("http://:8000", ":8000"),
+        ] {
+            assert!(
+                !origin_allowed(&allowed, &own(origin, host), false),
+                "{host}"
+            );
+        }
+        // Reached by name: the name is listed.
+        let listed = vec!["https://dash.example.com".to_owned()];
+        let named = own("https://dash.example.com", "dash.example.com");
+        assert!(origin_allowed(&listed, &named, true));
+        assert!(!origin_allowed(&allowed, &named, true));
     }
 
     #[test]

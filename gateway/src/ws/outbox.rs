@@ -40,16 +40,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::stream::Stream;
 
 /// Most buffers handed to one `writev`.
 pub const MAX_IOV: usize = 64;
 
 #[derive(Debug)]
 pub struct Outbox {
-    stream: TcpStream,
+    stream: Stream,
     queue: Mutex<Queue>,
     /// Wakes the session: the queue needs draining, or it overflowed, or a
     /// write failed.
@@ -119,7 +120,7 @@ pub enum DrainError {
 }
 
 impl Outbox {
-    pub fn new(stream: TcpStream, budget: Budget) -> Self {
+    pub fn new(stream: Stream, budget: Budget) -> Self {
         Self {
             stream,
             queue: Mutex::new(Queue::default()),

@@ -12,12 +12,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::outbox::{Budget, Io, Outbox};
+use super::stream::{RELAY_SEND_BUFFER, Stream};
 
 /// A session's WebSocket: tungstenite reads it and writes its control
 /// replies (pongs, the close handshake); every byte written goes through the
@@ -108,19 +109,19 @@ impl Upgrade {
             // A plain connection is `TokioIo<TcpStream>`: the outbox writes
             // to it directly. A TLS one (`wss://` at the node) cannot take
             // shared bytes (each connection encrypts its own), so it is
-            // relayed through a loopback TCP pair: the session and the
-            // fan-out see a plain socket; a task copies both ways.
-            let (stream, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // relayed through a Unix socket pair: the session and the
+            // fan-out see a plain socket; a task encrypts and copies.
+            let (stream, early): (Stream, _) = match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     // Bytes the client sent after its request head (its first
                     // frames), copied out: `read_buf` is a view of hyper's
                     // whole read buffer (kilobytes), which must not live as
                     // long as the session.
                     let early = parts.read_buf.to_vec();
-                    (parts.io.into_inner(), early)
+                    (parts.io.into_inner().into(), early)
                 }
-                Err(upgraded) => match relay(upgraded).await {
-                    Ok(stream) => (stream, Vec::new()),
+                Err(upgraded) => match relay(upgraded) {
+                    Ok(stream) => (stream.into(), Vec::new()),
                     Err(err) => {
                         tracing::warn!("cannot relay a TLS connection: {err}");
                         return;
@@ -150,18 +151,23 @@ impl Upgrade {
     }
 }
 
-/// A loopback TCP pair relaying `upgraded` (a TLS stream): returns the end
-/// the session uses; a task copies between the other end and `upgraded`
-/// until either side closes. Costs a socket pair and a copy per TLS
-/// connection, which is why TLS at scale belongs to the load balancer.
-async fn relay(upgraded: hyper::upgrade::Upgraded) -> std::io::Result<TcpStream> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let (near, far) = tokio::try_join!(TcpStream::connect(listener.local_addr()?), async {
-        listener.accept().await.map(|(stream, _)| stream)
-    },)?;
-    drop(listener);
-    near.set_nodelay(true)?;
-    far.set_nodelay(true)?;
+/// A socket pair relaying `upgraded` (a TLS stream): returns the end the
+/// session and the fan-out write to; a task copies between the other end
+/// and `upgraded` until either side closes. Costs a socket pair and a copy
+/// per TLS connection, which is why TLS at scale belongs to the load
+/// balancer.
+///
+/// A Unix `socketpair`, not a loopback TCP pair: it is born connected, so
+/// there is no listening port another local process could connect to first
+/// (and read a TLS client's plaintext); and its send buffer is capped like a
+/// client socket's ([`RELAY_SEND_BUFFER`]), so a stalled `wss://` client
+/// blocks the outbox soon and is dropped as slow, as a `ws://` one is,
+/// instead of parking megabytes in the kernel.
+fn relay(upgraded: hyper::upgrade::Upgraded) -> std::io::Result<UnixStream> {
+    let (near, far) = UnixStream::pair()?;
+    for end in [&near, &far] {
+        socket2::SockRef::from(end).set_send_buffer_size(RELAY_SEND_BUFFER)?;
+    }
     tokio::spawn(async move {
         let mut tls = TokioIo::new(upgraded);
         let mut far = far;

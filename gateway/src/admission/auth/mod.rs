@@ -107,7 +107,7 @@ impl Auth {
     pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
         let mut fixed = Vec::new();
         if let Some(secret) = &config.auth_jwt_secret {
-            fixed.push(Key::secret(secret));
+            fixed.push(Key::secret(secret.expose()));
         }
         if let Some(path) = &config.auth_jwt_public_key_file {
             fixed.push(read_key_file(path)?);
