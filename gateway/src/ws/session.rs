@@ -201,8 +201,9 @@ impl Session {
     async fn replay(&mut self, resume: Resume, joined: Option<Position>) -> Result<(), Ended> {
         counter!(REPLAYS).increment(1);
         let (recovered, replayed) = match resume {
-            // Nothing after it yet: what comes next is in the ring.
-            Resume::Since(since) if Some(since) == joined => {
+            // Nothing after it yet: what comes next is in the ring (while
+            // the bus is up; without it, the history cannot vouch for it).
+            Resume::Since(since) if Some(since) == joined && self.ctx.bus.is_ready() => {
                 self.seam = self.seam.max(since.id);
                 (true, 0)
             }
