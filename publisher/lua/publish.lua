@@ -1,34 +1,54 @@
--- The one write path of an event, shared by every publisher: the Rust crate
+-- The one write path of events, shared by every publisher: the Rust crate
 -- `publisher` (include_str!) and the Python package `dashboard_gateway` load
 -- this very file, so the two can never write different histories.
+--
+-- One call writes a batch of N >= 1 events (a single publish is a batch of
+-- one), in order and atomically: Redis runs a script alone, so no reader ever
+-- sees part of a batch, and history order = live order = id order.
 --
 -- KEYS[1]  the history stream            {prefix}:history
 -- KEYS[2]  the history's epoch           {{prefix}:history}:epoch (same cluster slot)
 -- KEYS[3]  the analytics snapshot key    {prefix}:analytics:latest (one Redis only)
--- ARGV[1]  the envelope, without an id   {"type":...,"data":...,"timestamp":...}
--- ARGV[2]  most entries kept             HISTORY_SIZE
--- ARGV[3]  oldest entry kept, in ms      HISTORY_TTL_SECS * 1000 (0: no age limit)
--- ARGV[4]  an epoch for a new history    8 random lowercase hex digits
--- ARGV[5]  '1' when the event is an analytics_update (kept as the snapshot)
--- ARGV[6]  the channel to PUBLISH on     {prefix}:events:{type} ('' on a cluster,
---          where the caller SPUBLISHes on the type's shard itself)
+-- ARGV[1]  most entries kept             HISTORY_SIZE
+-- ARGV[2]  oldest entry kept, in ms      HISTORY_TTL_SECS * 1000 (0: no age limit)
+-- ARGV[3]  an epoch for a new history    8 random lowercase hex digits
+-- then, for each event i = 0 .. N-1, three arguments from ARGV[4 + 3i]:
+--   the envelope, without an id          {"type":...,"data":...,"timestamp":...}
+--   '1' when it is an analytics_update   (kept as the snapshot)
+--   the channel to PUBLISH on            {prefix}:events:{type} ('' on a cluster,
+--                                        where the caller SPUBLISHes on the type's
+--                                        shard itself)
 --
--- Returns the event's position, "<epoch>:<ms>-<seq>": the history's identity
--- and the stream id. Redis runs a script alone, so history order = live order.
+-- Returns the events' positions, in order, each "<epoch>:<ms>-<seq>": the
+-- history's identity and the stream id.
+
+local events = (#ARGV - 3) / 3
+if events < 1 or events % 1 ~= 0 then
+  return redis.error_reply('ERR publish.lua: expected 3 + 3n arguments, got ' .. #ARGV)
+end
 
 -- A history that does not exist (never written, deleted, or lost with a
 -- Redis restart) starts a new epoch: positions from the old one are then
 -- recognisably foreign, and a resume from them answers recovered:false.
 local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
-  epoch = ARGV[4]
+  epoch = ARGV[3]
   redis.call('SET', KEYS[2], epoch)
 end
-local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 
--- Trim oldest first (by count, then by age), and record the newest id
--- trimmed as the stream's max-deleted-entry-id (XTRIM alone does not): a
--- reader then knows exactly whether anything after its position was lost.
+local ids = {}
+local last_sid = nil
+for i = 0, events - 1 do
+  local at = 4 + 3 * i
+  last_sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[at])
+  ids[i + 1] = epoch .. ':' .. last_sid
+end
+
+-- Trim oldest first (by count, then by age), once for the whole batch, and
+-- record the newest id trimmed as the stream's max-deleted-entry-id (XTRIM
+-- alone does not): a reader then knows exactly whether anything after its
+-- position was lost. A batch longer than HISTORY_SIZE trims its own first
+-- events: they were published live, and the history keeps the newest.
 local function later(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
@@ -36,13 +56,13 @@ local function later(a, b)
   return ams > bms or (ams == bms and tonumber(aseq) > tonumber(bseq))
 end
 local trimmed = nil
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
 if excess > 0 then
   local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
   trimmed = gone[#gone][1]
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
 end
-local ttl_ms = tonumber(ARGV[3])
+local ttl_ms = tonumber(ARGV[2])
 if ttl_ms > 0 then
   local now = redis.call('TIME')
   local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl_ms
@@ -62,14 +82,24 @@ if ttl_ms > 0 then
   end
 end
 if trimmed then
-  redis.call('XSETID', KEYS[1], sid, 'MAXDELETEDID', trimmed)
+  redis.call('XSETID', KEYS[1], last_sid, 'MAXDELETEDID', trimmed)
 end
-local id = epoch .. ':' .. sid
-if ARGV[6] ~= nil and ARGV[6] ~= '' then
-  local payload = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
-  if ARGV[5] == '1' and KEYS[3] then
-    redis.call('SET', KEYS[3], payload)
+
+-- Live, in the same order. Only the batch's last analytics_update becomes
+-- the snapshot: each earlier one would be overwritten within this call.
+local snapshot = nil
+for i = 0, events - 1 do
+  local at = 4 + 3 * i
+  local channel = ARGV[at + 2]
+  if channel ~= '' then
+    local payload = '{"id":"' .. ids[i + 1] .. '",' .. string.sub(ARGV[at], 2)
+    if ARGV[at + 1] == '1' then
+      snapshot = payload
+    end
+    redis.call('PUBLISH', channel, payload)
   end
-  redis.call('PUBLISH', ARGV[6], payload)
 end
-return id
+if snapshot and KEYS[3] then
+  redis.call('SET', KEYS[3], snapshot)
+end
+return ids

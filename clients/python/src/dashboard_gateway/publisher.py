@@ -60,10 +60,10 @@ class _Core:
         envelope = wire.encode_envelope(message_type, data, json_default=self._json_default)
         wire.check_size(envelope, self._settings.max_event_bytes)
         args: _Args = [
-            envelope,
             str(self._settings.history_size),
             str(self._settings.history_ttl_secs * 1000),
             secrets.token_hex(4),
+            envelope,
             "1" if message_type == wire.ANALYTICS_UPDATE else "0",
             wire.events_channel(self._settings.channel_prefix, message_type),
         ]
@@ -71,6 +71,9 @@ class _Core:
 
     @staticmethod
     def _position(reply: Any) -> str:
+        # The script answers a list: one position per event of the batch.
+        if isinstance(reply, list) and len(reply) == 1:
+            reply = reply[0]
         position = reply.decode("utf-8") if isinstance(reply, bytes) else reply
         if not isinstance(position, str) or not wire.is_position(position):
             raise RedisCommandError(f"Redis returned an event id that is not one: {reply!r}")
