@@ -30,6 +30,8 @@
 //!   Redis (TLS, ACL user), the master the Sentinels name, or a Cluster's
 //!   client builder.
 //! - [`connection`]: [`connection::Connection`], one Redis or a cluster.
+//! - [`lines`]: the input of `send --stdin` (one `{"type","data"}` object
+//!   per line), parsed.
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
 //!   gateway's `--demo`).
@@ -48,6 +50,7 @@ pub mod config;
 pub mod connection;
 pub mod connector;
 pub mod http;
+pub mod lines;
 pub mod simulate;
 pub mod wire;
 
