@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::membership::NodeStatus;
 use crate::state::AppState;
 
-pub use publish::publish;
+pub use publish::{PublishKeyError, check_publish_key, publish};
 
 pub async fn healthz() -> &'static str {
     "ok"

@@ -82,6 +82,9 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 pub enum GatewayError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// A configuration error too (exit 2): checked beside publish auth.
+    #[error(transparent)]
+    PublishKey(#[from] http::PublishKeyError),
     #[error("cannot start the bus: {0}")]
     Bus(#[from] bus::BusError),
     #[error("server error: {0}")]
@@ -127,6 +130,7 @@ pub async fn run(
 /// upkeep, demo). Tests use it to reach the node's bus directly.
 pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState>, GatewayError> {
     let mut config = config.validate()?;
+    http::check_publish_key(config.publish_api_key.as_deref())?;
     // `--demo` with no key: make one, so a newcomer can publish to the demo
     // over HTTP at once (printed when the node listens).
     let demo_publish_key = (config.demo && config.publish_api_key.is_none()).then(|| {

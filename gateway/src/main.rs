@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
         Err(gateway::GatewayError::Config(err)) => Config::command()
             .error(clap::error::ErrorKind::ValueValidation, err)
             .exit(),
+        Err(gateway::GatewayError::PublishKey(err)) => Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, err)
+            .exit(),
         Err(err) => return Err(err.into()),
     };
     let addr = state.bind_addr();

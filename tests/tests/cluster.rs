@@ -8,7 +8,7 @@ use system_tests::{
     Client, GatewayProcess, RedisServer, eventually, get, metric, publisher_cli, send,
 };
 
-const KEY: &str = "cluster-key";
+const KEY: &str = "cluster-publish-key";
 
 async fn nodes(redis: &RedisServer, count: usize) -> Vec<GatewayProcess> {
     let url = redis.url();

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use shared::Position;
+use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusError;
@@ -42,8 +43,34 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::telemetry::PUBLISH_REQUESTS;
 
+/// The shortest `PUBLISH_API_KEY` a node starts with: the key is all that
+/// stands between the network and every dashboard, and it is compared as
+/// sent (no rate limit on wrong guesses). 16 characters of `openssl rand
+/// -hex 16` are 64 bits.
+pub const MIN_PUBLISH_KEY_CHARS: usize = 16;
+
 /// Room in a body beyond the events' own bytes (the array, keys, spaces).
 const BODY_SLACK: usize = 64 * 1024;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "PUBLISH_API_KEY is {chars} characters long; it must be at least {MIN_PUBLISH_KEY_CHARS} \
+     (anyone who guesses it can publish to every dashboard): make one with `openssl rand -hex 16`"
+)]
+pub struct PublishKeyError {
+    chars: usize,
+}
+
+/// Checks a configured publish key (blank counts as unset, and is allowed:
+/// the route is then off). The key itself is never shown.
+pub fn check_publish_key(key: Option<&str>) -> Result<(), PublishKeyError> {
+    match key.map(str::trim).filter(|key| !key.is_empty()) {
+        Some(key) if key.chars().count() < MIN_PUBLISH_KEY_CHARS => Err(PublishKeyError {
+            chars: key.chars().count(),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// The largest body read: twice `MAX_EVENT_BYTES` (one event, escaped as
 /// its author liked) or a whole batch's [`MAX_BATCH_BYTES`], whichever is
@@ -315,6 +342,20 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn a_short_publish_key_is_refused_without_being_shown() {
+        let err = check_publish_key(Some("change-me")).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("PUBLISH_API_KEY is 9 characters long; it must be at least 16"),
+            "{message}"
+        );
+        assert!(!message.contains("change-me"), "{message}");
+        assert_eq!(check_publish_key(Some("0123456789abcdef")), Ok(()));
+        assert_eq!(check_publish_key(None), Ok(()));
+        assert_eq!(check_publish_key(Some("  ")), Ok(()), "blank is unset");
     }
 
     #[test]
