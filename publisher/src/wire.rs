@@ -186,34 +186,32 @@ impl WireFormat {
         if !cluster {
             invocation.key(keys::analytics_key(&self.prefix));
         }
+        // On a cluster no channel: published below, on each type's shard.
+        let channels = if cluster {
+            String::new()
+        } else {
+            keys::events_channel(&self.prefix, "")
+        };
         invocation
             .arg(self.history.max_len.max(1))
             .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(new_epoch().to_string());
+            .arg(new_epoch().to_string())
+            .arg(channels);
         for event in batch.events() {
-            // On a cluster no channel: published below, on each type's shard.
-            let channel = if cluster {
-                String::new()
-            } else {
-                keys::events_channel(&self.prefix, event.kind())
-            };
-            invocation
-                .arg(event.payload())
-                .arg(if event.is_analytics() { "1" } else { "0" })
-                .arg(channel);
+            invocation.arg(event.payload());
         }
-        let raw: Vec<String> = invocation.invoke_async(conn).await?;
-        if raw.len() != batch.len() {
+        let raw: String = invocation.invoke_async(conn).await?;
+        let ids = raw
+            .split(',')
+            .map(|id| id.parse().map_err(|_| PublishError::BadId(id.to_owned())))
+            .collect::<Result<Vec<Position>, _>>()?;
+        if ids.len() != batch.len() {
             return Err(PublishError::BadId(format!(
-                "{} positions for {} events",
-                raw.len(),
+                "{} positions for {} events: {raw}",
+                ids.len(),
                 batch.len()
             )));
         }
-        let ids = raw
-            .into_iter()
-            .map(|id| id.parse().map_err(|_| PublishError::BadId(id)))
-            .collect::<Result<Vec<Position>, _>>()?;
         if cluster {
             self.publish_sharded(conn, batch, &ids).await?;
         }
