@@ -35,7 +35,7 @@ mkdir -p "$OUT"
 bench_prepare bench redis-server redis-cli curl jq python3
 FD_LIMIT=$(ulimit -n)
 start_redis
-API_KEY=bench-key
+API_KEY=bench-publish-key-0001
 
 GW_PID=
 GW_PORT=

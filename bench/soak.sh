@@ -63,7 +63,7 @@ bench_prepare soak redis-server redis-cli curl python3
 echo "soak: open-files limit $(ulimit -n)" >&2
 trap 'exit 130' INT TERM
 start_redis
-API_KEY=soak-key
+API_KEY=soak-publish-key-0001
 
 GW_PORT=$(free_port)
 # shellcheck disable=SC2086 # GATEWAY_ENV is a list of VAR=value words

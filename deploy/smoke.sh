@@ -30,7 +30,7 @@ cd "$ROOT"
 CHECKS=(connect origin broadcast status logs drain failover)
 N="${SMOKE_CLIENTS:-30}"
 GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/debug/gateway}"
-API_KEY=smoke-key
+API_KEY=smoke-publish-key-0001
 TMP=""
 PIDS=()
 NGINX_PID=""

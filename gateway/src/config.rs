@@ -207,6 +207,9 @@ pub enum ConfigError {
         "CLIENT_BUFFER_BYTES is {bytes}: it must be at least {least} (room for two events of MAX_EVENT_BYTES and a fan-out batch)"
     )]
     ClientBuffer { bytes: usize, least: usize },
+    /// Checked beside publish auth (`http::publish`).
+    #[error(transparent)]
+    PublishKey(#[from] crate::http::PublishKeyError),
     #[error("{0}")]
     Tls(String),
     #[error("NODE_ID {0:?} may only contain letters, digits, '_', '-' and '.' (at most 64)")]
@@ -241,6 +244,7 @@ impl Config {
         self.redis = self.redis.normalized();
         self.node_id = blank_to_none(self.node_id);
         self.publish_api_key = self.publish_api_key.filter(|k| !k.is_blank());
+        crate::http::check_publish_key(self.publish_api_key.as_ref().map(Secret::expose))?;
         self.auth_jwt_secret = self.auth_jwt_secret.filter(|k| !k.is_blank());
         self.cors_origins = self
             .cors_origins

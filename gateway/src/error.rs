@@ -22,6 +22,13 @@ impl AppError {
             message: message.to_owned(),
         }
     }
+
+    /// The refusal of one event of a batch, as the batch's: the message
+    /// names the event (`events[3]: ...`).
+    pub fn in_event(mut self, index: usize) -> Self {
+        self.message = format!("events[{index}]: {}", self.message);
+        self
+    }
 }
 
 impl IntoResponse for AppError {

@@ -5,7 +5,8 @@
 //! `{"type": ..., "data": ...}` with the data's bytes as the caller wrote
 //! them, `Authorization: Bearer <key>`. The node answers 202 `{"id": ...}`
 //! once the event is on its bus; anything else becomes an [`HttpError`] that
-//! says what to fix.
+//! says what to fix. A batch is a JSON array of such objects, answered with
+//! `{"ids": [...]}` in the same order ([`HttpPublisher::publish_many`]).
 
 use std::time::Duration;
 
@@ -47,6 +48,14 @@ pub enum HttpError {
     Unauthorized { key_given: bool },
     #[error("the gateway answered {status}: {message}")]
     Rejected { status: StatusCode, message: String },
+    #[error(
+        "the gateway at {url} accepted the batch but did not answer {expected} ids (is it an older node that takes one event per request?): {message}"
+    )]
+    Answer {
+        url: String,
+        expected: usize,
+        message: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -59,6 +68,18 @@ struct Body<'a> {
 /// The body `POST /api/publish` takes; `data` is copied in byte for byte.
 pub fn publish_body(kind: &str, data: &RawValue) -> String {
     serde_json::to_string(&Body { kind, data }).expect("a str and a RawValue serialize")
+}
+
+/// The body of a batch: a JSON array of [`publish_body`] objects, in order.
+pub fn batch_body<K: AsRef<str>, D: AsRef<RawValue>>(events: &[(K, D)]) -> String {
+    let bodies: Vec<Body<'_>> = events
+        .iter()
+        .map(|(kind, data)| Body {
+            kind: kind.as_ref(),
+            data: data.as_ref(),
+        })
+        .collect();
+    serde_json::to_string(&bodies).expect("strs and RawValues serialize")
 }
 
 /// Publishes one event through the node at `gateway` (`http://host:port`,
@@ -98,16 +119,49 @@ impl HttpPublisher {
     }
 
     pub async fn publish(&mut self, kind: &str, data: &RawValue) -> Result<String, HttpError> {
-        let body = Bytes::from(publish_body(kind, data));
+        let body = self.post(Bytes::from(publish_body(kind, data))).await?;
+        Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_default())
+    }
+
+    /// Publishes `events` as one batch (one request; the node publishes them
+    /// in order in one bus round trip): their ids, in order.
+    pub async fn publish_many<K, D>(&mut self, events: &[(K, D)]) -> Result<Vec<String>, HttpError>
+    where
+        K: AsRef<str>,
+        D: AsRef<RawValue>,
+    {
+        let body = self.post(Bytes::from(batch_body(events))).await?;
+        let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["ids"]
+                    .as_array()?
+                    .iter()
+                    .map(|id| id.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.len() != events.len() {
+            return Err(HttpError::Answer {
+                url: self.target.url.clone(),
+                expected: events.len(),
+                message: error_message(&body),
+            });
+        }
+        Ok(ids)
+    }
+
+    /// One POST; the body of a 202, or the error the status means.
+    async fn post(&mut self, body: Bytes) -> Result<Bytes, HttpError> {
         let url = self.target.url.clone();
         let (status, body) = tokio::time::timeout(HTTP_TIMEOUT, self.exchange(body))
             .await
             .map_err(|_| HttpError::Timeout { url })??;
         match status {
-            StatusCode::ACCEPTED => Ok(serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_owned))
-                .unwrap_or_default()),
+            StatusCode::ACCEPTED => Ok(body),
             StatusCode::UNAUTHORIZED => Err(HttpError::Unauthorized {
                 key_given: self.key_given,
             }),
@@ -260,6 +314,16 @@ mod tests {
         assert_eq!(
             publish_body("alert", &data),
             r#"{"type":"alert","data":{"b": 1.50, "a":[1e3]}}"#
+        );
+    }
+
+    #[test]
+    fn a_batch_body_is_an_array_of_event_bodies_in_order() {
+        let a = RawValue::from_string(r#"{"b": 1.50}"#.to_owned()).unwrap();
+        let b = RawValue::from_string("null".to_owned()).unwrap();
+        assert_eq!(
+            batch_body(&[("alert", a), ("test_message", b)]),
+            r#"[{"type":"alert","data":{"b": 1.50}},{"type":"test_message","data":null}]"#
         );
     }
 

@@ -19,6 +19,9 @@
 //!   event to the bounded history, keeps the analytics snapshot and publishes
 //!   it live (on a Redis Cluster: the history script, then a sharded
 //!   publish). The gateway's `/api/publish` uses it too.
+//! - [`batch`]: [`batch::Batch`], events encoded and checked for one round
+//!   trip of that script ([`Publisher::publish_many`], `send --stdin`), and
+//!   the bounds of a batch.
 //! - [`config`]: [`config::RedisConfig`] and [`config::WireConfig`], the
 //!   settings (`REDIS_URL`, `REDIS_SENTINELS`, `REDIS_TLS_*`, `CHANNEL_PREFIX`
 //!   ...) that the gateway, this CLI and the load tool all flatten into
@@ -27,6 +30,8 @@
 //!   Redis (TLS, ACL user), the master the Sentinels name, or a Cluster's
 //!   client builder.
 //! - [`connection`]: [`connection::Connection`], one Redis or a cluster.
+//! - [`lines`]: the input of `send --stdin` (one `{"type","data"}` object
+//!   per line), parsed.
 //! - [`simulate`]: [`simulate::Generator`], a realistic stream of tutor
 //!   metrics, alerts, interventions and analytics (the CLI's `simulate`, the
 //!   gateway's `--demo`).
@@ -40,16 +45,19 @@
 //! gateway's own reading of the bus (subscriptions, history pages, catch-up)
 //! stays in `gateway::bus`; what a byte means stays in `shared`.
 
+pub mod batch;
 pub mod config;
 pub mod connection;
 pub mod connector;
 pub mod http;
+pub mod lines;
 pub mod simulate;
 pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use batch::{Batch, Encoded};
 pub use config::{ConfigError, RedisConfig, RedisTarget, WireConfig, redact_url};
 pub use connection::Connection;
 pub use connector::Connector;
@@ -85,6 +93,30 @@ pub enum PublishError {
     TooLarge { size: usize, max: usize },
     #[error("data does not serialize to JSON: {0}")]
     Data(#[from] serde_json::Error),
+    /// One event of a batch is bad; nothing of the batch was sent.
+    #[error("events[{index}]: {source}")]
+    InBatch {
+        index: usize,
+        source: Box<PublishError>,
+    },
+    #[error(
+        "a batch holds at most {max} events (this one {events}): split it into several batches"
+    )]
+    BatchTooLong { events: usize, max: usize },
+    #[error(
+        "a batch of several events holds at most {max} bytes encoded (this one {bytes}): split it into several batches"
+    )]
+    BatchTooLarge { bytes: usize, max: usize },
+}
+
+impl PublishError {
+    /// The error itself, for an error about one event of a batch.
+    pub fn event_error(&self) -> &PublishError {
+        match self {
+            PublishError::InBatch { source, .. } => source.event_error(),
+            other => other,
+        }
+    }
 }
 
 /// A connection to Redis plus the wire format: what a backend job holds.
@@ -227,17 +259,53 @@ impl Publisher {
         kind: &str,
         data: &D,
     ) -> Result<Position, PublishError> {
+        let batch = Batch::one(self.wire.encode(kind, data)?);
+        Ok(self.publish_batch(&batch).await?[0])
+    }
+
+    /// Publishes `events` (type, data) in one round trip: in order,
+    /// atomically into the history (all of them or, if Redis fails, none),
+    /// each with its id, returned in the same order. Every event is checked
+    /// first: one bad event ([`PublishError::InBatch`] names its index), or
+    /// more than [`batch::MAX_BATCH_EVENTS`] events or
+    /// [`batch::MAX_BATCH_BYTES`], and nothing is sent. Split longer inputs
+    /// into several batches (each atomic on its own).
+    ///
+    /// ```no_run
+    /// # async fn job(publisher: publisher::Publisher) -> Result<(), publisher::PublishError> {
+    /// use serde_json::json;
+    /// let ids = publisher
+    ///     .publish_many([
+    ///         ("metrics_update", &json!({"tutor_id": "t-1", "window": "7day"})),
+    ///         ("metrics_update", &json!({"tutor_id": "t-2", "window": "7day"})),
+    ///     ])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_many<'d, K, D, I>(&self, events: I) -> Result<Vec<Position>, PublishError>
+    where
+        I: IntoIterator<Item = (K, &'d D)>,
+        K: AsRef<str>,
+        D: Serialize + ?Sized + 'd,
+    {
+        let batch = self.wire.batch(events)?;
+        self.publish_batch(&batch).await
+    }
+
+    /// Publishes a batch already checked ([`WireFormat::batch`],
+    /// [`Batch::push`]) in one round trip.
+    pub async fn publish_batch(&self, batch: &Batch) -> Result<Vec<Position>, PublishError> {
         let link = match &self.link {
             Link::Cluster(conn) => {
                 let mut conn = Connection::<MultiplexedConnection>::Cluster(conn.clone());
-                return self.wire.publish(&mut conn, kind, data).await;
+                return self.wire.publish_batch(&mut conn, batch).await;
             }
             Link::Single(link) => link,
         };
         let (generation, conn) = link.current();
         let result = self
             .wire
-            .publish(&mut Connection::Single(conn), kind, data)
+            .publish_batch(&mut Connection::Single(conn), batch)
             .await;
         let Err(PublishError::Redis(err)) = &result else {
             return result;
@@ -249,7 +317,7 @@ impl Publisher {
         match link.replace(generation).await {
             Ok(fresh) if retry => {
                 self.wire
-                    .publish(&mut Connection::Single(fresh), kind, data)
+                    .publish_batch(&mut Connection::Single(fresh), batch)
                     .await
             }
             Ok(_) => result,
@@ -258,6 +326,12 @@ impl Publisher {
                 result
             }
         }
+    }
+
+    /// The wire format this publisher writes (to check events with before
+    /// publishing them: [`WireFormat::encode`]).
+    pub fn wire(&self) -> &WireFormat {
+        &self.wire
     }
 
     pub async fn metrics_update<D: Serialize + ?Sized>(

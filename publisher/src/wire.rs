@@ -1,29 +1,33 @@
 //! The Redis wire format, written by one atomic script (`lua/publish.lua`,
 //! which the Python package loads too).
 //!
-//! On one Redis: one `EVALSHA` per event, so the history order and the live
-//! order are the same order (Redis runs a script alone), and no subscriber
-//! ever sees a live event that the history lacks:
+//! On one Redis: one `EVALSHA` per batch of events (a single publish is a
+//! batch of one; see [`crate::batch`]), so the history order and the live
+//! order are the same order (Redis runs a script alone), no subscriber ever
+//! sees a live event that the history lacks, and no reader sees part of a
+//! batch:
 //! 1. The history's epoch (`{{prefix}:history}:epoch`) is read, or a new one
 //!    is set when the history does not exist (first publish, Redis restarted
 //!    empty, stream deleted).
-//! 2. `XADD {prefix}:history MAXLEN <size>`: the event gets its stream id;
-//!    the oldest entries beyond `size` are trimmed.
-//! 3. `XTRIM MINID`: entries older than the history's age limit are trimmed.
-//! 4. `SET {prefix}:analytics:latest` for `analytics_update`.
-//! 5. `PUBLISH {prefix}:events:{type}` the envelope with its position,
-//!    `"id":"<epoch>:<ms>-<seq>"`, in front.
+//! 2. `XADD {prefix}:history` for each event, in order: each gets its stream
+//!    id.
+//! 3. Once for the batch: the oldest entries beyond the history's size are
+//!    trimmed, then (`XTRIM MINID`) those older than its age limit.
+//! 4. `PUBLISH {prefix}:events:{type}` each envelope with its position,
+//!    `"id":"<epoch>:<ms>-<seq>"`, in front, in order.
+//! 5. `SET {prefix}:analytics:latest` to the batch's last `analytics_update`.
 //!
 //! On a Redis Cluster ([`Topology::Cluster`]) the history, the snapshot and
 //! each type's channel live on different shards, so one script cannot do it
 //! all: the script does 1–3 (the history and its epoch share a slot and stay
-//! the single source of positions and order), then `SET` the snapshot, `SADD
-//! {prefix}:types` a custom type (nodes subscribe to it), and `SPUBLISH` the
-//! envelope on the type's sharded channel. Gateways re-read the history every
-//! second, so an event whose `SPUBLISH` was lost (a crash between the steps, a
-//! failover) still arrives.
+//! the single source of positions and order), then, event by event, `SET` the
+//! snapshot, `SADD {prefix}:types` a custom type (nodes subscribe to it), and
+//! `SPUBLISH` the envelope on the type's sharded channel. Gateways re-read the
+//! history every second, so an event whose `SPUBLISH` was lost (a crash
+//! between the steps, a failover) still arrives.
 //!
-//! Every event is checked against `MAX_EVENT_BYTES` before it reaches Redis.
+//! Every event is checked against `MAX_EVENT_BYTES`, and every batch against
+//! its bounds, before anything reaches Redis.
 
 use std::time::Duration;
 
@@ -34,6 +38,7 @@ use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
 use shared::{Epoch, Position, keys, kind};
 
 use crate::PublishError;
+use crate::batch::{Batch, Encoded};
 
 pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
@@ -121,6 +126,27 @@ impl WireFormat {
         self.history
     }
 
+    /// Encodes `data` as an envelope of `kind`, stamped now, and checks it
+    /// (type, `MAX_EVENT_BYTES`): nothing is sent.
+    pub fn encode<D: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        data: &D,
+    ) -> Result<Encoded, PublishError> {
+        Encoded::new(kind, data, Utc::now(), self.max_event_bytes)
+    }
+
+    /// Encodes and checks a whole batch (see [`Batch::encode`]): nothing is
+    /// sent, and one bad event refuses all of them.
+    pub fn batch<'d, K, D, I>(&self, events: I) -> Result<Batch, PublishError>
+    where
+        I: IntoIterator<Item = (K, &'d D)>,
+        K: AsRef<str>,
+        D: Serialize + ?Sized + 'd,
+    {
+        Batch::encode(events, Utc::now(), self.max_event_bytes)
+    }
+
     /// Encodes `data` as an envelope of `kind`, stamped now, and publishes it
     /// on any Redis connection (a pooled one in the gateway).
     pub async fn publish<C, D>(
@@ -133,87 +159,103 @@ impl WireFormat {
         C: ConnectionLike + Send,
         D: Serialize + ?Sized,
     {
-        shared::validate_kind(kind)?;
-        let data = serde_json::value::to_raw_value(data)?;
-        let payload = shared::encode(kind, &data, Utc::now());
-        if payload.len() > self.max_event_bytes {
-            return Err(PublishError::TooLarge {
-                size: payload.len(),
-                max: self.max_event_bytes,
-            });
-        }
-        if self.topology == Topology::Cluster {
-            return self.publish_sharded(conn, kind, &payload).await;
-        }
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(keys::history_key(&self.prefix))
-            .key(keys::epoch_key(&self.prefix))
-            .key(keys::analytics_key(&self.prefix));
-        self.script_args(&mut invocation, kind, &payload)
-            .arg(keys::events_channel(&self.prefix, kind));
-        let id: String = invocation.invoke_async(conn).await?;
-        id.parse().map_err(|_| PublishError::BadId(id))
+        let batch = Batch::one(self.encode(kind, data)?);
+        let ids = self.publish_batch(conn, &batch).await?;
+        Ok(ids[0])
     }
 
-    /// The script's arguments 1–5 (see `lua/publish.lua`).
-    fn script_args<'i, 'a>(
-        &self,
-        invocation: &'i mut redis::ScriptInvocation<'a>,
-        kind: &str,
-        payload: &str,
-    ) -> &'i mut redis::ScriptInvocation<'a> {
-        let analytics = if kind == kind::ANALYTICS_UPDATE {
-            "1"
-        } else {
-            "0"
-        };
-        invocation
-            .arg(payload)
-            .arg(self.history.max_len.max(1))
-            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(new_epoch().to_string())
-            .arg(analytics)
-    }
-
-    async fn publish_sharded<C>(
+    /// Publishes a checked batch in one call of the script: every event in
+    /// order, atomically into the history, each with its position (returned
+    /// in the same order). An empty batch sends nothing.
+    pub async fn publish_batch<C>(
         &self,
         conn: &mut C,
-        kind: &str,
-        payload: &str,
-    ) -> Result<Position, PublishError>
+        batch: &Batch,
+    ) -> Result<Vec<Position>, PublishError>
     where
         C: ConnectionLike + Send,
     {
-        // History and epoch only (one slot); no channel: published below.
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cluster = self.topology == Topology::Cluster;
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(keys::history_key(&self.prefix))
             .key(keys::epoch_key(&self.prefix));
-        self.script_args(&mut invocation, kind, payload).arg("");
-        let raw_id: String = invocation.invoke_async(conn).await?;
-        let id: Position = raw_id.parse().map_err(|_| PublishError::BadId(raw_id))?;
-        let live =
-            shared::insert_id(payload, id).expect("an encoded envelope is a non-empty object");
-        if kind == kind::ANALYTICS_UPDATE {
-            redis::cmd("SET")
-                .arg(keys::analytics_key(&self.prefix))
+        if !cluster {
+            invocation.key(keys::analytics_key(&self.prefix));
+        }
+        // On a cluster no channel: published below, on each type's shard.
+        let channels = if cluster {
+            String::new()
+        } else {
+            keys::events_channel(&self.prefix, "")
+        };
+        invocation
+            .arg(self.history.max_len.max(1))
+            .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(new_epoch().to_string())
+            .arg(channels);
+        for event in batch.events() {
+            invocation.arg(event.payload());
+        }
+        let raw: String = invocation.invoke_async(conn).await?;
+        let ids = raw
+            .split(',')
+            .map(|id| id.parse().map_err(|_| PublishError::BadId(id.to_owned())))
+            .collect::<Result<Vec<Position>, _>>()?;
+        if ids.len() != batch.len() {
+            return Err(PublishError::BadId(format!(
+                "{} positions for {} events: {raw}",
+                ids.len(),
+                batch.len()
+            )));
+        }
+        if cluster {
+            self.publish_sharded(conn, batch, &ids).await?;
+        }
+        Ok(ids)
+    }
+
+    /// After the history script on a cluster: the snapshot, the type
+    /// registry and the live `SPUBLISH`es, one command each (they live on
+    /// different shards), in the batch's order.
+    async fn publish_sharded<C>(
+        &self,
+        conn: &mut C,
+        batch: &Batch,
+        ids: &[Position],
+    ) -> Result<(), PublishError>
+    where
+        C: ConnectionLike + Send,
+    {
+        let mut registered: Vec<&str> = Vec::new();
+        for (event, &id) in batch.events().iter().zip(ids) {
+            let kind = event.kind();
+            let live = shared::insert_id(event.payload(), id)
+                .expect("an encoded envelope is a non-empty object");
+            if event.is_analytics() {
+                redis::cmd("SET")
+                    .arg(keys::analytics_key(&self.prefix))
+                    .arg(&live)
+                    .query_async::<()>(conn)
+                    .await?;
+            } else if !kind::KNOWN.contains(&kind) && !registered.contains(&kind) {
+                redis::cmd("SADD")
+                    .arg(keys::types_key(&self.prefix))
+                    .arg(kind)
+                    .query_async::<()>(conn)
+                    .await?;
+                registered.push(kind);
+            }
+            redis::cmd("SPUBLISH")
+                .arg(keys::events_channel(&self.prefix, kind))
                 .arg(&live)
                 .query_async::<()>(conn)
                 .await?;
-        } else if !kind::KNOWN.contains(&kind) {
-            redis::cmd("SADD")
-                .arg(keys::types_key(&self.prefix))
-                .arg(kind)
-                .query_async::<()>(conn)
-                .await?;
         }
-        redis::cmd("SPUBLISH")
-            .arg(keys::events_channel(&self.prefix, kind))
-            .arg(&live)
-            .query_async::<()>(conn)
-            .await?;
-        Ok(id)
+        Ok(())
     }
 }
 

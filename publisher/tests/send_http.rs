@@ -164,3 +164,87 @@ async fn send_url_exits_1_and_says_no_gateway_is_there_when_refused() {
     let stderr = stderr(&output);
     assert!(stderr.contains(&format!("no gateway at {url}")), "{stderr}");
 }
+
+/// A stand-in node that answers a JSON array body with as many ids
+/// (`"1-0"`, `"2-0"`, ... across requests), recording each body.
+async fn batch_node() -> (String, Arc<Mutex<Vec<String>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let app = Router::new()
+        .fallback(any(
+            |State(bodies): State<Arc<Mutex<Vec<String>>>>, body: Bytes| async move {
+                let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                let mut bodies = bodies.lock().unwrap();
+                let before: usize = bodies
+                    .iter()
+                    .map(|b| {
+                        serde_json::from_str::<Vec<serde_json::Value>>(b)
+                            .unwrap()
+                            .len()
+                    })
+                    .sum();
+                bodies.push(String::from_utf8(body.to_vec()).unwrap());
+                let ids: Vec<String> = (before + 1..=before + events.len())
+                    .map(|n| format!("{n}-0"))
+                    .collect();
+                (
+                    StatusCode::ACCEPTED,
+                    axum::Json(serde_json::json!({"ids": ids})),
+                )
+            },
+        ))
+        .with_state(bodies.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, bodies)
+}
+
+#[tokio::test]
+async fn send_stdin_with_url_posts_each_batch_as_one_json_array() {
+    let (url, bodies) = batch_node().await;
+    let closed = format!("redis://127.0.0.1:{}", system_tests::free_port());
+    let input = format!(
+        "{{\"type\":\"alert\",\"data\":{DATA}}}\n{{\"type\":\"metrics_update\",\"data\":[1]}}\n{{\"type\":\"x.y\"}}\n"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_publisher"))
+            .env_clear()
+            .env("REDIS_URL", closed)
+            .args([
+                "send",
+                "--stdin",
+                "--batch-size",
+                "2",
+                "--url",
+                &url,
+                "--key",
+                "k",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1-0\n2-0\n3-0\n");
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies,
+        [
+            format!(r#"[{{"type":"alert","data":{DATA}}},{{"type":"metrics_update","data":[1]}}]"#),
+            r#"[{"type":"x.y","data":null}]"#.to_owned(),
+        ],
+        "two batches of at most 2, data byte for byte"
+    );
+}

@@ -15,6 +15,9 @@ use system_tests::{Client, GatewayProcess, RedisServer, bin_dir, free_port, publ
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+/// The nodes' `PUBLISH_API_KEY` (at least 16 characters, or a node refuses it).
+const KEY: &str = "abuse-test-publish-key";
+
 #[tokio::test]
 async fn a_payload_cannot_forge_a_log_line() {
     let redis = RedisServer::start();
@@ -67,7 +70,7 @@ async fn a_payload_cannot_forge_a_log_line() {
 async fn latency(node: &GatewayProcess, client: &mut Client, count: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(count);
     for n in 0..count {
-        publish(node.addr, "k", "alert", &json!({"n": n})).await;
+        publish(node.addr, KEY, "alert", &json!({"n": n})).await;
         let event = client.next_of("alert").await;
         let at: DateTime<Utc> = event["timestamp"].as_str().unwrap().parse().unwrap();
         samples.push((Utc::now() - at).num_microseconds().unwrap() as f64 / 1000.0);
@@ -78,7 +81,7 @@ async fn latency(node: &GatewayProcess, client: &mut Client, count: usize) -> (f
 }
 
 async fn calm_node() -> (GatewayProcess, Client) {
-    let node = GatewayProcess::start(&[("PUBLISH_API_KEY", "k")]).await;
+    let node = GatewayProcess::start(&[("PUBLISH_API_KEY", KEY)]).await;
     let mut client = Client::connect(&node.ws_url("?types=alert")).await.unwrap();
     client.next_json().await;
     (node, client)

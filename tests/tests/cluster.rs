@@ -8,7 +8,7 @@ use system_tests::{
     Client, GatewayProcess, RedisServer, eventually, get, metric, publisher_cli, send,
 };
 
-const KEY: &str = "cluster-key";
+const KEY: &str = "cluster-publish-key";
 
 async fn nodes(redis: &RedisServer, count: usize) -> Vec<GatewayProcess> {
     let url = redis.url();
@@ -80,6 +80,60 @@ async fn a_broadcast_from_the_publisher_reaches_clients_on_every_node() {
     let metrics = get(nodes[0].addr, "/metrics").await.body;
     assert_eq!(metric(&metrics, "gateway_bus_invalid_payloads_total"), 1.0);
     assert!(metric(&metrics, "gateway_bus_messages_received_total") >= 3.0);
+}
+
+#[tokio::test]
+async fn a_batch_posted_to_one_node_reaches_every_node_in_order_in_one_round_trip() {
+    let redis = RedisServer::start();
+    let nodes = nodes(&redis, 2).await;
+    let mut clients = vec![client(&nodes[0]).await, client(&nodes[1]).await];
+    let events: Vec<Value> = (0..300)
+        .map(|n| json!({"type": "metrics_update", "data": {"tutor_id": format!("t-{n}"), "n": n}}))
+        .collect();
+    let runs = |redis: &RedisServer| -> u64 {
+        let stats = redis.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                let field = |name: &str| {
+                    l.split([',', ':'])
+                        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                Some(field("calls")? - field("failed_calls")?)
+            })
+            .sum()
+    };
+    let before = runs(&redis);
+    let auth = format!("Bearer {KEY}");
+    let accepted = system_tests::http(
+        nodes[0].addr,
+        "POST",
+        "/api/publish",
+        &[("Authorization", &auth)],
+        &Value::Array(events.clone()).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let ids = accepted.json()["ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(runs(&redis) - before, 1, "one bus round trip for the batch");
+    for client in &mut clients {
+        for (n, id) in ids.iter().enumerate() {
+            let event = client.next_json().await;
+            assert_eq!(event["data"]["n"], n, "in the batch's order on every node");
+            assert_eq!(&event["id"], id);
+        }
+    }
+    let epoch = redis.cli(&["GET", "{ws:history}:epoch"]);
+    let stored = redis.cli(&["XRANGE", "ws:history", "-", "+", "COUNT", "1"]);
+    let first = ids[0].as_str().unwrap();
+    assert!(
+        first.starts_with(&format!("{epoch}:")) && stored.contains(&first[epoch.len() + 1..]),
+        "the history's first entry is the batch's first event: {stored}"
+    );
 }
 
 #[tokio::test]

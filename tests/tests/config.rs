@@ -54,6 +54,12 @@ fn a_bad_value_stops_the_node_with_a_clear_message_and_exit_code_2() {
         ("RING_BYTES", "1000", "--ring-bytes"),
         ("HISTORY_SIZE", "18446744073709551615", "--history-size"),
         ("MAX_EVENT_BYTES", "99999999999", "--max-event-bytes"),
+        // A guessable publish key, at start rather than in production.
+        (
+            "PUBLISH_API_KEY",
+            "change-me",
+            "PUBLISH_API_KEY is 9 characters long",
+        ),
     ];
     for (key, value, expected) in cases {
         let output = gateway(&[(key, value)]);

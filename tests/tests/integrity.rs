@@ -9,6 +9,9 @@ use system_tests::{
     Client, GatewayProcess, RedisServer, eventually, get, metric, publish, publisher_cli, send,
 };
 
+/// The nodes' `PUBLISH_API_KEY` (at least 16 characters, or a node refuses it).
+const KEY: &str = "integrity-publish-key";
+
 async fn node(redis: &RedisServer, env: &[(&str, &str)]) -> GatewayProcess {
     GatewayProcess::on_redis(redis, env).await
 }
@@ -64,7 +67,7 @@ async fn an_event_over_max_event_bytes_is_refused_everywhere_and_one_within_it_d
     let redis = RedisServer::start();
     let node = node(
         &redis,
-        &[("MAX_EVENT_BYTES", "4096"), ("PUBLISH_API_KEY", "k")],
+        &[("MAX_EVENT_BYTES", "4096"), ("PUBLISH_API_KEY", KEY)],
     )
     .await;
     let mut client = Client::connect(&node.ws_url("")).await.unwrap();
@@ -80,7 +83,7 @@ async fn an_event_over_max_event_bytes_is_refused_everywhere_and_one_within_it_d
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("over MAX_EVENT_BYTES (4096)"), "{stderr}");
-    let refused = publish(node.addr, "k", "alert", &too_big).await;
+    let refused = publish(node.addr, KEY, "alert", &too_big).await;
     assert_eq!(refused.status, 413);
     assert_eq!(refused.json()["error"]["code"], "too_large");
     let raw = format!(r#"{{"type":"alert","data":{too_big}}}"#);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use publisher::HistoryPolicy;
+use publisher::{Batch, Encoded, HistoryPolicy};
 use serde_json::value::RawValue;
 use shared::{Epoch, EventId, Position};
 
@@ -59,6 +59,34 @@ impl LocalBus {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends a checked batch to the history and hands each event to the
+    /// hub, in order, under the history's lock: history order = live order,
+    /// and no reader sees part of the batch.
+    fn append(&self, batch: &Batch) -> Vec<Position> {
+        let mut history = self.history();
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        let mut positions = Vec::with_capacity(batch.len());
+        for event in batch.events() {
+            let position = Position::new(self.epoch, history.last.next(now_ms));
+            let text =
+                shared::insert_id(event.payload(), position).expect("an envelope is an object");
+            history.last = position.id;
+            history.added += 1;
+            history.events.push_back(Stored {
+                id: position.id,
+                kind: event.kind().to_owned(),
+                text: text.clone(),
+                at: Instant::now(),
+            });
+            self.hub
+                .dispatch(text.as_bytes())
+                .expect("the gateway's own envelope decodes");
+            positions.push(position);
+        }
+        self.trim(&mut history, Instant::now());
+        positions
+    }
+
     fn trim(&self, history: &mut History, now: Instant) {
         let ttl = self.policy.ttl;
         while history.events.len() > self.policy.max_len
@@ -86,35 +114,17 @@ impl Bus for LocalBus {
     }
 
     async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError> {
-        shared::validate_kind(kind).map_err(publisher::PublishError::from)?;
-        let now = Utc::now();
-        let envelope = shared::encode(kind, data, now);
-        let max = self.hub.max_event_bytes();
-        if envelope.len() > max {
-            return Err(publisher::PublishError::TooLarge {
-                size: envelope.len(),
-                max,
-            }
-            .into());
-        }
-        // Held across the dispatch so history order and live order agree.
-        let mut history = self.history();
-        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        let position = Position::new(self.epoch, history.last.next(now_ms));
-        let text = shared::insert_id(&envelope, position).expect("an envelope is an object");
-        history.last = position.id;
-        history.added += 1;
-        history.events.push_back(Stored {
-            id: position.id,
-            kind: kind.to_owned(),
-            text: text.clone(),
-            at: Instant::now(),
-        });
-        self.trim(&mut history, Instant::now());
-        self.hub
-            .dispatch(text.as_bytes())
-            .expect("the gateway's own envelope decodes");
-        Ok(position)
+        let event = Encoded::new(kind, data, Utc::now(), self.hub.max_event_bytes())?;
+        Ok(self.append(&Batch::one(event))[0])
+    }
+
+    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError> {
+        let batch = Batch::encode(
+            events.iter().copied(),
+            Utc::now(),
+            self.hub.max_event_bytes(),
+        )?;
+        Ok(self.append(&batch))
     }
 
     async fn read_history(
@@ -192,6 +202,41 @@ mod tests {
         let rest = bus.read_history(ids[3], None, 2).await.unwrap();
         assert_eq!(rest.events.len(), 1);
         assert!(rest.done);
+    }
+
+    #[tokio::test]
+    async fn a_batch_lands_in_order_or_not_at_all() {
+        let bus = bus(100);
+        let (a, b, c) = (data(1), data(2), data(3));
+        let start = bus.hub.position().unwrap();
+        let ids = bus
+            .publish_many(&[("alert", &a), ("metrics_update", &b), ("alert", &c)])
+            .await
+            .unwrap();
+        assert!(ids.windows(2).all(|w| w[1].is_after(&w[0])), "{ids:?}");
+        let page = bus.read_history(start, None, 10).await.unwrap();
+        let got: Vec<(EventId, &str)> = page
+            .events
+            .iter()
+            .map(|e| (e.id, e.kind.as_str()))
+            .collect();
+        let want: Vec<(EventId, &str)> = ids
+            .iter()
+            .zip(["alert", "metrics_update", "alert"])
+            .map(|(id, kind)| (id.id, kind))
+            .collect();
+        assert_eq!(got, want);
+
+        let err = bus
+            .publish_many(&[("alert", &a), ("bad type", &b)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("events[1]: "), "{err}");
+        let after = bus.read_history(ids[2], None, 10).await.unwrap();
+        assert!(
+            after.events.is_empty(),
+            "nothing of a refused batch is kept"
+        );
     }
 
     #[tokio::test]

@@ -129,6 +129,14 @@ pub trait Bus: Send + Sync + 'static {
     /// returned position is its place in the history.
     async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError>;
 
+    /// Appends a batch of events (type, data) to the history in order and
+    /// delivers them to every node in that order, in one bus round trip:
+    /// atomically (no reader sees part of it) and all or nothing. Every event
+    /// is checked first; a bad one refuses the batch
+    /// ([`publisher::PublishError::InBatch`] names its index), as does one
+    /// over the batch bounds ([`publisher::batch`]). The positions, in order.
+    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError>;
+
     /// Up to `limit` retained events after `after` (and no later than
     /// `until`), in order, with the [`Standing`] of `after` read in the same
     /// atomic step. Events are those of the current history, whatever the

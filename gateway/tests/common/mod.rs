@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const KEY: &str = "test-key";
+pub const KEY: &str = "test-publish-key-0123";
 
 pub struct Node {
     pub addr: SocketAddr,

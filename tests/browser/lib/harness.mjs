@@ -18,7 +18,7 @@ export const GATEWAY_BIN = process.env.GATEWAY_BIN || path.join(TARGET_DIR, 'deb
 export const PUBLISHER_BIN = process.env.PUBLISHER_BIN || path.join(TARGET_DIR, 'debug', 'publisher');
 export const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const REDIS_BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
-export const API_KEY = 'test-key';
+export const API_KEY = 'browser-test-publish-key';
 const GATEWAY_VARS = ['BIND_ADDR', 'REDIS_URL', 'REDIS_CLUSTER_NODES', 'NODE_ID', 'CHANNEL_PREFIX',
   'CORS_ORIGINS', 'PUBLISH_API_KEY', 'AUTH_JWT_SECRET', 'DEMO', 'DEMO_RATE', 'RUST_LOG',
   'AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWKS_URL', 'AUTH_JWT_AUDIENCE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_LEEWAY_SECS',

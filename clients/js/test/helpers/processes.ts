@@ -16,7 +16,7 @@ const TARGET_DIR = process.env.CARGO_TARGET_DIR
 export const GATEWAY_BIN = process.env.GATEWAY_BIN || path.join(TARGET_DIR, 'debug', 'gateway');
 export const PUBLISHER_BIN = process.env.PUBLISHER_BIN || path.join(TARGET_DIR, 'debug', 'publisher');
 export const REDIS_BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
-export const API_KEY = 'k';
+export const API_KEY = 'js-test-publish-key-0001';
 
 const GATEWAY_VARS = ['BIND_ADDR', 'REDIS_URL', 'REDIS_CLUSTER_NODES', 'NODE_ID', 'CHANNEL_PREFIX',
   'CORS_ORIGINS', 'PUBLISH_API_KEY', 'AUTH_JWT_SECRET', 'DEMO', 'DEMO_RATE', 'RUST_LOG',

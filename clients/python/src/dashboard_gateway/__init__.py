@@ -9,6 +9,7 @@ from dashboard_gateway import Publisher, AsyncPublisher
 
 publisher = Publisher.from_env()     # REDIS_URL, CHANNEL_PREFIX, HISTORY_SIZE, ...
 publisher.alert({"tutor_id": "t-17", "severity": "critical"})
+publisher.publish_many([("metrics_update", m) for m in nightly_metrics])  # batches
 ```
 
 Layout: `wire` (types, envelope, Redis names; no I/O), `settings`
@@ -23,6 +24,7 @@ from .errors import (
     GatewayError,
     InvalidTypeError,
     NotOnABusError,
+    PoolExhaustedError,
     PublishError,
     RedisCommandError,
     RedisUnavailableError,
@@ -33,8 +35,11 @@ from .tutormax import ConnectionManager, get_connection_manager
 from .wire import (
     ALERT,
     ANALYTICS_UPDATE,
+    DEFAULT_BATCH_EVENTS,
     INTERVENTION,
     KNOWN_TYPES,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
     METRICS_UPDATE,
     RawJSON,
     encode_envelope,
@@ -49,14 +54,18 @@ __all__ = [
     "AsyncPublisher",
     "ConfigError",
     "ConnectionManager",
+    "DEFAULT_BATCH_EVENTS",
     "DataError",
     "EventTooLargeError",
     "GatewayError",
     "INTERVENTION",
     "InvalidTypeError",
     "KNOWN_TYPES",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
     "METRICS_UPDATE",
     "NotOnABusError",
+    "PoolExhaustedError",
     "PublishError",
     "Publisher",
     "RawJSON",

@@ -1,5 +1,7 @@
 """The exceptions the package raises. Every one is a `GatewayError`."""
 
+from typing import List, Optional
+
 
 class GatewayError(Exception):
     """Base class of every error of this package."""
@@ -10,7 +12,14 @@ class ConfigError(GatewayError, ValueError):
 
 
 class PublishError(GatewayError):
-    """An event could not be published."""
+    """An event could not be published.
+
+    Raised by `publish_many`, it may carry `index` (the bad event's place in
+    the list: the message starts `events[3]: `) or `published` (the ids of
+    the events published before a batch failed, in order)."""
+
+    index: Optional[int] = None
+    published: Optional[List[str]] = None
 
 
 class InvalidTypeError(PublishError, ValueError):
@@ -36,6 +45,18 @@ class RedisUnavailableError(PublishError, ConnectionError):
 
 class RedisCommandError(PublishError):
     """Redis answered with an error (or something that is not an event position)."""
+
+
+class PoolExhaustedError(PublishError, TimeoutError):
+    """No connection of the publisher's pool became free in time: more
+    commands were in flight at once than the pool holds (`pool_size`,
+    `REDIS_POOL_SIZE`). Redis itself was not found unreachable. The message
+    says the pool's size and how to raise it."""
+
+    def __init__(self, message: str, pool_size: int, timeout_secs: float) -> None:
+        super().__init__(message)
+        self.pool_size = pool_size
+        self.timeout_secs = timeout_secs
 
 
 class NotOnABusError(GatewayError, NotImplementedError):

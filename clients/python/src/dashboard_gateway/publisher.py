@@ -5,17 +5,21 @@ One publish is one `EVALSHA` of `publish.lua` (`SCRIPT LOAD` and again on
 `NOSCRIPT`): the event is appended to the history stream, which gives it its
 position, kept as the analytics snapshot when it is an `analytics_update`, and
 published live with its `id` in front -- atomically, so history order is live
-order.
+order. `publish_many` sends a list the same way, one `EVALSHA` per batch of up
+to `DEFAULT_BATCH_EVENTS` events (each batch atomic, in order).
 
 A publish is never retried by this package: when a connection dies after the
 command was sent, Redis may have run it, and a retry would publish the event
 twice. The caller gets `RedisUnavailableError` and decides.
+
+At most `pool_size` commands are in flight at once (`pool.py`); more wait for
+a connection and, after `pool_timeout_secs`, raise `PoolExhaustedError`.
 """
 
 import json
 import secrets
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import redis
 import redis.asyncio as aioredis
@@ -25,8 +29,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import wire
-from .errors import RedisCommandError, RedisUnavailableError
+from . import pool, wire
+from .errors import PublishError, RedisCommandError, RedisUnavailableError
 from .script import SCRIPT
 from .settings import Settings
 from .wire import JsonDefault
@@ -55,19 +59,71 @@ class _Core:
     def settings(self) -> Settings:
         return self._settings
 
-    def _prepare(self, message_type: str, data: Any) -> Tuple[List[str], _Args]:
-        """Validates and encodes; raises before any I/O when the event is bad."""
+    def _encode(self, message_type: str, data: Any) -> bytes:
+        """Validates and encodes one event; raises before any I/O when it is bad."""
         envelope = wire.encode_envelope(message_type, data, json_default=self._json_default)
         wire.check_size(envelope, self._settings.max_event_bytes)
+        return envelope
+
+    def _args(self, envelopes: Sequence[bytes]) -> _Args:
+        """The script's arguments for one batch (see `publish.lua`): the
+        history policy, the live channels' prefix, then one envelope per
+        event (each names its type first, where the script reads it)."""
         args: _Args = [
-            envelope,
             str(self._settings.history_size),
             str(self._settings.history_ttl_secs * 1000),
             secrets.token_hex(4),
-            "1" if message_type == wire.ANALYTICS_UPDATE else "0",
-            wire.events_channel(self._settings.channel_prefix, message_type),
+            wire.events_channel(self._settings.channel_prefix, ""),
         ]
-        return self._keys, args
+        args.extend(envelopes)
+        return args
+
+    def _prepare(self, message_type: str, data: Any) -> _Args:
+        """One event as a batch of one; raises before any I/O when it is bad."""
+        return self._args([self._encode(message_type, data)])
+
+    def _batches(self, events: Iterable[Any], batch_size: int) -> List[_Args]:
+        """Every event encoded and checked first (the first bad one raises,
+        its `index` set and named in the message: nothing is sent), then cut
+        into batches of at most `batch_size` events and `MAX_BATCH_BYTES`."""
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= wire.MAX_BATCH_EVENTS
+        ):
+            raise ValueError(
+                f"batch_size must be a whole number from 1 to {wire.MAX_BATCH_EVENTS} "
+                f"(got {batch_size!r})"
+            )
+        # One JSON encoder and one timestamp for the whole list, as the Rust
+        # crate stamps a batch: the per-event cost is the JSON itself.
+        encoder = wire.Encoder(self._json_default)
+        max_bytes = self._settings.max_event_bytes
+        batches: List[List[bytes]] = []
+        current: List[bytes] = []
+        size = 0
+        for index, event in enumerate(events):
+            try:
+                message_type, data = event
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"events[{index}] is not a (type, data) pair: {type(event).__name__}"
+                ) from None
+            try:
+                envelope = encoder.envelope(message_type, data)
+                wire.check_size(envelope, max_bytes)
+            except PublishError as err:
+                raise _in_batch(err, index) from None
+            if current and (
+                len(current) >= batch_size or size + len(envelope) > wire.MAX_BATCH_BYTES
+            ):
+                batches.append(current)
+                current, size = [], 0
+            current.append(envelope)
+            size += len(envelope)
+        if current:
+            batches.append(current)
+        return [self._args(batch) for batch in batches]
 
     @staticmethod
     def _position(reply: Any) -> str:
@@ -75,6 +131,23 @@ class _Core:
         if not isinstance(position, str) or not wire.is_position(position):
             raise RedisCommandError(f"Redis returned an event id that is not one: {reply!r}")
         return position
+
+    @classmethod
+    def _positions(cls, reply: Any, args: _Args) -> List[str]:
+        """The script's answer for a batch: one position per event, in order,
+        joined by ','."""
+        expected = len(args) - 4
+        text = reply.decode("utf-8") if isinstance(reply, bytes) else reply
+        ids = text.split(",") if isinstance(text, str) else []
+        if len(ids) != expected:
+            raise RedisCommandError(f"Redis answered {reply!r} for a batch of {expected} events")
+        return [cls._position(one) for one in ids]
+
+    def _gate_size(self, client: Any) -> int:
+        """The pool size, but no more than a caller's client's pool holds."""
+        limit = pool.pool_limit(client)
+        size = self._settings.pool_size
+        return min(size, limit) if limit is not None else size
 
     def _live_cutoff_ms(self) -> int:
         return int(time.time() * 1000) - NODE_TTL_MS
@@ -130,6 +203,8 @@ def _client_options(settings: Settings, tls: bool, retry: Any) -> Dict[str, Any]
         "socket_connect_timeout": REDIS_TIMEOUT_SECS,
         "socket_timeout": REDIS_TIMEOUT_SECS,
         "retry": retry,
+        # As many as the gate lets through (pool.py): the pool never refuses.
+        "max_connections": settings.pool_size,
     }
     if tls:
         options.update(settings.tls_options())
@@ -142,6 +217,7 @@ def _sentinel_options(settings: Settings, retry: Any) -> Tuple[Dict[str, Any], D
     target = settings.sentinel
     assert target is not None
     sentinel_kwargs = _client_options(settings, target.sentinel_tls, retry)
+    del sentinel_kwargs["max_connections"]  # the Sentinels are asked one at a time
     master_kwargs = _client_options(settings, target.master_tls, retry)
     for kwargs, tls, auth in (
         (sentinel_kwargs, target.sentinel_tls, target.sentinel_auth),
@@ -185,10 +261,35 @@ def _async_client(settings: Settings) -> "aioredis.Redis":
     )
 
 
-def _translate(err: Exception, address: str) -> Exception:
+def _translate(err: Exception, address: str, gate: Any) -> Exception:
+    if isinstance(err, redis.exceptions.ConnectionError) and pool.is_redis_py_pool_error(err):
+        # A caller's client whose own pool ran out: the pool's doing, not Redis's.
+        return pool.exhausted(gate.size, gate.timeout_secs)
     if isinstance(err, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return RedisUnavailableError(f"cannot reach Redis at {address}: {err}")
     return RedisCommandError(f"Redis command failed: {err}")
+
+
+def _in_batch(err: PublishError, index: int) -> PublishError:
+    """`err`, about the event at `index` of a `publish_many` list."""
+    err.args = (f"events[{index}]: {err}",)
+    err.index = index
+    return err
+
+
+def _partly_published(err: Exception, published: List[str], batch: int, batches: int,
+                      first: int, count: int) -> Exception:
+    """`err` (a `PublishError`) of batch `batch` of a `publish_many`, saying
+    what went out before it (`published`, also its attribute)."""
+    if not isinstance(err, PublishError) or batches == 1:
+        return err
+    err.args = (
+        f"{err} (batch {batch + 1} of {batches}, events[{first}:{first + count}]: published "
+        f"whole or not at all; the {len(published)} events before it were published, their "
+        "ids in .published; none after it was sent)",
+    )
+    err.published = list(published)
+    return err
 
 
 _REDIS_ERRORS = (redis.exceptions.RedisError,)
@@ -224,6 +325,7 @@ class Publisher(_Core):
         self._client: redis.Redis = client if client is not None else _sync_client(settings)
         self._address = _address(self._client, settings if client is None else None)
         self._script = self._client.register_script(SCRIPT)
+        self._gate = pool.Gate(self._gate_size(self._client), settings.pool_timeout_secs)
 
     @classmethod
     def from_env(
@@ -252,13 +354,41 @@ class Publisher(_Core):
         event of `message_type`; returns its position (`id`) once Redis has it.
 
         Raises `InvalidTypeError`, `DataError` or `EventTooLargeError` before
-        touching Redis; `RedisUnavailableError` or `RedisCommandError` after."""
-        keys, args = self._prepare(message_type, data)
-        try:
-            reply = self._script(keys=keys, args=args)
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
-        return self._position(reply)
+        touching Redis; `RedisUnavailableError`, `RedisCommandError` or
+        `PoolExhaustedError` after."""
+        return self._run(self._prepare(message_type, data))[0]
+
+    def publish_many(
+        self, events: Iterable[Tuple[str, Any]], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
+    ) -> List[str]:
+        """Publishes `events`, (type, data) pairs, in order; returns their ids
+        in the same order.
+
+        Every event is checked first: a bad one raises (`InvalidTypeError`,
+        `DataError`, `EventTooLargeError`, its message starting `events[3]: `
+        and its `index` set) and nothing is sent. Then one Redis call per
+        batch of `batch_size` events (at most `MAX_BATCH_EVENTS`; a batch also
+        ends at `MAX_BATCH_BYTES`), each atomic: all of its events in the
+        history and live, in order, or none. When a later batch fails, the
+        error's `published` holds the ids of the events before it."""
+        batches = self._batches(events, batch_size)
+        ids: List[str] = []
+        for number, args in enumerate(batches):
+            try:
+                ids += self._run(args)
+            except PublishError as err:
+                count = len(args) - 4
+                raise _partly_published(err, ids, number, len(batches), len(ids), count)
+        return ids
+
+    def _run(self, args: _Args) -> List[str]:
+        """One call of the script, within the pool's limit."""
+        with self._gate.slot():
+            try:
+                reply = self._script(keys=self._keys, args=args)
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
+        return self._positions(reply, args)
 
     def metrics_update(self, data: Any) -> str:
         return self.publish(wire.METRICS_UPDATE, data)
@@ -276,14 +406,15 @@ class Publisher(_Core):
     def cluster_nodes(self) -> List[Dict[str, Any]]:
         """The status of every live gateway node (heartbeat within 5 s), as
         `/ws/status` lists them: `node_id`, `active_connections`, ..."""
-        try:
-            index = wire.nodes_index_key(self._settings.channel_prefix)
-            ids = self._client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
-            if not ids:
-                return []
-            entries = self._client.mget(self._node_keys(ids))
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
+        with self._gate.slot():
+            try:
+                index = wire.nodes_index_key(self._settings.channel_prefix)
+                ids = self._client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
+                if not ids:
+                    return []
+                entries = self._client.mget(self._node_keys(ids))
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
         return self._statuses(entries)
 
     def connection_count(self) -> int:
@@ -292,10 +423,11 @@ class Publisher(_Core):
 
     def ping(self) -> None:
         """Raises `RedisUnavailableError` unless Redis answers (e.g. at startup)."""
-        try:
-            self._client.ping()
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
+        with self._gate.slot():
+            try:
+                self._client.ping()
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
 
     def close(self) -> None:
         """Closes the connections this publisher opened (not a passed-in client)."""
@@ -343,6 +475,7 @@ class AsyncPublisher(_Core):
         self._client: Optional[aioredis.Redis] = None
         self._script: Any = None
         self._address = "Redis"
+        self._gate = pool.AsyncGate(settings.pool_size, settings.pool_timeout_secs)
         if client is not None:
             self._use(client)
 
@@ -350,6 +483,8 @@ class AsyncPublisher(_Core):
         self._client = client
         self._address = _address(client, self._settings if self._owns_client else None)
         self._script = client.register_script(SCRIPT)
+        if not self._owns_client:
+            self._gate = pool.AsyncGate(self._gate_size(client), self._settings.pool_timeout_secs)
         return client
 
     def _redis(self) -> "aioredis.Redis":
@@ -384,14 +519,34 @@ class AsyncPublisher(_Core):
         return self._redis()
 
     async def publish(self, message_type: str, data: Any) -> str:
-        """See `Publisher.publish`."""
-        keys, args = self._prepare(message_type, data)
+        """See `Publisher.publish`. Publishes beyond `pool_size` at once (an
+        `asyncio.gather` of thousands) wait their turn for a connection."""
+        return (await self._run(self._prepare(message_type, data)))[0]
+
+    async def publish_many(
+        self, events: Iterable[Tuple[str, Any]], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
+    ) -> List[str]:
+        """See `Publisher.publish_many`: the batches go out one after the
+        other, in order."""
+        batches = self._batches(events, batch_size)
+        ids: List[str] = []
+        for number, args in enumerate(batches):
+            try:
+                ids += await self._run(args)
+            except PublishError as err:
+                count = len(args) - 4
+                raise _partly_published(err, ids, number, len(batches), len(ids), count)
+        return ids
+
+    async def _run(self, args: _Args) -> List[str]:
+        """One call of the script, within the pool's limit."""
         self._redis()
-        try:
-            reply = await self._script(keys=keys, args=args)
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
-        return self._position(reply)
+        async with self._gate.slot():
+            try:
+                reply = await self._script(keys=self._keys, args=args)
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
+        return self._positions(reply, args)
 
     async def metrics_update(self, data: Any) -> str:
         return await self.publish(wire.METRICS_UPDATE, data)
@@ -407,25 +562,28 @@ class AsyncPublisher(_Core):
 
     async def cluster_nodes(self) -> List[Dict[str, Any]]:
         """See `Publisher.cluster_nodes`."""
-        try:
-            index = wire.nodes_index_key(self._settings.channel_prefix)
-            client = self._redis()
-            ids = await client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
-            if not ids:
-                return []
-            entries = await client.mget(self._node_keys(ids))
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
+        client = self._redis()
+        async with self._gate.slot():
+            try:
+                index = wire.nodes_index_key(self._settings.channel_prefix)
+                ids = await client.zrangebyscore(index, self._live_cutoff_ms(), "+inf")
+                if not ids:
+                    return []
+                entries = await client.mget(self._node_keys(ids))
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
         return self._statuses(entries)
 
     async def connection_count(self) -> int:
         return self._sum(await self.cluster_nodes())
 
     async def ping(self) -> None:
-        try:
-            await self._redis().ping()
-        except _REDIS_ERRORS as err:
-            raise _translate(err, self._address) from err
+        client = self._redis()
+        async with self._gate.slot():
+            try:
+                await client.ping()
+            except _REDIS_ERRORS as err:
+                raise _translate(err, self._address, self._gate) from err
 
     async def aclose(self) -> None:
         if not self._owns_client or self._client is None:

@@ -13,12 +13,17 @@ once into a checked, immutable `Settings`.
 | `HISTORY_SIZE`          | `10000`                  | events kept for resume (at least 1)            |
 | `HISTORY_TTL_SECS`      | `300`                    | age limit of the history (0: size only)        |
 | `MAX_EVENT_BYTES`       | `65536`                  | largest encoded envelope, 256..=16777216       |
+| `REDIS_POOL_SIZE`       | `50`                     | Python only: Redis connections in use at once  |
+| `REDIS_POOL_TIMEOUT_SECS` | `10`                   | Python only: longest wait for a free one     |
 
-Empty variables count as unset, as for the gateway. The Redis variables mean
-what they mean to the Rust CLI (`publisher/src/config.rs`), checked the same
-way at start: at most one of `REDIS_URL` and `REDIS_SENTINELS`, TLS files that
-exist and hold PEM, a certificate only with its key, TLS files only when some
-address is `rediss://`. `REDIS_CLUSTER_NODES` is refused: Redis Cluster is not
+Empty variables count as unset, as for the gateway. The pool settings are
+the Python package's own (the Rust crate multiplexes one connection): a
+publish beyond `REDIS_POOL_SIZE` at once waits for a connection, up to
+`REDIS_POOL_TIMEOUT_SECS`, then raises `PoolExhaustedError`. The Redis
+variables mean what they mean to the Rust CLI (`publisher/src/config.rs`),
+checked the same way at start: at most one of `REDIS_URL` and
+`REDIS_SENTINELS`, TLS files that exist and hold PEM, a certificate only with
+its key, TLS files only when some address is `rediss://`. `REDIS_CLUSTER_NODES` is refused: Redis Cluster is not
 supported from Python.
 """
 
@@ -36,6 +41,14 @@ DEFAULT_CHANNEL_PREFIX = "ws"
 DEFAULT_HISTORY_SIZE = 10_000
 DEFAULT_HISTORY_TTL_SECS = 300
 DEFAULT_MAX_EVENT_BYTES = 65_536
+#: redis-py's own default for a blocking pool; Redis serves one command at a
+#: time, so more connections buy a publisher little.
+DEFAULT_POOL_SIZE = 50
+#: Long enough for a burst of thousands of single publishes to drain
+#: through the pool; short enough that an overloaded caller hears of it.
+DEFAULT_POOL_TIMEOUT_SECS = 10.0
+MAX_POOL_SIZE = 10_000
+MAX_POOL_TIMEOUT_SECS = 3600.0
 MIN_MAX_EVENT_BYTES = 256
 MAX_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
@@ -89,6 +102,8 @@ class Settings:
     redis_tls_ca_file: Optional[str] = None
     redis_tls_cert_file: Optional[str] = None
     redis_tls_key_file: Optional[str] = None
+    pool_size: int = DEFAULT_POOL_SIZE
+    pool_timeout_secs: float = DEFAULT_POOL_TIMEOUT_SECS
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -163,6 +178,18 @@ class Settings:
         _check_int(
             "MAX_EVENT_BYTES", self.max_event_bytes, MIN_MAX_EVENT_BYTES, MAX_MAX_EVENT_BYTES
         )
+        _check_int("REDIS_POOL_SIZE", self.pool_size, 1, MAX_POOL_SIZE)
+        timeout = self.pool_timeout_secs
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MAX_POOL_TIMEOUT_SECS
+        ):
+            raise ConfigError(
+                f"REDIS_POOL_TIMEOUT_SECS must be a number of seconds above 0 and at most "
+                f"{MAX_POOL_TIMEOUT_SECS:g} (got {timeout!r})"
+            )
+        set_("pool_timeout_secs", float(timeout))
 
     def _check_tls_files(self) -> None:
         if self.redis_tls_ca_file is not None:
@@ -231,10 +258,14 @@ class Settings:
             ("history_size", "HISTORY_SIZE"),
             ("history_ttl_secs", "HISTORY_TTL_SECS"),
             ("max_event_bytes", "MAX_EVENT_BYTES"),
+            ("pool_size", "REDIS_POOL_SIZE"),
         ):
             raw = var(name)
             if raw is not None:
                 values[field] = _parse_int(name, raw)
+        raw = var("REDIS_POOL_TIMEOUT_SECS")
+        if raw is not None:
+            values["pool_timeout_secs"] = _parse_seconds("REDIS_POOL_TIMEOUT_SECS", raw)
         values.update(overrides)
         return cls(**values)
 
@@ -377,6 +408,16 @@ def _parse_int(name: str, raw: str) -> int:
     if not re.fullmatch(r"[+-]?[0-9]+", raw):
         raise ConfigError(f"{name} {rust_debug_str(raw)} is not a whole number")
     return int(raw)
+
+
+def _parse_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} {rust_debug_str(raw)} is not a number of seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} {rust_debug_str(raw)} is not a number of seconds")
+    return value
 
 
 def _check_int(name: str, value: Any, low: int, high: Optional[int]) -> None:

@@ -9,7 +9,7 @@ import json
 import re
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Set, Union
 
 from .errors import DataError, EventTooLargeError, InvalidTypeError
 
@@ -21,6 +21,14 @@ ANALYTICS_UPDATE = "analytics_update"
 KNOWN_TYPES = (METRICS_UPDATE, ALERT, INTERVENTION, ANALYTICS_UPDATE)
 #: Sent by the server only; publishing them is refused.
 RESERVED_TYPES = ("recovery", "error")
+
+#: The bounds of one batch (one call of the script), as `publisher::batch`:
+#: at most this many events,
+MAX_BATCH_EVENTS = 1000
+#: and, for more than one event, at most this many encoded bytes.
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+#: Events per round trip when `publish_many` splits a long list.
+DEFAULT_BATCH_EVENTS = 500
 MAX_TYPE_LEN = 64
 
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -126,20 +134,56 @@ def format_timestamp(at: datetime) -> str:
 JsonDefault = Callable[[Any], Any]
 
 
+def _json_encoder(json_default: Optional[JsonDefault]) -> json.JSONEncoder:
+    """What `json.dumps(..., separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False, default=...)` builds on every call, built once."""
+    return json.JSONEncoder(
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=json_default,
+    )
+
+
+class Encoder:
+    """Encodes envelopes with one JSON encoder and one timestamp: every
+    event of a `publish_many` is stamped alike (as the Rust crate stamps a
+    batch), and a type is validated once however often it recurs."""
+
+    def __init__(self, json_default: Optional[JsonDefault] = None,
+                 at: Optional[datetime] = None) -> None:
+        self._json = _json_encoder(json_default).encode
+        self._stamp = format_timestamp(at if at is not None else datetime.now(timezone.utc))
+        self._valid: Set[str] = set()
+
+    def data(self, data: Any) -> str:
+        """`data` as compact JSON text; a `RawJSON` as given."""
+        if isinstance(data, RawJSON):
+            return data.text
+        try:
+            return self._json(data)
+        except (TypeError, ValueError, RecursionError) as err:
+            raise DataError(f"data does not serialize to JSON: {err}") from None
+
+    def envelope(self, message_type: str, data: Any) -> bytes:
+        """See `encode_envelope`."""
+        if type(message_type) is not str or message_type not in self._valid:
+            validate_type(message_type)
+            self._valid.add(message_type)
+        text = '{"type":"%s","data":%s,"timestamp":"%s"}' % (
+            message_type,
+            self.data(data),
+            self._stamp,
+        )
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise DataError(f"data does not serialize to UTF-8 JSON: {err}") from None
+
+
 def encode_data(data: Any, json_default: Optional[JsonDefault] = None) -> str:
     """`data` as compact JSON text; a `RawJSON` as given."""
-    if isinstance(data, RawJSON):
-        return data.text
-    try:
-        return json.dumps(
-            data,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=json_default,
-        )
-    except (TypeError, ValueError, RecursionError) as err:
-        raise DataError(f"data does not serialize to JSON: {err}") from None
+    return Encoder(json_default).data(data)
 
 
 def encode_envelope(
@@ -151,17 +195,7 @@ def encode_envelope(
     """The envelope without an id, exactly as the Rust crate writes it:
     `{"type":"alert","data":{...},"timestamp":"2026-11-25T10:00:00.123Z"}`,
     as UTF-8. Validates the type first."""
-    validate_type(message_type)
-    stamp = format_timestamp(at if at is not None else datetime.now(timezone.utc))
-    text = '{"type":"%s","data":%s,"timestamp":"%s"}' % (
-        message_type,
-        encode_data(data, json_default),
-        stamp,
-    )
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise DataError(f"data does not serialize to UTF-8 JSON: {err}") from None
+    return Encoder(json_default, at).envelope(message_type, data)
 
 
 def check_size(envelope: bytes, max_event_bytes: int) -> None:

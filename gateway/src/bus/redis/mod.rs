@@ -378,6 +378,19 @@ impl Bus for RedisBus {
         Ok(id)
     }
 
+    /// One call of the publisher's script for the whole batch (its wire
+    /// format: the Rust crate's and the Python package's `publish_many`
+    /// write the same), checked before a connection is taken.
+    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError> {
+        let batch = self.wire.batch(events.iter().copied())?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let ids = bounded(self.wire.publish_batch(&mut conn, &batch)).await?;
+        Ok(ids)
+    }
+
     async fn read_history(
         &self,
         after: Position,

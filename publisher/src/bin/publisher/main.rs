@@ -3,8 +3,11 @@
 //! ```text
 //! publisher send --type alert --data '{"tutor_id":"t-17","severity":"critical"}'
 //! publisher send --url http://localhost:8000 --key "$KEY" --type alert --data '{}'
+//! nightly-recompute | publisher send --stdin      # one {"type","data"} per line
 //! publisher simulate --rate 20
 //! ```
+
+mod stdin;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::{CommandFactory, Parser, Subcommand};
+use publisher::batch::{DEFAULT_BATCH_EVENTS, MAX_BATCH_EVENTS};
 use publisher::config::DEFAULT_REDIS_URL;
 use publisher::simulate::Generator;
 use publisher::{Publisher, RedisConfig, RedisTarget, WireConfig, WireFormat};
@@ -36,15 +40,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Publish one event; prints its id and exits 0 once Redis (or, with
-    /// --url, the gateway) has it.
+    /// Publish one event (or, with --stdin, every event on standard input);
+    /// prints its id and exits 0 once Redis (or, with --url, the gateway)
+    /// has it.
     Send {
         /// Message type: metrics_update, alert, intervention, analytics_update or your own.
-        #[arg(long = "type")]
-        kind: String,
+        #[arg(
+            long = "type",
+            required_unless_present = "stdin",
+            conflicts_with = "stdin"
+        )]
+        kind: Option<String>,
         /// The event's data, as JSON; published byte for byte as written.
+        #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+        data: Option<String>,
+        /// Read events from standard input instead: one JSON object
+        /// {"type": "...", "data": ...} per line (data byte for byte; blank
+        /// lines skipped), published in batches (one round trip each, in
+        /// order); prints each event's id, one per line, in input order. A
+        /// bad line stops the run: everything before it is published,
+        /// nothing from it on, and the message says so (exit 1).
         #[arg(long)]
-        data: String,
+        stdin: bool,
+        /// Events per batch with --stdin (a batch also ends at 4 MiB).
+        #[arg(long, default_value_t = DEFAULT_BATCH_EVENTS as u64, requires = "stdin",
+              value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH_EVENTS as u64))]
+        batch_size: u64,
         /// Publish through this gateway's POST /api/publish instead of Redis
         /// (e.g. http://localhost:8000 for `gateway --demo`).
         #[arg(long, env = "GATEWAY_URL")]
@@ -124,18 +145,35 @@ async fn run(command: Command, target: Target) -> Result<()> {
         Command::Send {
             kind,
             data,
+            stdin,
+            batch_size,
             url,
             key,
         } => {
+            // An empty variable counts as unset, as for the gateway.
+            let key = key.filter(|key| !key.is_empty());
+            let url = url.filter(|url| !url.is_empty());
+            if stdin {
+                let sink = match url {
+                    Some(url) => stdin::Sink::Http(publisher::http::HttpPublisher::new(
+                        &url,
+                        key.as_deref(),
+                    )?),
+                    None => stdin::Sink::Redis(target.connect().await?),
+                };
+                let batch_size = usize::try_from(batch_size).unwrap_or(DEFAULT_BATCH_EVENTS);
+                return stdin::send(sink, &target.wire, batch_size).await;
+            }
+            let (Some(kind), Some(data)) = (kind, data) else {
+                unreachable!("clap requires --type and --data without --stdin");
+            };
             shared::validate_kind(&kind).context("--type")?;
             // Validated, but published as written: a `RawValue` keeps the
             // caller's bytes (key order, `1.50`, escapes) where a `Value`
             // would sort keys and rewrite numbers.
             let data: Box<RawValue> =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
-            // An empty variable counts as unset, as for the gateway.
-            let key = key.filter(|key| !key.is_empty());
-            let id = match url.filter(|url| !url.is_empty()) {
+            let id = match url {
                 Some(url) => publisher::http::publish(&url, key.as_deref(), &kind, &data).await?,
                 None => target
                     .connect()
