@@ -94,7 +94,8 @@ pub(crate) async fn accept(listener: TcpListener, state: Arc<AppState>) {
         } else {
             MAX_PENDING_PER_IP
         };
-        let Some(permit) = pending.admit(peer.ip(), per_ip) else {
+        // Keyed like every per-IP rule: an IPv6 client by its /64.
+        let Some(permit) = pending.admit(crate::admission::ip_key(peer.ip()), per_ip) else {
             metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "too_many_pending")
                 .increment(1);
             continue;

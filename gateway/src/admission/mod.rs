@@ -28,7 +28,7 @@ use ipnet::IpNet;
 
 use self::auth::Auth;
 pub use self::auth::{AuthFailure, Identity, JWT_LEEWAY_SECS, Jwks, read_key_file};
-pub use self::limits::{IpLimits, IpPlace, SWEEP_EVERY};
+pub use self::limits::{IpLimits, IpPlace, SWEEP_EVERY, ip_key};
 use self::users::{UserLimits, UserPlace};
 use crate::config::{Config, ConfigError};
 use crate::node::Node;
