@@ -423,9 +423,15 @@ impl Hub {
     /// The frames from `seq` on that the ring still holds (tests).
     #[cfg(test)]
     pub fn frames_since(&self, seq: u64) -> Vec<Arc<Frame>> {
+        self.frames_since_checked(seq).expect("still in the ring")
+    }
+
+    /// The same, `None` when the ring no longer starts at or before `seq`.
+    #[cfg(test)]
+    pub fn frames_since_checked(&self, seq: u64) -> Option<Vec<Arc<Frame>>> {
         match self.ring.read(seq, usize::MAX) {
-            Read::Frames(frames) => frames,
-            Read::Gone { .. } => panic!("gone from the ring"),
+            Read::Frames(frames) => Some(frames),
+            Read::Gone { .. } => None,
         }
     }
 
