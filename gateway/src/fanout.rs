@@ -441,7 +441,12 @@ mod tests {
         let joined = hub.subscribe();
         let seam = joined.position.map_or(EventId::ZERO, |p| p.id);
         let _live = hub
-            .go_live(joined.next_seq, outbox.clone(), &TypeFilter::default(), seam)
+            .go_live(
+                joined.next_seq,
+                outbox.clone(),
+                &TypeFilter::default(),
+                seam,
+            )
             .unwrap();
 
         const EVENTS: usize = 2_000;
@@ -471,7 +476,15 @@ mod tests {
                 value["data"].as_u64().unwrap() as usize
             })
             .collect();
-        assert_eq!(got, (0..EVENTS).collect::<Vec<_>>(), "every event once, in order");
-        assert_eq!(outbox.status(), crate::ws::outbox::Status::Drain, "not closed");
+        assert_eq!(
+            got,
+            (0..EVENTS).collect::<Vec<_>>(),
+            "every event once, in order"
+        );
+        assert_eq!(
+            outbox.status(),
+            crate::ws::outbox::Status::Drain,
+            "not closed"
+        );
     }
 }

@@ -474,3 +474,54 @@ async fn resumes_on_sockets_that_never_read_cannot_starve_other_resumes() {
     assert_eq!(metric(&text, "gateway_replays_deferred_total"), 0.0);
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_slower_than_the_ring_keeps_events_still_loses_nothing_of_the_live_stream() {
+    let redis = RedisServer::start();
+    let node = node(&redis, &[]).await;
+    let publisher = publisher::Publisher::connect(&redis.url(), "ws")
+        .await
+        .unwrap();
+    // 2 KB events: the replay (3 MB) is far more than the kernel's socket
+    // buffers hold, so it goes as fast as the client reads.
+    let pad = "x".repeat(2000);
+    let first = publisher.alert(&json!({"n": 0, "pad": pad})).await.unwrap();
+    for n in 1..1500 {
+        publisher.alert(&json!({"n": n, "pad": pad})).await.unwrap();
+    }
+    // A client that reads its replay slowly (about 3 s for 1,500 events:
+    // longer than the node's ring keeps what arrives meanwhile) while live
+    // events keep coming.
+    let mut client = Client::connect(&node.ws_url(&format!("?since={first}")))
+        .await
+        .unwrap();
+    client.next_json().await;
+    let live = tokio::spawn(async move {
+        for n in 1500..1600 {
+            publisher.alert(&json!({"n": n})).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let mut recovery = None;
+    while seen.len() < 1599 {
+        let event = client.next_json().await;
+        if event["type"] == "recovery" {
+            recovery = Some(event["data"].clone());
+            continue;
+        }
+        seen.push(event["data"]["n"].as_u64().unwrap());
+        if recovery.is_none() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    live.await.unwrap();
+    assert_eq!(recovery.unwrap()["recovered"], true);
+    assert_eq!(
+        seen,
+        (1..1600).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    let text = metrics(&node).await;
+    assert_eq!(metric(&text, "gateway_slow_client_disconnects_total"), 0.0);
+}

@@ -38,9 +38,9 @@ use shared::Position;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::secret::Secret;
 use crate::bus::BusError;
 use crate::error::AppError;
+use crate::secret::Secret;
 use crate::state::AppState;
 use crate::telemetry::PUBLISH_REQUESTS;
 
@@ -163,7 +163,8 @@ async fn publish_inner(
     authorize(
         state.config.publish_api_key.as_ref().map(Secret::expose),
         headers,
-    ).map_err(Refusal::unread)?;
+    )
+    .map_err(Refusal::unread)?;
     // 2–3. The body, bounded in size and time.
     let max_event_bytes = state.config.wire.max_event_bytes;
     let body = read_body(
