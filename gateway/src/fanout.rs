@@ -47,7 +47,7 @@ use crate::bus::{PAGE, Standing};
 use crate::hub::{Frame, Hub};
 use crate::ring::{Read, Ring};
 use crate::telemetry::{FANOUT_GAPS, FANOUT_RECOVERED};
-use crate::ws::outbox::Outbox;
+use crate::ws::outbox::{Budget, Outbox};
 
 /// Most bytes of events one batch takes from the ring: what one pass writes
 /// to each client at most (the next batch follows at once).
@@ -127,6 +127,8 @@ pub struct Registry {
     /// The newest history id this shard has written: where a recovery reads
     /// the history from.
     last_id: Option<EventId>,
+    /// How far behind a client may fall.
+    budget: Budget,
 }
 
 impl Registry {
@@ -153,6 +155,7 @@ impl Registry {
     /// Writes the frames of `batch` each client wants, one write per
     /// client; counts deliveries into `delivered` (by position in `batch`).
     fn fan_out(&self, batch: &[Arc<Frame>], now: Instant, delivered: &mut [u64]) {
+        let budget = &self.budget;
         let Some(first) = batch.first() else { return };
         let oldest_id = batch.iter().filter_map(|f| f.id).min();
         let mut groups: Vec<Group<'_>> = Vec::new();
@@ -177,14 +180,14 @@ impl Registry {
                 Some(group) => {
                     group.members += 1;
                     if let Some(bytes) = &group.bytes {
-                        subscriber.outbox.push_broadcast(bytes, now);
+                        subscriber.outbox.push_broadcast(bytes, now, budget);
                     }
                 }
                 None => {
                     // Just joined, or past the shared groups: its own buffer.
                     let wanted = || batch.iter().filter(|f| subscriber.wants(f));
                     if let Some(bytes) = concat(wanted()) {
-                        subscriber.outbox.push_broadcast(&bytes, now);
+                        subscriber.outbox.push_broadcast(&bytes, now, budget);
                     }
                     for (i, frame) in batch.iter().enumerate() {
                         delivered[i] += u64::from(subscriber.wants(frame));
@@ -220,12 +223,18 @@ pub struct Shard {
 
 impl Shard {
     /// A shard that starts reading the ring at `next` (its cursor there).
-    pub fn new(cursor: Arc<AtomicU64>, next: u64, last_id: Option<EventId>) -> Self {
+    pub fn new(
+        cursor: Arc<AtomicU64>,
+        next: u64,
+        last_id: Option<EventId>,
+        budget: Budget,
+    ) -> Self {
         cursor.store(next, Ordering::Release);
         Self {
             registry: Mutex::new(Registry {
                 next,
                 last_id,
+                budget,
                 ..Registry::default()
             }),
             cursor,
@@ -397,7 +406,6 @@ mod tests {
     use crate::bus::Bus;
     use crate::bus::local::LocalBus;
     use crate::hub::Arrival;
-    use crate::ws::outbox::Budget;
 
     /// The payloads of the text frames in `wire` (server frames: unmasked,
     /// lengths under 126 here).
@@ -433,11 +441,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let budget = Budget {
-            max_bytes: 64 << 20,
-            max_age: Duration::from_secs(60),
-        };
-        let outbox = Arc::new(Outbox::new(server.into(), budget));
+        let outbox = Arc::new(Outbox::new(server.into()));
         let joined = hub.subscribe();
         let seam = joined.position.map_or(EventId::ZERO, |p| p.id);
         let _live = hub

@@ -41,7 +41,7 @@ use crate::telemetry::{
     self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
 };
 use crate::ws::frame;
-use crate::ws::outbox::Outbox;
+use crate::ws::outbox::{Budget, Outbox};
 
 /// How far ahead of this node's clock a history id may be: history ids are
 /// Redis's clock in ms, so anything further ahead was not assigned by it.
@@ -229,6 +229,9 @@ pub struct Hub {
     /// Where shards read what they fell too far behind to get from the
     /// ring (set once the bus exists).
     history: History,
+    /// How far behind a live client may fall (`CLIENT_BUFFER_BYTES`,
+    /// `WRITE_TIMEOUT_MS`).
+    budget: Budget,
     /// `MAX_EVENT_BYTES`.
     max_event_bytes: usize,
     /// Largest payload accepted from the bus: the limit plus the id the
@@ -301,10 +304,17 @@ impl Hub {
             shards: OnceLock::new(),
             next_shard: AtomicUsize::new(0),
             history: History(OnceLock::new()),
+            budget: Budget::default(),
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             foreign_epoch_seen: AtomicBool::new(false),
         }
+    }
+
+    /// How far behind a live client may fall (the default: 4 MiB, 10 s).
+    pub fn with_client_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Where the fan-out recovers what it fell too far behind for (the
@@ -332,7 +342,8 @@ impl Hub {
             let last_id = self.position().map(|p| p.id);
             (0..shard_count())
                 .map(|i| {
-                    let shard = Arc::new(Shard::new(self.ring.cursor(i), start, last_id));
+                    let shard =
+                        Arc::new(Shard::new(self.ring.cursor(i), start, last_id, self.budget));
                     // Holds no `Hub`: the task ends when the hub is gone.
                     tokio::spawn(shard.clone().run(
                         self.ring.clone(),
@@ -373,7 +384,9 @@ impl Hub {
             from = last.seq + 1;
             let wanted = || frames.iter().filter(|f| subscriber.wants(f));
             if let Some(bytes) = concat(wanted()) {
-                subscriber.outbox.push_broadcast(&bytes, Instant::now());
+                subscriber
+                    .outbox
+                    .push_broadcast(&bytes, Instant::now(), &self.budget);
             }
             for frame in wanted() {
                 frame.sent.increment(1);

@@ -152,11 +152,10 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         Some(Topology::Cluster) => Arrival::Unordered,
         _ => Arrival::InOrder,
     };
-    let hub = Arc::new(Hub::new(
-        config.ring_bytes,
-        arrival,
-        config.wire.max_event_bytes,
-    ));
+    let hub = Arc::new(
+        Hub::new(config.ring_bytes, arrival, config.wire.max_event_bytes)
+            .with_client_budget(config.client_budget()),
+    );
     let tracker = TaskTracker::new();
     let (bus, membership): (Arc<dyn Bus>, Arc<dyn Membership>) = match redis {
         None => (

@@ -109,7 +109,7 @@ async fn a_stalled_wss_client_is_dropped_as_slow_like_a_plain_one() {
     let (node, _) = tls_node(
         &ca,
         &[
-            ("PUBLISH_API_KEY", "k"),
+            ("PUBLISH_API_KEY", "wss-test-publish-key"),
             ("CLIENT_BUFFER_BYTES", "524288"),
             ("WRITE_TIMEOUT_MS", "500"),
         ],
@@ -144,7 +144,11 @@ async fn a_stalled_wss_client_is_dropped_as_slow_like_a_plain_one() {
     let pad = "x".repeat(32 * 1024);
     for n in 0..events {
         let accepted = node
-            .publish("k", "metrics_update", &json!({"n": n, "pad": pad}))
+            .publish(
+                "wss-test-publish-key",
+                "metrics_update",
+                &json!({"n": n, "pad": pad}),
+            )
             .await;
         assert_eq!(accepted.status, 202, "{}", accepted.body);
     }

@@ -218,8 +218,8 @@ pub async fn dashboard(
     };
     let token = state.tracker.token();
     tracing::debug!(%peer, %ip, "websocket upgrade");
-    let (config, budget) = socket_config(&state);
-    ws.on_upgrade(config, budget, move |socket, outbox| {
+    let config = socket_config(&state);
+    ws.on_upgrade(config, move |socket, outbox| {
         // Every line a session logs says which client on which node.
         let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
         let ctx = session::SessionContext::of(&state);
@@ -243,8 +243,8 @@ fn upgrade_awaiting_token(
 ) -> Response {
     let token = state.tracker.token();
     tracing::debug!(%peer, %ip, "websocket upgrade, token awaited in the first frame");
-    let (config, budget) = socket_config(&state);
-    ws.on_upgrade(config, budget, move |socket, outbox| {
+    let config = socket_config(&state);
+    ws.on_upgrade(config, move |socket, outbox| {
         let span = tracing::info_span!("session", %peer, %ip, node = %state.node.id);
         auth_frame::accept(socket, outbox, state.clone(), awaiting)
             .then(move |accepted| match accepted {
@@ -267,9 +267,8 @@ fn upgrade_awaiting_token(
     })
 }
 
-/// tungstenite's limits for a client's socket, and how far behind the
-/// client may fall.
-fn socket_config(state: &AppState) -> (WebSocketConfig, outbox::Budget) {
+/// tungstenite's limits for a client's socket.
+fn socket_config(state: &AppState) -> WebSocketConfig {
     let max = state.config.max_message_bytes;
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
@@ -277,7 +276,7 @@ fn socket_config(state: &AppState) -> (WebSocketConfig, outbox::Budget) {
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    (config, state.config.client_budget())
+    config
 }
 
 /// Whether a token's `types` claim lets the client see analytics: if not,

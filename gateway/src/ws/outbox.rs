@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -55,10 +55,11 @@ pub struct Outbox {
     /// Wakes the session: the queue needs draining, or it overflowed, or a
     /// write failed.
     pub ready: Notify,
-    budget: Budget,
 }
 
-/// How far behind a client may fall before it is closed as too slow.
+/// How far behind a client may fall before it is closed as too slow. The
+/// same for every client of a node, so held by the fan-out and the session
+/// limits, not by each outbox (an idle connection's bytes count).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     /// Unsent bytes (`CLIENT_BUFFER_BYTES`).
@@ -67,13 +68,21 @@ pub struct Budget {
     pub max_age: Duration,
 }
 
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            max_bytes: crate::config::DEFAULT_CLIENT_BUFFER_BYTES,
+            max_age: Duration::from_millis(crate::config::DEFAULT_WRITE_TIMEOUT_MS),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     /// What the socket has not taken yet, with when each was queued.
     frames: VecDeque<(Bytes, Instant)>,
-    /// Bytes of the front buffer already written.
-    written: usize,
-    /// Bytes in `frames`, the front's written part included.
+    /// Bytes in `frames` (a partly written front is sliced past what went
+    /// out: a `Bytes` slice, no copy).
     bytes: usize,
     /// Past the budget: the client is too slow.
     overflowed: bool,
@@ -88,7 +97,7 @@ impl Queue {
     }
 
     fn unsent(&self) -> usize {
-        self.bytes - self.written
+        self.bytes
     }
 
     /// Whether one more broadcast of `len` bytes (at `now`) is past the
@@ -120,12 +129,11 @@ pub enum DrainError {
 }
 
 impl Outbox {
-    pub fn new(stream: Stream, budget: Budget) -> Self {
+    pub fn new(stream: Stream) -> Self {
         Self {
             stream,
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
-            budget,
         }
     }
 
@@ -137,14 +145,15 @@ impl Outbox {
     /// Hands broadcast bytes (whole frames) to the socket: written now, with
     /// one `write`, if nothing is waiting and the socket takes them; what it
     /// does not take is queued (a reference, not a copy). Never waits.
-    /// Borrowed, so bytes written at once cost no refcount.
-    pub fn push_broadcast(&self, bytes: &Bytes, now: Instant) {
+    /// Borrowed, so bytes written at once cost no refcount. `budget`: how
+    /// far behind the client may fall.
+    pub fn push_broadcast(&self, bytes: &Bytes, now: Instant, budget: &Budget) {
         let mut queue = self.queue();
         if queue.failed || queue.overflowed {
             return;
         }
         if !queue.frames.is_empty() {
-            if queue.past(&self.budget, bytes.len(), now) {
+            if queue.past(budget, bytes.len(), now) {
                 // Policy: a client this far behind (by bytes or by age) is
                 // closed with 1013 (it can resume with `?since=`); nobody
                 // else waits for it.
@@ -170,11 +179,10 @@ impl Outbox {
         if n == bytes.len() {
             return;
         }
-        if bytes.len() - n > self.budget.max_bytes {
+        if bytes.len() - n > budget.max_bytes {
             queue.overflowed = true;
         } else {
-            queue.push(bytes.clone(), now);
-            queue.written = n;
+            queue.push(bytes.slice(n..), now);
         }
         drop(queue);
         self.ready.notify_one();
@@ -215,10 +223,7 @@ impl Outbox {
         }
         match self.stream.try_write(bytes) {
             Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(n) => {
-                queue.push(owned(), now);
-                queue.written = n;
-            }
+            Ok(n) => queue.push(owned().slice(n..), now),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => queue.push(owned(), now),
             Err(err) => {
                 queue.failed = true;
@@ -254,17 +259,17 @@ impl Outbox {
     }
 
     /// [`Self::drain`], giving up once the oldest unsent byte is older than
-    /// the budget allows: a client that reads slowly but steadily keeps its
+    /// `max_age`: a client that reads slowly but steadily keeps its
     /// connection for as long as it stays within the age, however long the
     /// drain takes in all.
-    pub async fn drain_within_budget(&self) -> Result<(), DrainError> {
+    pub async fn drain_within(&self, max_age: Duration) -> Result<(), DrainError> {
         loop {
             if self.write_some().map_err(|_| DrainError::Gone)? {
                 return Ok(());
             }
             let oldest = self.queue().frames.front().map(|(_, at)| *at);
             let Some(oldest) = oldest else { continue };
-            let deadline = oldest + self.budget.max_age;
+            let deadline = oldest + max_age;
             match tokio::time::timeout_at(deadline, self.stream.writable()).await {
                 Ok(ready) => ready.map_err(|_| DrainError::Gone)?,
                 // Still the same front (nothing was written meanwhile)?
@@ -285,9 +290,8 @@ impl Outbox {
         while !queue.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
-            for (i, (frame, _)) in queue.frames.iter().take(MAX_IOV).enumerate() {
-                let skip = if i == 0 { queue.written } else { 0 };
-                slices[i] = IoSlice::new(&frame[skip..]);
+            for (slice, (frame, _)) in slices.iter_mut().zip(queue.frames.iter()) {
+                *slice = IoSlice::new(frame);
                 count += 1;
             }
             let mut n = match self.stream.try_write_vectored(&slices[..count]) {
@@ -298,17 +302,15 @@ impl Outbox {
                     return Err(err);
                 }
             };
+            queue.bytes -= n;
             while n > 0 {
-                let len = queue.frames[0].0.len();
-                let left = len - queue.written;
-                if n < left {
-                    queue.written += n;
+                let front = &mut queue.frames[0].0;
+                if n < front.len() {
+                    front.advance(n);
                     break;
                 }
-                n -= left;
+                n -= front.len();
                 queue.frames.pop_front();
-                queue.bytes -= len;
-                queue.written = 0;
             }
         }
         Ok(true)

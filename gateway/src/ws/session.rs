@@ -95,6 +95,8 @@ pub struct SessionContext {
 /// The per-client numbers from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
+    /// `WRITE_TIMEOUT_MS`: the age a client's oldest unsent byte may reach.
+    pub write_timeout: Duration,
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     /// `MESSAGE_RATE` (0: no limit).
@@ -110,6 +112,7 @@ impl SessionContext {
             replays: state.replays.clone(),
             shutdown: state.shutdown.clone(),
             limits: SessionLimits {
+                write_timeout: config.write_timeout(),
                 ping_interval: config.ping_interval(),
                 pong_timeout: config.pong_timeout(),
                 message_rate: config.message_rate,
@@ -284,11 +287,11 @@ impl Session {
     /// Hands the client to the fan-out (from its place in the ring, taken
     /// before its greeting), then serves it until it ends.
     async fn live(&mut self, mut next_seq: u64, mut joined: Option<Position>) -> Ended {
-        let hub = self.ctx.hub.clone();
         let outbox = self.outbox.clone();
         let mut rounds = 0;
         // Leaves the fan-out when dropped, before the close frame is queued.
         let _live = loop {
+            let hub = self.ctx.hub.clone();
             match hub.go_live(next_seq, outbox.clone(), &self.filter, self.seam) {
                 Ok(live) => break live,
                 Err(Behind) if rounds < CATCH_UP_ROUNDS => rounds += 1,
@@ -418,7 +421,11 @@ impl Session {
             Status::Overflowed => return Err(Ended::SlowClient),
             Status::Drain => {}
         }
-        match self.outbox.drain_within_budget().await {
+        match self
+            .outbox
+            .drain_within(self.ctx.limits.write_timeout)
+            .await
+        {
             Ok(()) if self.outbox.status() == Status::Overflowed => Err(Ended::SlowClient),
             Ok(()) => Ok(()),
             Err(DrainError::Gone) => Err(Ended::ClientGone),

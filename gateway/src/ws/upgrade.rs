@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::outbox::{Budget, Io, Outbox};
+use super::outbox::{Io, Outbox};
 use super::stream::{RELAY_SEND_BUFFER, Stream};
 
 /// A session's WebSocket: tungstenite reads it and writes its control
@@ -94,8 +94,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
 impl Upgrade {
     /// Answers 101 and, once hyper hands the connection over, runs
-    /// `session` on it. `budget`: how far behind the client may fall.
-    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, budget: Budget, session: F) -> Response
+    /// `session` on it.
+    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
     where
         F: FnOnce(Socket, Arc<Outbox>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -128,7 +128,7 @@ impl Upgrade {
                     }
                 },
             };
-            let outbox = Arc::new(Outbox::new(stream, budget));
+            let outbox = Arc::new(Outbox::new(stream));
             let socket = WebSocketStream::from_partially_read(
                 Io(outbox.clone()),
                 early,
