@@ -131,6 +131,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name(format!("clients-{t}"))
                 .spawn(move || -> anyhow::Result<()> {
+                    if let Some(tid) = procfs::current_tid() {
+                        common.shard.tid.store(tid, Ordering::Relaxed);
+                    }
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
@@ -224,6 +227,8 @@ fn merged(shards: &[Arc<Shard>], take_interval: bool) -> Counts {
 struct Sample {
     at: Instant,
     cpu: Vec<Option<(Duration, Duration)>>,
+    /// CPU time of each client thread.
+    client_threads: Vec<Option<Duration>>,
     machine: Option<(Duration, Duration)>,
     delivered: u64,
 }
@@ -235,6 +240,13 @@ fn sample(shards: &[Arc<Shard>], watched: &[(String, u32)]) -> Sample {
         cpu: watched
             .iter()
             .map(|(_, pid)| procfs::cpu_split(*pid))
+            .collect(),
+        client_threads: shards
+            .iter()
+            .map(|s| match s.tid.load(Ordering::Relaxed) {
+                0 => None,
+                tid => procfs::thread_cpu(tid),
+            })
             .collect(),
         machine: procfs::machine(),
         delivered,
@@ -354,6 +366,12 @@ async fn orchestrate(
             rss_end: rss_end[i],
         })
         .collect();
+    let client_threads = window_start
+        .client_threads
+        .iter()
+        .zip(&window_end.client_threads)
+        .map(|(a, b)| Some(b.as_ref()?.saturating_sub(*a.as_ref()?)))
+        .collect();
     let machine = match (window_start.machine, window_end.machine) {
         (Some(a), Some(b)) if b.1 > a.1 => {
             Some((b.0 - a.0).as_secs_f64() / (b.1 - a.1).as_secs_f64())
@@ -362,6 +380,7 @@ async fn orchestrate(
     };
     Ok(Report {
         machine_busy: machine,
+        client_threads,
         connect_elapsed,
         window,
         window_delivered: window_end.delivered - window_start.delivered,

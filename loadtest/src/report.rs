@@ -24,6 +24,8 @@ pub struct ProcessReport {
 pub struct Report {
     /// Share of the whole machine's CPU time that was busy in the window.
     pub machine_busy: Option<f64>,
+    /// CPU time of each client thread in the window.
+    pub client_threads: Vec<Option<Duration>>,
     pub connect_elapsed: Duration,
     /// The measured window: after the warm-up, until publishing stopped.
     pub window: Duration,
@@ -65,6 +67,10 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A client thread busier than this in the window was (nearly) saturated:
+/// what it measured may be the generator's limit, not the gateway's.
+const SATURATED: f64 = 0.9;
+
 impl Report {
     /// Initial, non-slow clients never churned (all of them without churn).
     fn readers(&self) -> u64 {
@@ -80,6 +86,26 @@ impl Report {
         let (user, system) = p.cpu?;
         let cpu = (user + system).as_secs_f64();
         (cpu > 0.0 && self.window_delivered > 0).then(|| self.window_delivered as f64 / cpu)
+    }
+
+    /// Each client thread's busy share of the window.
+    fn thread_busy(&self) -> Vec<Option<f64>> {
+        let window = self.window.as_secs_f64().max(1e-9);
+        self.client_threads
+            .iter()
+            .map(|cpu| cpu.map(|c| c.as_secs_f64() / window))
+            .collect()
+    }
+
+    /// Client-thread CPU per delivery in the window, µs: how many deliveries
+    /// a second one thread can read (1e6 / this) when it has a core.
+    fn client_micros_per_delivery(&self) -> Option<f64> {
+        let cpu: f64 = self
+            .client_threads
+            .iter()
+            .map(|c| c.map(|c| c.as_secs_f64()))
+            .sum::<Option<f64>>()?;
+        (self.window_delivered > 0).then(|| cpu * 1e6 / self.window_delivered as f64)
     }
 
     /// Memory added per connection between before-connect and connected.
@@ -228,6 +254,25 @@ impl Report {
             }
             println!("{line}");
         }
+        let busy = self.thread_busy();
+        if let Some(per) = self.client_micros_per_delivery() {
+            let shares: Vec<String> = busy
+                .iter()
+                .map(|b| b.map_or("–".to_owned(), |b| format!("{:.0}%", b * 100.0)))
+                .collect();
+            let saturated = busy.iter().flatten().any(|&b| b > SATURATED);
+            println!(
+                "  clients     {} thread(s) busy {} of the window; {per:.2} µs of client-thread CPU per delivery (one thread with a core to itself reads ~{:.0}/s){}",
+                busy.len(),
+                shares.join(", "),
+                1e6 / per.max(1e-9),
+                if saturated {
+                    " — a client thread was saturated: the figures may be the generator's limit; use more --threads"
+                } else {
+                    ""
+                },
+            );
+        }
         if let Some(busy) = self.machine_busy {
             println!(
                 "  machine     {:.0}% of all cores busy in the window",
@@ -321,6 +366,11 @@ impl Report {
                 "replacements_delivered": c.late_delivered,
             },
             "series": self.series.as_ref().map(SeriesReport::json),
+            "client_threads": {
+                "busy": self.thread_busy(),
+                "micros_per_delivery": self.client_micros_per_delivery(),
+                "saturated": self.thread_busy().iter().flatten().any(|&b| b > SATURATED),
+            },
             "run_elapsed_s": self.run_elapsed.as_secs_f64(),
             "machine_busy": self.machine_busy,
         })

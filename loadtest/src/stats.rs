@@ -1,7 +1,7 @@
 //! Counters and latency histograms, one set per client thread (shard), merged
 //! for the progress line and the report.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
@@ -155,6 +155,9 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Shard {
     counts: Mutex<Counts>,
+    /// The thread's id (Linux), once it runs: its own CPU time says whether
+    /// the generator kept up (0: unknown).
+    pub tid: AtomicU32,
 }
 
 impl Shard {
