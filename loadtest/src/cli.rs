@@ -81,9 +81,19 @@ pub struct Args {
     #[arg(long)]
     pub all_types: bool,
 
-    /// Publish requests in flight at once (one worker each).
+    /// Publish requests in flight at once, one worker each (`--via http`).
+    /// Through Redis events go out in batches instead (see
+    /// `--max-pipeline`).
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
+
+    /// Most events in one batch through Redis: one call of the publish
+    /// script (`--via redis`; it takes at most 1,000 events and 4 MiB) or
+    /// one pipeline of PUBLISH (`--via redis-raw`). Every millisecond the
+    /// events due by then go out in one batch; more than this (catching up)
+    /// go out in several, back to back.
+    #[arg(long, default_value_t = 1000)]
+    pub max_pipeline: usize,
 
     /// Threads running the clients (each a single-threaded runtime).
     #[arg(long, default_value_t = 1)]

@@ -368,6 +368,8 @@ struct Seen {
     owed_from: u64,
     /// Distinct `seq`s at or after `owed_from`.
     owed_seen: u64,
+    /// The highest `seq` seen so far (order violations are counted against it).
+    highest: Option<u64>,
 }
 
 impl Seen {
@@ -418,12 +420,17 @@ fn on_text(text: &str, spec: &ClientSpec, seen: &mut Seen, common: &Common) {
     seen.delivered += 1;
     seen.duplicated += u64::from(!fresh);
     seen.owed_seen += u64::from(fresh && seq >= seen.owed_from);
+    let out_of_order = fresh && seen.highest.is_some_and(|h| seq < h);
+    if fresh {
+        seen.highest = seen.highest.max(Some(seq));
+    }
     let mut counts = common.shard.lock();
     counts.bytes += text.len() as u64;
     if spec.slow {
         counts.slow_delivered += 1;
         return;
     }
+    counts.order_violations += u64::from(out_of_order);
     if spec.late {
         counts.late_delivered += 1;
         counts.late_duplicated += u64::from(!fresh);

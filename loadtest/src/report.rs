@@ -35,6 +35,17 @@ pub struct Report {
     pub published_ok: u64,
     pub publish_errors: u64,
     pub publish_backlog_max: u64,
+    /// How late the most overdue event went out against the schedule.
+    pub publish_lag_max: Duration,
+    /// Events the schedule asked for (`--rate` × `--duration`).
+    pub published_scheduled: u64,
+    pub pipelines: u64,
+    pub largest_pipeline: u64,
+    /// How long the schedule ran (`--duration`).
+    pub schedule: Option<Duration>,
+    /// First send, last acknowledgement (Unix ns, 0 if none).
+    pub first_sent_nanos: u64,
+    pub last_ack_nanos: u64,
     pub run_elapsed: Duration,
     pub processes: Vec<ProcessReport>,
     pub counts: Counts,
@@ -67,6 +78,9 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A share of the schedule below which a run did not publish as asked.
+const HELD_SHARE: f64 = 0.99;
+
 /// A client thread busier than this in the window was (nearly) saturated:
 /// what it measured may be the generator's limit, not the gateway's.
 const SATURATED: f64 = 0.9;
@@ -86,6 +100,29 @@ impl Report {
         let (user, system) = p.cpu?;
         let cpu = (user + system).as_secs_f64();
         (cpu > 0.0 && self.window_delivered > 0).then(|| self.window_delivered as f64 / cpu)
+    }
+
+    /// From the first send to the last acknowledgement.
+    fn publish_span(&self) -> Option<Duration> {
+        (self.first_sent_nanos > 0 && self.last_ack_nanos > self.first_sent_nanos)
+            .then(|| Duration::from_nanos(self.last_ack_nanos - self.first_sent_nanos))
+    }
+
+    /// Acknowledged events per second over the schedule's length (or
+    /// longer, if the last replies came after it).
+    fn achieved_rate(&self) -> Option<f64> {
+        let span = self.publish_span()?.max(self.schedule.unwrap_or_default());
+        let secs = span.as_secs_f64();
+        (secs > 0.0).then(|| self.published_ok as f64 / secs)
+    }
+
+    /// Whether the publisher did what was asked: (nearly) every scheduled
+    /// event acknowledged, none failed. A steady run that falls short could
+    /// not keep the rate (the load tool or Redis was the limit), and its
+    /// gateway figures are for a lower rate than the label says.
+    fn held(&self) -> bool {
+        self.publish_errors == 0
+            && self.published_ok as f64 >= self.published_scheduled as f64 * HELD_SHARE
     }
 
     /// Each client thread's busy share of the window.
@@ -143,12 +180,37 @@ impl Report {
         );
         if args.publishing() {
             println!(
-                "  published   {} ok of {} ({:.1}/s), {} errors, publisher backlog max {}",
+                "  published   {} ok of {} sent ({} scheduled), {} errors, publisher backlog max {}{}",
                 self.published_ok,
                 self.published_attempted,
-                self.published_ok as f64 / args.duration.as_secs_f64(),
+                self.published_scheduled,
                 self.publish_errors,
                 self.publish_backlog_max,
+                if self.pipelines > 0 {
+                    format!(
+                        ", {} pipelines (largest {})",
+                        self.pipelines, self.largest_pipeline
+                    )
+                } else {
+                    String::new()
+                },
+            );
+            let achieved = self
+                .achieved_rate()
+                .map_or("–".to_owned(), |r| format!("{r:.0}/s"));
+            let span = self.publish_span().unwrap_or_default().as_secs_f64();
+            println!(
+                "  rate        asked {}/s, achieved {achieved} (first send to last reply {span:.2} s), schedule lag max {}{}",
+                args.rate,
+                ms(self.publish_lag_max.as_micros() as u64),
+                if self.held() {
+                    " — held".to_owned()
+                } else {
+                    format!(
+                        " — NOT held: {:.1}% of the schedule acknowledged; the publisher (or Redis) was the limit, the figures below are for the rate achieved",
+                        self.published_ok as f64 * 100.0 / self.published_scheduled.max(1) as f64
+                    )
+                },
             );
             println!(
                 "  delivered   {} to {} reading clients (expected {}); {:.0}/s in the window",
@@ -158,9 +220,15 @@ impl Report {
                 self.window_delivered as f64 / self.window.as_secs_f64().max(1e-9),
             );
             println!(
-                "  lost        {}   duplicated {}   disconnected {}{}",
+                "  lost        {}   duplicated {}   out of order {}{}   disconnected {}{}",
                 c.lost,
                 c.duplicated,
+                c.order_violations,
+                if self.pipelines == 0 {
+                    format!(" (not ordered: {} publish workers)", args.inflight)
+                } else {
+                    String::new()
+                },
                 c.disconnected,
                 if c.close_reasons.is_empty() {
                     String::new()
@@ -312,11 +380,20 @@ impl Report {
                 "attempted": self.published_attempted,
                 "errors": self.publish_errors,
                 "backlog_max": self.publish_backlog_max,
+                "scheduled": self.published_scheduled,
+                "rate_asked": args.rate,
+                "rate_achieved": self.achieved_rate(),
+                "span_s": self.publish_span().map(|d| d.as_secs_f64()),
+                "held": self.held(),
+                "lag_max_ms": self.publish_lag_max.as_secs_f64() * 1000.0,
+                "pipelines": self.pipelines,
+                "largest_pipeline": self.largest_pipeline,
             },
             "delivered": c.delivered,
             "expected": self.published_ok * self.readers(),
             "lost": c.lost,
             "duplicated": c.duplicated,
+            "order_violations": c.order_violations,
             "disconnected": c.disconnected,
             "close_reasons": c.close_reasons,
             "other_frames": c.other_frames,

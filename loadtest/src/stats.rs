@@ -23,6 +23,10 @@ pub struct Counts {
     /// Test events received by non-slow clients, duplicates included.
     pub delivered: u64,
     pub duplicated: u64,
+    /// Events (first copies) that reached a non-slow client after one with a
+    /// higher `seq`: meaningful when the publisher sends in order (one
+    /// connection, batches), as it does through Redis.
+    pub order_violations: u64,
     /// Test events received by slow clients (before and after they stalled).
     pub slow_delivered: u64,
     /// Frames that are not test events (greetings, pongs...).
@@ -75,6 +79,7 @@ impl Default for Counts {
             close_reasons: Vec::new(),
             delivered: 0,
             duplicated: 0,
+            order_violations: 0,
             slow_delivered: 0,
             other_frames: 0,
             bytes: 0,
@@ -110,6 +115,7 @@ impl Counts {
             .extend(other.close_reasons.iter().take(20).cloned());
         self.delivered += other.delivered;
         self.duplicated += other.duplicated;
+        self.order_violations += other.order_violations;
         self.slow_delivered += other.slow_delivered;
         self.other_frames += other.other_frames;
         self.bytes += other.bytes;
@@ -174,9 +180,24 @@ pub struct PublishCounts {
     /// Publishes the bus (or the API) acknowledged.
     pub ok: AtomicU64,
     pub errors: AtomicU64,
-    /// The largest backlog of events due by the schedule but not yet handed
-    /// to a worker (all busy): the publisher, not the gateway, fell behind.
+    /// The largest backlog of events due by the schedule but not yet sent
+    /// (handed to a worker, or put in a batch) when the schedule looked.
     pub behind: AtomicU64,
+    /// How late the most overdue event went out against the schedule, µs:
+    /// above a millisecond or two the publisher, not the gateway, fell
+    /// behind.
+    pub lag_max_micros: AtomicU64,
+    /// Events the schedule asked for in all: `--rate` × `--duration`. Set
+    /// when publishing stops.
+    pub scheduled: AtomicU64,
+    /// Batches sent through Redis (pipelines of PUBLISH, or calls of the
+    /// publish script) and the most events in one.
+    pub pipelines: AtomicU64,
+    pub largest_pipeline: AtomicU64,
+    /// When the first event went out and the last acknowledgement came
+    /// back (Unix ns; 0 before): the span the achieved rate is counted over.
+    pub first_sent_nanos: AtomicU64,
+    pub last_ack_nanos: AtomicU64,
     /// Sequence number from which latency is measured (after the warm-up).
     pub measure_from: AtomicU64,
 }
