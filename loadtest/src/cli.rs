@@ -29,6 +29,13 @@ pub struct Args {
     #[arg(long, short = 'r', default_value_t = 10.0)]
     pub rate: f64,
 
+    /// Instead of a steady `--rate`: publish this many events at once (as
+    /// fast as the batches go), then wait up to `--drain` until every
+    /// reading client has all of them. `--rate`, `--duration` and
+    /// `--warmup` do not apply; every event's latency is measured.
+    #[arg(long, default_value_t = 0)]
+    pub burst: u64,
+
     /// Size in bytes of each event's `data` JSON (sequence number, send time
     /// and padding). At least ~40.
     #[arg(long, default_value_t = 100)]
@@ -90,8 +97,8 @@ pub struct Args {
     /// Most events in one batch through Redis: one call of the publish
     /// script (`--via redis`; it takes at most 1,000 events and 4 MiB) or
     /// one pipeline of PUBLISH (`--via redis-raw`). Every millisecond the
-    /// events due by then go out in one batch; more than this (catching up)
-    /// go out in several, back to back.
+    /// events due by then go out in one batch; more than this (a burst, or
+    /// catching up) go out in several, back to back.
     #[arg(long, default_value_t = 1000)]
     pub max_pipeline: usize,
 
@@ -224,7 +231,12 @@ fn parse_watch(value: &str) -> Result<(String, u32), String> {
 
 impl Args {
     pub fn publishing(&self) -> bool {
-        self.via != Via::None && self.rate > 0.0
+        self.via != Via::None && (self.rate > 0.0 || self.bursting())
+    }
+
+    /// `--burst N`: N events at once instead of a rate.
+    pub fn bursting(&self) -> bool {
+        self.burst > 0
     }
 
     pub fn churning(&self) -> bool {

@@ -79,6 +79,8 @@ pub struct Common {
     pub slow_after: Duration,
     pub slow_rcvbuf: u32,
     pub churn_pool: ChurnPool,
+    /// `--burst N`: a reading client notes when it has all N.
+    pub burst: Option<u64>,
 }
 
 pub async fn run(spec: ClientSpec, common: Common) {
@@ -370,6 +372,8 @@ struct Seen {
     owed_seen: u64,
     /// The highest `seq` seen so far (order violations are counted against it).
     highest: Option<u64>,
+    /// `--burst`: already counted as having every event.
+    complete: bool,
 }
 
 impl Seen {
@@ -437,6 +441,17 @@ fn on_text(text: &str, spec: &ClientSpec, seen: &mut Seen, common: &Common) {
     } else {
         counts.delivered += 1;
         counts.duplicated += u64::from(!fresh);
+        if let Some(n) = common.burst
+            && !seen.complete
+            && seen.distinct >= n
+        {
+            seen.complete = true;
+            counts.burst_complete += 1;
+            if counts.burst_first_complete_nanos == 0 {
+                counts.burst_first_complete_nanos = received;
+            }
+            counts.burst_last_complete_nanos = counts.burst_last_complete_nanos.max(received);
+        }
     }
     if !fresh {
         return;

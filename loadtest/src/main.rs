@@ -7,7 +7,8 @@
 //!
 //! Phases: connect every client (each counts once it has its greeting), then
 //! publish at `--rate` for `--duration` (the first `--warmup` seconds are not
-//! measured), then wait up to `--drain` for the last deliveries, then report.
+//! measured), or `--burst` N events at once, then wait up to `--drain` for
+//! the last deliveries, then report.
 //! Clients run on `--threads` single-threaded runtimes (shards), each with
 //! its own counters, so the generator itself stays cheap.
 //!
@@ -71,6 +72,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.churn_close_share + args.churn_silent_share <= 1.0,
         "--churn-close-share + --churn-silent-share must not exceed 1"
     );
+    anyhow::ensure!(
+        !(args.bursting() && args.churning()),
+        "--burst and --churn-per-sec do not go together: churn runs while a rate publishes"
+    );
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -115,6 +120,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             slow_after: args.slow_after,
             slow_rcvbuf: args.slow_rcvbuf,
             churn_pool: ChurnPool::default(),
+            burst: args.bursting().then_some(args.burst),
         };
         let specs: Vec<ClientSpec> = (t..args.clients)
             .step_by(args.threads)
@@ -302,9 +308,16 @@ async fn orchestrate(
     let publisher = args
         .publishing()
         .then(|| tokio::spawn(publish::run(args.clone(), published.clone())));
-    let mut window_start: Option<Sample> = None;
+    // A burst has no warm-up and no set length: its window runs from the
+    // first event to the last delivery (the end of the drain), since the
+    // gateway's work comes after the publishing.
+    let mut window_start: Option<Sample> = args.bursting().then(|| sample(shards, watched));
     let warmup_end = run_start + args.warmup;
-    let run_end = run_start + args.duration;
+    let run_end = if args.bursting() {
+        run_start
+    } else {
+        run_start + args.duration
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
@@ -324,7 +337,7 @@ async fn orchestrate(
             s.maybe_sample("run", shards, published);
         }
     }
-    let window_end = sample(shards, watched);
+    let mut window_end = sample(shards, watched);
     let _ = phase.send(Phase::Draining);
     if let Some(publisher) = publisher {
         publisher.await??;
@@ -340,11 +353,15 @@ async fn orchestrate(
         if args.publishing() && !args.churning() && c.delivered - c.duplicated >= ok * readers {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Closer looks for a burst: its window ends here.
+        tokio::time::sleep(Duration::from_millis(if args.bursting() { 5 } else { 50 })).await;
         progress.maybe_print("drain", shards, published, watched);
         if let Some(s) = series.as_mut() {
             s.maybe_sample("drain", shards, published);
         }
+    }
+    if args.bursting() {
+        window_end = sample(shards, watched);
     }
     let rss_end: Vec<Option<u64>> = watched.iter().map(|(_, pid)| procfs::rss(*pid)).collect();
     let _ = phase.send(Phase::Done);
@@ -392,7 +409,7 @@ async fn orchestrate(
         published_scheduled: published.scheduled.load(Ordering::Relaxed),
         pipelines: published.pipelines.load(Ordering::Relaxed),
         largest_pipeline: published.largest_pipeline.load(Ordering::Relaxed),
-        schedule: Some(args.duration),
+        schedule: (!args.bursting()).then_some(args.duration),
         first_sent_nanos: published.first_sent_nanos.load(Ordering::Relaxed),
         last_ack_nanos: published.last_ack_nanos.load(Ordering::Relaxed),
         run_elapsed: run_start.elapsed(),

@@ -1,6 +1,6 @@
-//! The publisher: a schedule hands out sequence numbers at `--rate` and they
-//! go out through Redis (the history script, or a raw PUBLISH) or
-//! `POST /api/publish`.
+//! The publisher: a schedule hands out sequence numbers at `--rate` (or
+//! `--burst` of them at once) and they go out through Redis (the history
+//! script, or a raw PUBLISH) or `POST /api/publish`.
 //!
 //! Through Redis, events go out in batches on one connection: every
 //! millisecond, the events due by then form one batch (at most
@@ -35,42 +35,65 @@ use crate::cli::{Args, Via};
 use crate::client::unix_nanos;
 use crate::stats::PublishCounts;
 
-/// What the schedule asks for: `--rate` for `--duration`.
+/// What the schedule asks for.
 #[derive(Debug, Clone, Copy)]
-struct Plan {
-    rate: f64,
-    duration: Duration,
+enum Plan {
+    Rate { rate: f64, duration: Duration },
+    Burst(u64),
 }
 
 impl Plan {
     fn of(args: &Args) -> Self {
-        Plan {
-            rate: args.rate,
-            duration: args.duration,
+        if args.bursting() {
+            Plan::Burst(args.burst)
+        } else {
+            Plan::Rate {
+                rate: args.rate,
+                duration: args.duration,
+            }
         }
     }
 
-    /// Events due `elapsed` after the start; `None` once the schedule is over.
+    /// Events due `elapsed` after the start (all of them for a burst);
+    /// `None` once the schedule is over.
     fn due(self, elapsed: Duration) -> Option<u64> {
-        (elapsed < self.duration)
-            .then(|| ((elapsed.as_secs_f64() * self.rate) as u64 + 1).min(self.total()))
+        match self {
+            Plan::Rate { duration, .. } if elapsed >= duration => None,
+            Plan::Rate { rate, .. } => {
+                Some(((elapsed.as_secs_f64() * rate) as u64 + 1).min(self.total()))
+            }
+            Plan::Burst(n) => Some(n),
+        }
     }
 
     /// Events asked for in all.
     fn total(self) -> u64 {
-        (self.duration.as_secs_f64() * self.rate).ceil() as u64
+        match self {
+            Plan::Rate { rate, duration } => (duration.as_secs_f64() * rate).ceil() as u64,
+            Plan::Burst(n) => n,
+        }
     }
 
-    /// How late event `seq` is at `elapsed`.
+    /// How late event `seq` is at `elapsed` (a burst's are all due at 0,
+    /// which says nothing about the schedule: zero).
     fn lag(self, seq: u64, elapsed: Duration) -> Duration {
-        elapsed.saturating_sub(Duration::from_secs_f64(seq as f64 / self.rate))
+        match self {
+            Plan::Rate { rate, .. } => {
+                elapsed.saturating_sub(Duration::from_secs_f64(seq as f64 / rate))
+            }
+            Plan::Burst(_) => Duration::ZERO,
+        }
     }
 }
 
-/// Publishes at `--rate` for `--duration`, then returns once every event is
-/// acknowledged or failed.
+/// Publishes the schedule (`--rate` for `--duration`, or `--burst`), then
+/// returns once every event is acknowledged or failed.
 pub async fn run(args: Args, counts: Arc<PublishCounts>) -> anyhow::Result<()> {
     let plan = Plan::of(&args);
+    if args.bursting() {
+        // No warm-up in a burst: every event is measured.
+        counts.measure_from.store(0, Ordering::Relaxed);
+    }
     let result = match args.via {
         Via::Redis | Via::RedisRaw => {
             let pipeline = Pipeline::connect(&args).await?;
@@ -97,7 +120,7 @@ async fn pipelined(
     // with everything due since, then back on the millisecond grid.
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut seq = 0u64;
-    let mut measuring = false;
+    let mut measuring = args.bursting();
     loop {
         tick.tick().await;
         let elapsed = start.elapsed();
@@ -116,6 +139,9 @@ async fn pipelined(
             measuring = true;
         }
         if seq >= due {
+            if matches!(plan, Plan::Burst(_)) {
+                break;
+            }
             continue;
         }
         counts.behind.fetch_max(due - seq, Ordering::Relaxed);
@@ -155,36 +181,47 @@ async fn with_workers(args: &Args, counts: &Arc<PublishCounts>, plan: Plan) -> a
 
     let start = Instant::now();
     let mut seq = 0u64;
-    // Tick often enough for the rate, at most every millisecond; each tick
-    // sends whatever the schedule says is due.
-    let period = Duration::from_secs_f64((1.0 / args.rate).clamp(0.001, 0.05));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut measuring = false;
-    loop {
-        tick.tick().await;
-        let elapsed = start.elapsed();
-        let Some(due) = plan.due(elapsed) else { break };
-        if !measuring && elapsed >= args.warmup {
-            counts.measure_from.store(seq, Ordering::Relaxed);
-            measuring = true;
+    if let Plan::Burst(n) = plan {
+        // As fast as the workers take them.
+        while seq < n {
+            tx.send(seq).await.context("publish workers died")?;
+            counts.attempted.fetch_add(1, Ordering::Relaxed);
+            seq += 1;
         }
-        if seq < due {
-            let lag = plan.lag(seq, elapsed).as_micros() as u64;
-            counts.lag_max_micros.fetch_max(lag, Ordering::Relaxed);
-        }
-        while seq < due {
-            match tx.try_send(seq) {
-                Ok(()) => {
-                    counts.attempted.fetch_add(1, Ordering::Relaxed);
-                    seq += 1;
-                }
-                // Every worker busy: the rest goes out on later ticks.
-                Err(mpsc::error::TrySendError::Full(_)) => break,
-                Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("publish workers died"),
+    } else {
+        // Tick often enough for the rate, at most every millisecond; each
+        // tick sends whatever the schedule says is due.
+        let period = Duration::from_secs_f64((1.0 / args.rate).clamp(0.001, 0.05));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut measuring = false;
+        loop {
+            tick.tick().await;
+            let elapsed = start.elapsed();
+            let Some(due) = plan.due(elapsed) else { break };
+            if !measuring && elapsed >= args.warmup {
+                counts.measure_from.store(seq, Ordering::Relaxed);
+                measuring = true;
             }
+            if seq < due {
+                let lag = plan.lag(seq, elapsed).as_micros() as u64;
+                counts.lag_max_micros.fetch_max(lag, Ordering::Relaxed);
+            }
+            while seq < due {
+                match tx.try_send(seq) {
+                    Ok(()) => {
+                        counts.attempted.fetch_add(1, Ordering::Relaxed);
+                        seq += 1;
+                    }
+                    // Every worker busy: the rest goes out on later ticks.
+                    Err(mpsc::error::TrySendError::Full(_)) => break,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        anyhow::bail!("publish workers died")
+                    }
+                }
+            }
+            counts.behind.fetch_max(due - seq, Ordering::Relaxed);
         }
-        counts.behind.fetch_max(due - seq, Ordering::Relaxed);
     }
     drop(tx);
     for handle in handles {
@@ -474,8 +511,8 @@ mod tests {
     }
 
     #[test]
-    fn the_schedule_is_due_by_the_rate() {
-        let rate = Plan {
+    fn the_schedule_is_due_by_the_rate_and_a_burst_at_once() {
+        let rate = Plan::Rate {
             rate: 50_000.0,
             duration: Duration::from_secs(2),
         };
@@ -488,5 +525,9 @@ mod tests {
             rate.lag(50, Duration::from_millis(3)),
             Duration::from_millis(2)
         );
+        let burst = Plan::Burst(20_000);
+        assert_eq!(burst.due(Duration::ZERO), Some(20_000));
+        assert_eq!(burst.due(Duration::from_secs(60)), Some(20_000));
+        assert_eq!(burst.lag(19_999, Duration::from_secs(1)), Duration::ZERO);
     }
 }

@@ -27,7 +27,8 @@ pub struct Report {
     /// CPU time of each client thread in the window.
     pub client_threads: Vec<Option<Duration>>,
     pub connect_elapsed: Duration,
-    /// The measured window: after the warm-up, until publishing stopped.
+    /// The measured window: after the warm-up, until publishing stopped (a
+    /// burst: from its first event to the end of the drain).
     pub window: Duration,
     /// Deliveries (all clients) inside the window.
     pub window_delivered: u64,
@@ -37,11 +38,11 @@ pub struct Report {
     pub publish_backlog_max: u64,
     /// How late the most overdue event went out against the schedule.
     pub publish_lag_max: Duration,
-    /// Events the schedule asked for (`--rate` × `--duration`).
+    /// Events the schedule asked for (`--rate` × `--duration`, or `--burst`).
     pub published_scheduled: u64,
     pub pipelines: u64,
     pub largest_pipeline: u64,
-    /// How long the schedule ran (`--duration`).
+    /// How long the schedule ran (`--duration`; none for a burst).
     pub schedule: Option<Duration>,
     /// First send, last acknowledgement (Unix ns, 0 if none).
     pub first_sent_nanos: u64,
@@ -108,8 +109,9 @@ impl Report {
             .then(|| Duration::from_nanos(self.last_ack_nanos - self.first_sent_nanos))
     }
 
-    /// Acknowledged events per second over the schedule's length (or
-    /// longer, if the last replies came after it).
+    /// Acknowledged events per second: over the schedule's length for a
+    /// steady rate (or longer, if the last replies came after it), over the
+    /// publishing span for a burst.
     fn achieved_rate(&self) -> Option<f64> {
         let span = self.publish_span()?.max(self.schedule.unwrap_or_default());
         let secs = span.as_secs_f64();
@@ -123,6 +125,12 @@ impl Report {
     fn held(&self) -> bool {
         self.publish_errors == 0
             && self.published_ok as f64 >= self.published_scheduled as f64 * HELD_SHARE
+    }
+
+    /// Milliseconds from the burst's first send to `nanos` (0: never).
+    fn since_first_send(&self, nanos: u64) -> Option<f64> {
+        (nanos > 0 && self.first_sent_nanos > 0)
+            .then(|| nanos.saturating_sub(self.first_sent_nanos) as f64 / 1e6)
     }
 
     /// Each client thread's busy share of the window.
@@ -158,16 +166,27 @@ impl Report {
         } else {
             format!(" [{}]", args.label)
         };
-        println!(
-            "loadtest{title}: {} clients on {} URL(s), {} ev/s × {} B via {}, {:.0} s (+{:.0} s warm-up excluded)",
-            args.clients,
-            args.url.len(),
-            args.rate,
-            args.payload_bytes,
-            args.via.name(),
-            (args.duration.saturating_sub(args.warmup)).as_secs_f64(),
-            args.warmup.as_secs_f64(),
-        );
+        if args.bursting() {
+            println!(
+                "loadtest{title}: {} clients on {} URL(s), a burst of {} events × {} B via {}",
+                args.clients,
+                args.url.len(),
+                args.burst,
+                args.payload_bytes,
+                args.via.name(),
+            );
+        } else {
+            println!(
+                "loadtest{title}: {} clients on {} URL(s), {} ev/s × {} B via {}, {:.0} s (+{:.0} s warm-up excluded)",
+                args.clients,
+                args.url.len(),
+                args.rate,
+                args.payload_bytes,
+                args.via.name(),
+                (args.duration.saturating_sub(args.warmup)).as_secs_f64(),
+                args.warmup.as_secs_f64(),
+            );
+        }
         println!(
             "  connect     {} ok, {} failed in {:.2} s → {:.0} conn/s; handshake+greeting p50 {} p99 {} max {}",
             c.connected,
@@ -199,19 +218,51 @@ impl Report {
                 .achieved_rate()
                 .map_or("–".to_owned(), |r| format!("{r:.0}/s"));
             let span = self.publish_span().unwrap_or_default().as_secs_f64();
-            println!(
-                "  rate        asked {}/s, achieved {achieved} (first send to last reply {span:.2} s), schedule lag max {}{}",
-                args.rate,
-                ms(self.publish_lag_max.as_micros() as u64),
-                if self.held() {
-                    " — held".to_owned()
-                } else {
-                    format!(
-                        " — NOT held: {:.1}% of the schedule acknowledged; the publisher (or Redis) was the limit, the figures below are for the rate achieved",
-                        self.published_ok as f64 * 100.0 / self.published_scheduled.max(1) as f64
-                    )
-                },
-            );
+            if args.bursting() {
+                println!(
+                    "  burst       {} events out in {:.0} ms ({achieved}){}",
+                    self.published_ok,
+                    span * 1000.0,
+                    if self.held() {
+                        String::new()
+                    } else {
+                        format!(
+                            " — NOT as asked: {} of {} acknowledged",
+                            self.published_ok, args.burst
+                        )
+                    },
+                );
+                let readers = self.readers();
+                match self.since_first_send(c.burst_last_complete_nanos) {
+                    Some(last) if c.burst_complete == readers => println!(
+                        "  burst       every reading client ({readers}) had all {} events {last:.0} ms after the first send (the first client after {:.0} ms)",
+                        args.burst,
+                        self.since_first_send(c.burst_first_complete_nanos)
+                            .unwrap_or(0.0),
+                    ),
+                    _ => println!(
+                        "  burst       only {} of {readers} reading clients had all {} events by the end of the drain ({:.0} s)",
+                        c.burst_complete,
+                        args.burst,
+                        args.drain.as_secs_f64(),
+                    ),
+                }
+            } else {
+                println!(
+                    "  rate        asked {}/s, achieved {achieved} (first send to last reply {span:.2} s), schedule lag max {}{}",
+                    args.rate,
+                    ms(self.publish_lag_max.as_micros() as u64),
+                    if self.held() {
+                        " — held".to_owned()
+                    } else {
+                        format!(
+                            " — NOT held: {:.1}% of the schedule acknowledged; the publisher (or Redis) was the limit, the figures below are for the rate achieved",
+                            self.published_ok as f64 * 100.0
+                                / self.published_scheduled.max(1) as f64
+                        )
+                    },
+                );
+            }
             println!(
                 "  delivered   {} to {} reading clients (expected {}); {:.0}/s in the window",
                 c.delivered,
@@ -365,6 +416,7 @@ impl Report {
                 "duration_s": args.duration.as_secs_f64(),
                 "warmup_s": args.warmup.as_secs_f64(),
                 "threads": args.threads,
+                "burst": args.burst,
                 "slow_share": args.slow_share,
                 "slow_after_s": args.slow_after.as_secs_f64(),
             },
@@ -381,7 +433,7 @@ impl Report {
                 "errors": self.publish_errors,
                 "backlog_max": self.publish_backlog_max,
                 "scheduled": self.published_scheduled,
-                "rate_asked": args.rate,
+                "rate_asked": (!args.bursting()).then_some(args.rate),
                 "rate_achieved": self.achieved_rate(),
                 "span_s": self.publish_span().map(|d| d.as_secs_f64()),
                 "held": self.held(),
@@ -389,6 +441,15 @@ impl Report {
                 "pipelines": self.pipelines,
                 "largest_pipeline": self.largest_pipeline,
             },
+            "burst": args.bursting().then(|| json!({
+                "events": args.burst,
+                "readers": self.readers(),
+                "complete": c.burst_complete,
+                "first_complete_ms": self.since_first_send(c.burst_first_complete_nanos),
+                "last_complete_ms": (c.burst_complete == self.readers())
+                    .then(|| self.since_first_send(c.burst_last_complete_nanos))
+                    .flatten(),
+            })),
             "delivered": c.delivered,
             "expected": self.published_ok * self.readers(),
             "lost": c.lost,

@@ -27,6 +27,11 @@ pub struct Counts {
     /// higher `seq`: meaningful when the publisher sends in order (one
     /// connection, batches), as it does through Redis.
     pub order_violations: u64,
+    /// `--burst`: initial reading clients that received every one of the N
+    /// events, and when the first and the last of them had (Unix ns).
+    pub burst_complete: u64,
+    pub burst_first_complete_nanos: u64,
+    pub burst_last_complete_nanos: u64,
     /// Test events received by slow clients (before and after they stalled).
     pub slow_delivered: u64,
     /// Frames that are not test events (greetings, pongs...).
@@ -80,6 +85,9 @@ impl Default for Counts {
             delivered: 0,
             duplicated: 0,
             order_violations: 0,
+            burst_complete: 0,
+            burst_first_complete_nanos: 0,
+            burst_last_complete_nanos: 0,
             slow_delivered: 0,
             other_frames: 0,
             bytes: 0,
@@ -116,6 +124,18 @@ impl Counts {
         self.delivered += other.delivered;
         self.duplicated += other.duplicated;
         self.order_violations += other.order_violations;
+        self.burst_complete += other.burst_complete;
+        self.burst_first_complete_nanos = match (
+            self.burst_first_complete_nanos,
+            other.burst_first_complete_nanos,
+        ) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        self.burst_last_complete_nanos = self
+            .burst_last_complete_nanos
+            .max(other.burst_last_complete_nanos);
         self.slow_delivered += other.slow_delivered;
         self.other_frames += other.other_frames;
         self.bytes += other.bytes;
@@ -185,10 +205,10 @@ pub struct PublishCounts {
     pub behind: AtomicU64,
     /// How late the most overdue event went out against the schedule, µs:
     /// above a millisecond or two the publisher, not the gateway, fell
-    /// behind.
+    /// behind (a steady rate only; a burst's events are all due at once).
     pub lag_max_micros: AtomicU64,
-    /// Events the schedule asked for in all: `--rate` × `--duration`. Set
-    /// when publishing stops.
+    /// Events the schedule asked for in all: `--rate` × `--duration`, or
+    /// `--burst`. Set when publishing stops.
     pub scheduled: AtomicU64,
     /// Batches sent through Redis (pipelines of PUBLISH, or calls of the
     /// publish script) and the most events in one.
