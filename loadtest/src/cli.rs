@@ -88,6 +88,18 @@ pub struct Args {
     #[arg(long)]
     pub all_types: bool,
 
+    /// Extra clients, besides `--clients`, that subscribe with
+    /// `?types=<--filtered-types>`: types the published events never match.
+    /// The gateway should neither send them anything nor close them; the
+    /// report says how many were closed and how many frames they received.
+    #[arg(long, default_value_t = 0)]
+    pub filtered_clients: usize,
+
+    /// The types `--filtered-clients` subscribe to (comma-separated); must
+    /// not include `--type`.
+    #[arg(long, value_delimiter = ',', default_value = "intervention")]
+    pub filtered_types: Vec<String>,
+
     /// Publish requests in flight at once, one worker each (`--via http`).
     /// Through Redis events go out in batches instead (see
     /// `--max-pipeline`).

@@ -5,6 +5,10 @@
 //! its send time in Unix nanoseconds (`t`); the client keeps a bitmap of the
 //! sequence numbers it has seen, so duplicates and losses are exact, and the
 //! latency is the receive time minus `t` (same machine clock).
+//!
+//! A filtered client (`--filtered-clients`) subscribes to types that are
+//! never published: it only counts what it receives (nothing, if the
+//! gateway filters right) and whether the server closed it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -66,6 +70,8 @@ pub struct ClientSpec {
     pub churnable: bool,
     /// A replacement, connected while publishing: counted apart.
     pub late: bool,
+    /// Subscribed to types the publisher never sends: counted apart.
+    pub filtered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,11 +102,11 @@ pub async fn run(spec: ClientSpec, common: Common) {
     let mut ws = match connected {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
-            fail(&common, spec.late, &err.to_string());
+            fail(&common, &spec, &err.to_string());
             return;
         }
         Err(_) => {
-            fail(&common, spec.late, "connect timeout");
+            fail(&common, &spec, "connect timeout");
             return;
         }
     };
@@ -109,7 +115,9 @@ pub async fn run(spec: ClientSpec, common: Common) {
     {
         let mut counts = common.shard.lock();
         let micros = started.elapsed().as_micros().max(1) as u64;
-        if spec.late {
+        if spec.filtered {
+            counts.filtered_connected += 1;
+        } else if spec.late {
             counts.late_connected += 1;
             let _ = counts.late_connect_time.record(micros);
         } else {
@@ -247,7 +255,16 @@ pub async fn run(spec: ClientSpec, common: Common) {
     let published = common.published.ok.load(Ordering::Relaxed);
     {
         let mut counts = common.shard.lock();
-        if spec.slow {
+        if spec.filtered {
+            if let Some(reason) = ended {
+                counts.filtered_closed += 1;
+                if counts.close_reasons.len() < 20 {
+                    counts
+                        .close_reasons
+                        .push(format!("filtered client: {reason}"));
+                }
+            }
+        } else if spec.slow {
             if slow_closed {
                 counts.slow_closed += 1;
             }
@@ -327,9 +344,11 @@ async fn churn_signal(rx: &mut Option<oneshot::Receiver<Churn>>) -> Option<Churn
     }
 }
 
-fn fail(common: &Common, late: bool, reason: &str) {
+fn fail(common: &Common, spec: &ClientSpec, reason: &str) {
     let mut counts = common.shard.lock();
-    if late {
+    if spec.filtered {
+        counts.filtered_connect_failed += 1;
+    } else if spec.late {
         counts.late_connect_failed += 1;
     } else {
         counts.connect_failed += 1;
@@ -415,6 +434,12 @@ fn on_message(
 }
 
 fn on_text(text: &str, spec: &ClientSpec, seen: &mut Seen, common: &Common) {
+    if spec.filtered {
+        // The greeting was read in `connect`: anything else is a frame the
+        // filter should have kept away.
+        common.shard.lock().filtered_received += 1;
+        return;
+    }
     let received = unix_nanos();
     let Some((seq, sent)) = parse_event(text) else {
         common.shard.lock().other_frames += 1;

@@ -8,7 +8,8 @@
 //! Phases: connect every client (each counts once it has its greeting), then
 //! publish at `--rate` for `--duration` (the first `--warmup` seconds are not
 //! measured), or `--burst` N events at once, then wait up to `--drain` for
-//! the last deliveries, then report.
+//! the last deliveries, then report. `--filtered-clients` connect alongside,
+//! subscribed to types that are never published, and are counted apart.
 //! Clients run on `--threads` single-threaded runtimes (shards), each with
 //! its own counters, so the generator itself stays cheap.
 //!
@@ -76,10 +77,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         !(args.bursting() && args.churning()),
         "--burst and --churn-per-sec do not go together: churn runs while a rate publishes"
     );
+    if args.filtered_clients > 0 {
+        anyhow::ensure!(
+            !args.filtered_types.is_empty(),
+            "--filtered-clients needs --filtered-types"
+        );
+        for kind in &args.filtered_types {
+            shared::validate_kind(kind).with_context(|| format!("--filtered-types {kind}"))?;
+            anyhow::ensure!(
+                *kind != args.kind,
+                "--filtered-types must not include the published --type {kind}: those clients would receive it"
+            );
+        }
+    }
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = main_rt.block_on(resolve(&args))?;
+    let targets = main_rt.block_on(resolve(&args, Subscribe::Published))?;
+    let filtered_targets = if args.filtered_clients > 0 {
+        main_rt.block_on(resolve(&args, Subscribe::Filtered))?
+    } else {
+        Vec::new()
+    };
 
     let shards: Vec<Arc<Shard>> = (0..args.threads).map(|_| Arc::default()).collect();
     let published = Arc::new(PublishCounts::new());
@@ -122,15 +141,28 @@ fn run(args: Args) -> anyhow::Result<()> {
             churn_pool: ChurnPool::default(),
             burst: args.bursting().then_some(args.burst),
         };
-        let specs: Vec<ClientSpec> = (t..args.clients)
+        // Filtered clients come after the others (indices from `--clients`
+        // on), dealt to the threads the same way.
+        let specs: Vec<ClientSpec> = (t..args.clients + args.filtered_clients)
             .step_by(args.threads)
-            .map(|i| ClientSpec {
-                target: targets[i % targets.len()].clone(),
-                source_ip: (!args.source_ip.is_empty())
-                    .then(|| args.source_ip[i % args.source_ip.len()]),
-                slow: picked(i, slow_count),
-                churnable: args.churning() && !picked(i, slow_count) && !picked(i, exempt_count),
-                late: false,
+            .map(|i| {
+                let filtered = i >= args.clients;
+                ClientSpec {
+                    target: if filtered {
+                        filtered_targets[i % filtered_targets.len()].clone()
+                    } else {
+                        targets[i % targets.len()].clone()
+                    },
+                    source_ip: (!args.source_ip.is_empty())
+                        .then(|| args.source_ip[i % args.source_ip.len()]),
+                    slow: !filtered && picked(i, slow_count),
+                    churnable: !filtered
+                        && args.churning()
+                        && !picked(i, slow_count)
+                        && !picked(i, exempt_count),
+                    late: false,
+                    filtered,
+                }
             })
             .collect();
         threads.push(
@@ -187,8 +219,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves each `--url` once, adding `?types=` unless `--all-types`.
-async fn resolve(args: &Args) -> anyhow::Result<Vec<Arc<Target>>> {
+/// Which types a client subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subscribe {
+    /// `--type` (or every type with `--all-types`).
+    Published,
+    /// `--filtered-types`, never published.
+    Filtered,
+}
+
+/// Resolves each `--url` once, adding `?types=`: the published type unless
+/// `--all-types`, or the filtered types.
+async fn resolve(args: &Args, subscribe: Subscribe) -> anyhow::Result<Vec<Arc<Target>>> {
     let mut targets = Vec::new();
     for url in &args.url {
         let rest = url
@@ -206,10 +248,14 @@ async fn resolve(args: &Args) -> anyhow::Result<Vec<Arc<Target>>> {
             .next()
             .with_context(|| format!("no address for {host_port}"))?;
         let mut url = url.clone();
-        if !args.all_types {
+        let types = match subscribe {
+            Subscribe::Published => (!args.all_types).then(|| args.kind.clone()),
+            Subscribe::Filtered => Some(args.filtered_types.join(",")),
+        };
+        if let Some(types) = types {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str("types=");
-            url.push_str(&args.kind);
+            url.push_str(&types);
         }
         targets.push(Arc::new(Target { addr, url }));
     }
@@ -281,7 +327,7 @@ async fn orchestrate(
         tokio::time::sleep(Duration::from_millis(20)).await;
         let counts = merged(shards, false);
         connect_elapsed = start.elapsed();
-        if counts.connected + counts.connect_failed >= args.clients as u64
+        if counts.settled() >= (args.clients + args.filtered_clients) as u64
             || connect_elapsed > args.connect_timeout + Duration::from_secs(5)
         {
             break;
@@ -485,6 +531,13 @@ impl Progress {
                 report::ms(c.latency_interval.max())
             );
         }
+        if c.filtered_connected > 0 {
+            // Closes are counted when the run ends: not shown here.
+            line += &format!(
+                "  filtered {} (frames {})",
+                c.filtered_connected, c.filtered_received
+            );
+        }
         if c.churned() + c.late_connected > 0 {
             line += &format!("  churned {} new {}", c.churned(), c.late_connected);
             if c.late_connect_failed > 0 {
@@ -601,6 +654,7 @@ impl ChurnPlan {
                     slow: false,
                     churnable: true,
                     late: true,
+                    filtered: false,
                 };
                 spawned += 1;
                 set.spawn(client::run(spec, common.clone()));

@@ -156,7 +156,9 @@ impl Report {
     /// Memory added per connection between before-connect and connected.
     fn rss_per_conn(&self, p: &ProcessReport) -> Option<f64> {
         let (a, b) = (p.rss_before?, p.rss_connected?);
-        (self.counts.connected > 0).then(|| (b as f64 - a as f64) / self.counts.connected as f64)
+        // Filtered clients hold connections too.
+        let conns = self.counts.connected + self.counts.filtered_connected;
+        (conns > 0).then(|| (b as f64 - a as f64) / conns as f64)
     }
 
     pub fn print(&self, args: &Args) {
@@ -349,6 +351,17 @@ impl Report {
                 c.close_reasons.join("; ")
             );
         }
+        if args.filtered_clients > 0 {
+            println!(
+                "  filtered    {} clients on ?types={}: {} connected, {} failed; {} closed by the server during the run, {} frames received after the greeting (both should be 0)",
+                args.filtered_clients,
+                args.filtered_types.join(","),
+                c.filtered_connected,
+                c.filtered_connect_failed,
+                c.filtered_closed,
+                c.filtered_received,
+            );
+        }
         for p in &self.processes {
             let mut line = format!("  {:<11} pid {}:", p.name, p.pid);
             if let Some((user, system)) = p.cpu {
@@ -417,6 +430,8 @@ impl Report {
                 "warmup_s": args.warmup.as_secs_f64(),
                 "threads": args.threads,
                 "burst": args.burst,
+                "filtered_clients": args.filtered_clients,
+                "filtered_types": args.filtered_types,
                 "slow_share": args.slow_share,
                 "slow_after_s": args.slow_after.as_secs_f64(),
             },
@@ -450,6 +465,14 @@ impl Report {
                     .then(|| self.since_first_send(c.burst_last_complete_nanos))
                     .flatten(),
             })),
+            "filtered": {
+                "clients": args.filtered_clients,
+                "types": args.filtered_types,
+                "connected": c.filtered_connected,
+                "connect_failed": c.filtered_connect_failed,
+                "closed": c.filtered_closed,
+                "received": c.filtered_received,
+            },
             "delivered": c.delivered,
             "expected": self.published_ok * self.readers(),
             "lost": c.lost,

@@ -32,6 +32,13 @@ pub struct Counts {
     pub burst_complete: u64,
     pub burst_first_complete_nanos: u64,
     pub burst_last_complete_nanos: u64,
+    /// `--filtered-clients`: connected, failed to connect, closed by the
+    /// server before the run ended, and frames they received after the
+    /// greeting (test events or anything else: all should be 0 but the first).
+    pub filtered_connected: u64,
+    pub filtered_connect_failed: u64,
+    pub filtered_closed: u64,
+    pub filtered_received: u64,
     /// Test events received by slow clients (before and after they stalled).
     pub slow_delivered: u64,
     /// Frames that are not test events (greetings, pongs...).
@@ -88,6 +95,10 @@ impl Default for Counts {
             burst_complete: 0,
             burst_first_complete_nanos: 0,
             burst_last_complete_nanos: 0,
+            filtered_connected: 0,
+            filtered_connect_failed: 0,
+            filtered_closed: 0,
+            filtered_received: 0,
             slow_delivered: 0,
             other_frames: 0,
             bytes: 0,
@@ -136,6 +147,10 @@ impl Counts {
         self.burst_last_complete_nanos = self
             .burst_last_complete_nanos
             .max(other.burst_last_complete_nanos);
+        self.filtered_connected += other.filtered_connected;
+        self.filtered_connect_failed += other.filtered_connect_failed;
+        self.filtered_closed += other.filtered_closed;
+        self.filtered_received += other.filtered_received;
         self.slow_delivered += other.slow_delivered;
         self.other_frames += other.other_frames;
         self.bytes += other.bytes;
@@ -168,6 +183,15 @@ impl Counts {
 
     pub fn churned(&self) -> u64 {
         self.churned_drop + self.churned_close + self.churned_silent
+    }
+
+    /// Every client that got a greeting or gave up, filtered ones included:
+    /// the connect phase ends when this reaches the number asked for.
+    pub fn settled(&self) -> u64 {
+        self.connected
+            + self.connect_failed
+            + self.filtered_connected
+            + self.filtered_connect_failed
     }
 
     /// Clients connected now (as far as the generator knows).
