@@ -29,6 +29,13 @@ pub struct Args {
     #[arg(long, short = 'r', default_value_t = 10.0)]
     pub rate: f64,
 
+    /// Instead of a steady `--rate`: publish this many events at once (as
+    /// fast as the batches go), then wait up to `--drain` until every
+    /// reading client has all of them. `--rate`, `--duration` and
+    /// `--warmup` do not apply; every event's latency is measured.
+    #[arg(long, default_value_t = 0)]
+    pub burst: u64,
+
     /// Size in bytes of each event's `data` JSON (sequence number, send time
     /// and padding). At least ~40.
     #[arg(long, default_value_t = 100)]
@@ -81,9 +88,31 @@ pub struct Args {
     #[arg(long)]
     pub all_types: bool,
 
-    /// Publish requests in flight at once (one worker each).
+    /// Extra clients, besides `--clients`, that subscribe with
+    /// `?types=<--filtered-types>`: types the published events never match.
+    /// The gateway should neither send them anything nor close them; the
+    /// report says how many were closed and how many frames they received.
+    #[arg(long, default_value_t = 0)]
+    pub filtered_clients: usize,
+
+    /// The types `--filtered-clients` subscribe to (comma-separated); must
+    /// not include `--type`.
+    #[arg(long, value_delimiter = ',', default_value = "intervention")]
+    pub filtered_types: Vec<String>,
+
+    /// Publish requests in flight at once, one worker each (`--via http`).
+    /// Through Redis events go out in batches instead (see
+    /// `--max-pipeline`).
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
+
+    /// Most events in one batch through Redis: one call of the publish
+    /// script (`--via redis`; it takes at most 1,000 events and 4 MiB) or
+    /// one pipeline of PUBLISH (`--via redis-raw`). Every millisecond the
+    /// events due by then go out in one batch; more than this (a burst, or
+    /// catching up) go out in several, back to back.
+    #[arg(long, default_value_t = 1000)]
+    pub max_pipeline: usize,
 
     /// Threads running the clients (each a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
@@ -214,7 +243,12 @@ fn parse_watch(value: &str) -> Result<(String, u32), String> {
 
 impl Args {
     pub fn publishing(&self) -> bool {
-        self.via != Via::None && self.rate > 0.0
+        self.via != Via::None && (self.rate > 0.0 || self.bursting())
+    }
+
+    /// `--burst N`: N events at once instead of a rate.
+    pub fn bursting(&self) -> bool {
+        self.burst > 0
     }
 
     pub fn churning(&self) -> bool {

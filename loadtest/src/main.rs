@@ -7,7 +7,9 @@
 //!
 //! Phases: connect every client (each counts once it has its greeting), then
 //! publish at `--rate` for `--duration` (the first `--warmup` seconds are not
-//! measured), then wait up to `--drain` for the last deliveries, then report.
+//! measured), or `--burst` N events at once, then wait up to `--drain` for
+//! the last deliveries, then report. `--filtered-clients` connect alongside,
+//! subscribed to types that are never published, and are counted apart.
 //! Clients run on `--threads` single-threaded runtimes (shards), each with
 //! its own counters, so the generator itself stays cheap.
 //!
@@ -71,10 +73,32 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.churn_close_share + args.churn_silent_share <= 1.0,
         "--churn-close-share + --churn-silent-share must not exceed 1"
     );
+    anyhow::ensure!(
+        !(args.bursting() && args.churning()),
+        "--burst and --churn-per-sec do not go together: churn runs while a rate publishes"
+    );
+    if args.filtered_clients > 0 {
+        anyhow::ensure!(
+            !args.filtered_types.is_empty(),
+            "--filtered-clients needs --filtered-types"
+        );
+        for kind in &args.filtered_types {
+            shared::validate_kind(kind).with_context(|| format!("--filtered-types {kind}"))?;
+            anyhow::ensure!(
+                *kind != args.kind,
+                "--filtered-types must not include the published --type {kind}: those clients would receive it"
+            );
+        }
+    }
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = main_rt.block_on(resolve(&args))?;
+    let targets = main_rt.block_on(resolve(&args, Subscribe::Published))?;
+    let filtered_targets = if args.filtered_clients > 0 {
+        main_rt.block_on(resolve(&args, Subscribe::Filtered))?
+    } else {
+        Vec::new()
+    };
 
     let shards: Vec<Arc<Shard>> = (0..args.threads).map(|_| Arc::default()).collect();
     let published = Arc::new(PublishCounts::new());
@@ -115,22 +139,39 @@ fn run(args: Args) -> anyhow::Result<()> {
             slow_after: args.slow_after,
             slow_rcvbuf: args.slow_rcvbuf,
             churn_pool: ChurnPool::default(),
+            burst: args.bursting().then_some(args.burst),
         };
-        let specs: Vec<ClientSpec> = (t..args.clients)
+        // Filtered clients come after the others (indices from `--clients`
+        // on), dealt to the threads the same way.
+        let specs: Vec<ClientSpec> = (t..args.clients + args.filtered_clients)
             .step_by(args.threads)
-            .map(|i| ClientSpec {
-                target: targets[i % targets.len()].clone(),
-                source_ip: (!args.source_ip.is_empty())
-                    .then(|| args.source_ip[i % args.source_ip.len()]),
-                slow: picked(i, slow_count),
-                churnable: args.churning() && !picked(i, slow_count) && !picked(i, exempt_count),
-                late: false,
+            .map(|i| {
+                let filtered = i >= args.clients;
+                ClientSpec {
+                    target: if filtered {
+                        filtered_targets[i % filtered_targets.len()].clone()
+                    } else {
+                        targets[i % targets.len()].clone()
+                    },
+                    source_ip: (!args.source_ip.is_empty())
+                        .then(|| args.source_ip[i % args.source_ip.len()]),
+                    slow: !filtered && picked(i, slow_count),
+                    churnable: !filtered
+                        && args.churning()
+                        && !picked(i, slow_count)
+                        && !picked(i, exempt_count),
+                    late: false,
+                    filtered,
+                }
             })
             .collect();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("clients-{t}"))
                 .spawn(move || -> anyhow::Result<()> {
+                    if let Some(tid) = procfs::current_tid() {
+                        common.shard.tid.store(tid, Ordering::Relaxed);
+                    }
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
@@ -178,8 +219,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves each `--url` once, adding `?types=` unless `--all-types`.
-async fn resolve(args: &Args) -> anyhow::Result<Vec<Arc<Target>>> {
+/// Which types a client subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subscribe {
+    /// `--type` (or every type with `--all-types`).
+    Published,
+    /// `--filtered-types`, never published.
+    Filtered,
+}
+
+/// Resolves each `--url` once, adding `?types=`: the published type unless
+/// `--all-types`, or the filtered types.
+async fn resolve(args: &Args, subscribe: Subscribe) -> anyhow::Result<Vec<Arc<Target>>> {
     let mut targets = Vec::new();
     for url in &args.url {
         let rest = url
@@ -197,10 +248,14 @@ async fn resolve(args: &Args) -> anyhow::Result<Vec<Arc<Target>>> {
             .next()
             .with_context(|| format!("no address for {host_port}"))?;
         let mut url = url.clone();
-        if !args.all_types {
+        let types = match subscribe {
+            Subscribe::Published => (!args.all_types).then(|| args.kind.clone()),
+            Subscribe::Filtered => Some(args.filtered_types.join(",")),
+        };
+        if let Some(types) = types {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str("types=");
-            url.push_str(&args.kind);
+            url.push_str(&types);
         }
         targets.push(Arc::new(Target { addr, url }));
     }
@@ -224,6 +279,8 @@ fn merged(shards: &[Arc<Shard>], take_interval: bool) -> Counts {
 struct Sample {
     at: Instant,
     cpu: Vec<Option<(Duration, Duration)>>,
+    /// CPU time of each client thread.
+    client_threads: Vec<Option<Duration>>,
     machine: Option<(Duration, Duration)>,
     delivered: u64,
 }
@@ -235,6 +292,13 @@ fn sample(shards: &[Arc<Shard>], watched: &[(String, u32)]) -> Sample {
         cpu: watched
             .iter()
             .map(|(_, pid)| procfs::cpu_split(*pid))
+            .collect(),
+        client_threads: shards
+            .iter()
+            .map(|s| match s.tid.load(Ordering::Relaxed) {
+                0 => None,
+                tid => procfs::thread_cpu(tid),
+            })
             .collect(),
         machine: procfs::machine(),
         delivered,
@@ -263,7 +327,7 @@ async fn orchestrate(
         tokio::time::sleep(Duration::from_millis(20)).await;
         let counts = merged(shards, false);
         connect_elapsed = start.elapsed();
-        if counts.connected + counts.connect_failed >= args.clients as u64
+        if counts.settled() >= (args.clients + args.filtered_clients) as u64
             || connect_elapsed > args.connect_timeout + Duration::from_secs(5)
         {
             break;
@@ -290,9 +354,16 @@ async fn orchestrate(
     let publisher = args
         .publishing()
         .then(|| tokio::spawn(publish::run(args.clone(), published.clone())));
-    let mut window_start: Option<Sample> = None;
+    // A burst has no warm-up and no set length: its window runs from the
+    // first event to the last delivery (the end of the drain), since the
+    // gateway's work comes after the publishing.
+    let mut window_start: Option<Sample> = args.bursting().then(|| sample(shards, watched));
     let warmup_end = run_start + args.warmup;
-    let run_end = run_start + args.duration;
+    let run_end = if args.bursting() {
+        run_start
+    } else {
+        run_start + args.duration
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
@@ -312,7 +383,7 @@ async fn orchestrate(
             s.maybe_sample("run", shards, published);
         }
     }
-    let window_end = sample(shards, watched);
+    let mut window_end = sample(shards, watched);
     let _ = phase.send(Phase::Draining);
     if let Some(publisher) = publisher {
         publisher.await??;
@@ -328,11 +399,15 @@ async fn orchestrate(
         if args.publishing() && !args.churning() && c.delivered - c.duplicated >= ok * readers {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Closer looks for a burst: its window ends here.
+        tokio::time::sleep(Duration::from_millis(if args.bursting() { 5 } else { 50 })).await;
         progress.maybe_print("drain", shards, published, watched);
         if let Some(s) = series.as_mut() {
             s.maybe_sample("drain", shards, published);
         }
+    }
+    if args.bursting() {
+        window_end = sample(shards, watched);
     }
     let rss_end: Vec<Option<u64>> = watched.iter().map(|(_, pid)| procfs::rss(*pid)).collect();
     let _ = phase.send(Phase::Done);
@@ -354,6 +429,12 @@ async fn orchestrate(
             rss_end: rss_end[i],
         })
         .collect();
+    let client_threads = window_start
+        .client_threads
+        .iter()
+        .zip(&window_end.client_threads)
+        .map(|(a, b)| Some(b.as_ref()?.saturating_sub(*a.as_ref()?)))
+        .collect();
     let machine = match (window_start.machine, window_end.machine) {
         (Some(a), Some(b)) if b.1 > a.1 => {
             Some((b.0 - a.0).as_secs_f64() / (b.1 - a.1).as_secs_f64())
@@ -362,6 +443,7 @@ async fn orchestrate(
     };
     Ok(Report {
         machine_busy: machine,
+        client_threads,
         connect_elapsed,
         window,
         window_delivered: window_end.delivered - window_start.delivered,
@@ -369,6 +451,13 @@ async fn orchestrate(
         published_ok: ok,
         publish_errors: published.errors.load(Ordering::Relaxed),
         publish_backlog_max: published.behind.load(Ordering::Relaxed),
+        publish_lag_max: Duration::from_micros(published.lag_max_micros.load(Ordering::Relaxed)),
+        published_scheduled: published.scheduled.load(Ordering::Relaxed),
+        pipelines: published.pipelines.load(Ordering::Relaxed),
+        largest_pipeline: published.largest_pipeline.load(Ordering::Relaxed),
+        schedule: (!args.bursting()).then_some(args.duration),
+        first_sent_nanos: published.first_sent_nanos.load(Ordering::Relaxed),
+        last_ack_nanos: published.last_ack_nanos.load(Ordering::Relaxed),
         run_elapsed: run_start.elapsed(),
         processes,
         counts: Counts::default(),
@@ -440,6 +529,13 @@ impl Progress {
                 "  p99 {}  max {}",
                 report::ms(c.latency_interval.value_at_quantile(0.99)),
                 report::ms(c.latency_interval.max())
+            );
+        }
+        if c.filtered_connected > 0 {
+            // Closes are counted when the run ends: not shown here.
+            line += &format!(
+                "  filtered {} (frames {})",
+                c.filtered_connected, c.filtered_received
             );
         }
         if c.churned() + c.late_connected > 0 {
@@ -558,6 +654,7 @@ impl ChurnPlan {
                     slow: false,
                     churnable: true,
                     late: true,
+                    filtered: false,
                 };
                 spawned += 1;
                 set.spawn(client::run(spec, common.clone()));

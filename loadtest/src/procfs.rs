@@ -13,7 +13,25 @@ pub fn cpu(pid: u32) -> Option<Duration> {
 
 /// (user, system) CPU time of the whole process (all threads).
 pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU time of one thread of this process.
+pub fn thread_cpu(tid: u32) -> Option<Duration> {
+    let (user, system) = stat_cpu(&format!("/proc/self/task/{tid}/stat"))?;
+    Some(user + system)
+}
+
+/// The calling thread's id, from the `/proc/thread-self` link
+/// (`<pid>/task/<tid>`).
+pub fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// utime and stime of a `/proc/.../stat` file.
+fn stat_cpu(path: &str) -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

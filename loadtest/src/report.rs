@@ -24,8 +24,11 @@ pub struct ProcessReport {
 pub struct Report {
     /// Share of the whole machine's CPU time that was busy in the window.
     pub machine_busy: Option<f64>,
+    /// CPU time of each client thread in the window.
+    pub client_threads: Vec<Option<Duration>>,
     pub connect_elapsed: Duration,
-    /// The measured window: after the warm-up, until publishing stopped.
+    /// The measured window: after the warm-up, until publishing stopped (a
+    /// burst: from its first event to the end of the drain).
     pub window: Duration,
     /// Deliveries (all clients) inside the window.
     pub window_delivered: u64,
@@ -33,6 +36,17 @@ pub struct Report {
     pub published_ok: u64,
     pub publish_errors: u64,
     pub publish_backlog_max: u64,
+    /// How late the most overdue event went out against the schedule.
+    pub publish_lag_max: Duration,
+    /// Events the schedule asked for (`--rate` × `--duration`, or `--burst`).
+    pub published_scheduled: u64,
+    pub pipelines: u64,
+    pub largest_pipeline: u64,
+    /// How long the schedule ran (`--duration`; none for a burst).
+    pub schedule: Option<Duration>,
+    /// First send, last acknowledgement (Unix ns, 0 if none).
+    pub first_sent_nanos: u64,
+    pub last_ack_nanos: u64,
     pub run_elapsed: Duration,
     pub processes: Vec<ProcessReport>,
     pub counts: Counts,
@@ -65,6 +79,13 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A share of the schedule below which a run did not publish as asked.
+const HELD_SHARE: f64 = 0.99;
+
+/// A client thread busier than this in the window was (nearly) saturated:
+/// what it measured may be the generator's limit, not the gateway's.
+const SATURATED: f64 = 0.9;
+
 impl Report {
     /// Initial, non-slow clients never churned (all of them without churn).
     fn readers(&self) -> u64 {
@@ -82,10 +103,62 @@ impl Report {
         (cpu > 0.0 && self.window_delivered > 0).then(|| self.window_delivered as f64 / cpu)
     }
 
+    /// From the first send to the last acknowledgement.
+    fn publish_span(&self) -> Option<Duration> {
+        (self.first_sent_nanos > 0 && self.last_ack_nanos > self.first_sent_nanos)
+            .then(|| Duration::from_nanos(self.last_ack_nanos - self.first_sent_nanos))
+    }
+
+    /// Acknowledged events per second: over the schedule's length for a
+    /// steady rate (or longer, if the last replies came after it), over the
+    /// publishing span for a burst.
+    fn achieved_rate(&self) -> Option<f64> {
+        let span = self.publish_span()?.max(self.schedule.unwrap_or_default());
+        let secs = span.as_secs_f64();
+        (secs > 0.0).then(|| self.published_ok as f64 / secs)
+    }
+
+    /// Whether the publisher did what was asked: (nearly) every scheduled
+    /// event acknowledged, none failed. A steady run that falls short could
+    /// not keep the rate (the load tool or Redis was the limit), and its
+    /// gateway figures are for a lower rate than the label says.
+    fn held(&self) -> bool {
+        self.publish_errors == 0
+            && self.published_ok as f64 >= self.published_scheduled as f64 * HELD_SHARE
+    }
+
+    /// Milliseconds from the burst's first send to `nanos` (0: never).
+    fn since_first_send(&self, nanos: u64) -> Option<f64> {
+        (nanos > 0 && self.first_sent_nanos > 0)
+            .then(|| nanos.saturating_sub(self.first_sent_nanos) as f64 / 1e6)
+    }
+
+    /// Each client thread's busy share of the window.
+    fn thread_busy(&self) -> Vec<Option<f64>> {
+        let window = self.window.as_secs_f64().max(1e-9);
+        self.client_threads
+            .iter()
+            .map(|cpu| cpu.map(|c| c.as_secs_f64() / window))
+            .collect()
+    }
+
+    /// Client-thread CPU per delivery in the window, µs: how many deliveries
+    /// a second one thread can read (1e6 / this) when it has a core.
+    fn client_micros_per_delivery(&self) -> Option<f64> {
+        let cpu: f64 = self
+            .client_threads
+            .iter()
+            .map(|c| c.map(|c| c.as_secs_f64()))
+            .sum::<Option<f64>>()?;
+        (self.window_delivered > 0).then(|| cpu * 1e6 / self.window_delivered as f64)
+    }
+
     /// Memory added per connection between before-connect and connected.
     fn rss_per_conn(&self, p: &ProcessReport) -> Option<f64> {
         let (a, b) = (p.rss_before?, p.rss_connected?);
-        (self.counts.connected > 0).then(|| (b as f64 - a as f64) / self.counts.connected as f64)
+        // Filtered clients hold connections too.
+        let conns = self.counts.connected + self.counts.filtered_connected;
+        (conns > 0).then(|| (b as f64 - a as f64) / conns as f64)
     }
 
     pub fn print(&self, args: &Args) {
@@ -95,16 +168,27 @@ impl Report {
         } else {
             format!(" [{}]", args.label)
         };
-        println!(
-            "loadtest{title}: {} clients on {} URL(s), {} ev/s × {} B via {}, {:.0} s (+{:.0} s warm-up excluded)",
-            args.clients,
-            args.url.len(),
-            args.rate,
-            args.payload_bytes,
-            args.via.name(),
-            (args.duration.saturating_sub(args.warmup)).as_secs_f64(),
-            args.warmup.as_secs_f64(),
-        );
+        if args.bursting() {
+            println!(
+                "loadtest{title}: {} clients on {} URL(s), a burst of {} events × {} B via {}",
+                args.clients,
+                args.url.len(),
+                args.burst,
+                args.payload_bytes,
+                args.via.name(),
+            );
+        } else {
+            println!(
+                "loadtest{title}: {} clients on {} URL(s), {} ev/s × {} B via {}, {:.0} s (+{:.0} s warm-up excluded)",
+                args.clients,
+                args.url.len(),
+                args.rate,
+                args.payload_bytes,
+                args.via.name(),
+                (args.duration.saturating_sub(args.warmup)).as_secs_f64(),
+                args.warmup.as_secs_f64(),
+            );
+        }
         println!(
             "  connect     {} ok, {} failed in {:.2} s → {:.0} conn/s; handshake+greeting p50 {} p99 {} max {}",
             c.connected,
@@ -117,13 +201,70 @@ impl Report {
         );
         if args.publishing() {
             println!(
-                "  published   {} ok of {} ({:.1}/s), {} errors, publisher backlog max {}",
+                "  published   {} ok of {} sent ({} scheduled), {} errors, publisher backlog max {}{}",
                 self.published_ok,
                 self.published_attempted,
-                self.published_ok as f64 / args.duration.as_secs_f64(),
+                self.published_scheduled,
                 self.publish_errors,
                 self.publish_backlog_max,
+                if self.pipelines > 0 {
+                    format!(
+                        ", {} pipelines (largest {})",
+                        self.pipelines, self.largest_pipeline
+                    )
+                } else {
+                    String::new()
+                },
             );
+            let achieved = self
+                .achieved_rate()
+                .map_or("–".to_owned(), |r| format!("{r:.0}/s"));
+            let span = self.publish_span().unwrap_or_default().as_secs_f64();
+            if args.bursting() {
+                println!(
+                    "  burst       {} events out in {:.0} ms ({achieved}){}",
+                    self.published_ok,
+                    span * 1000.0,
+                    if self.held() {
+                        String::new()
+                    } else {
+                        format!(
+                            " — NOT as asked: {} of {} acknowledged",
+                            self.published_ok, args.burst
+                        )
+                    },
+                );
+                let readers = self.readers();
+                match self.since_first_send(c.burst_last_complete_nanos) {
+                    Some(last) if c.burst_complete == readers => println!(
+                        "  burst       every reading client ({readers}) had all {} events {last:.0} ms after the first send (the first client after {:.0} ms)",
+                        args.burst,
+                        self.since_first_send(c.burst_first_complete_nanos)
+                            .unwrap_or(0.0),
+                    ),
+                    _ => println!(
+                        "  burst       only {} of {readers} reading clients had all {} events by the end of the drain ({:.0} s)",
+                        c.burst_complete,
+                        args.burst,
+                        args.drain.as_secs_f64(),
+                    ),
+                }
+            } else {
+                println!(
+                    "  rate        asked {}/s, achieved {achieved} (first send to last reply {span:.2} s), schedule lag max {}{}",
+                    args.rate,
+                    ms(self.publish_lag_max.as_micros() as u64),
+                    if self.held() {
+                        " — held".to_owned()
+                    } else {
+                        format!(
+                            " — NOT held: {:.1}% of the schedule acknowledged; the publisher (or Redis) was the limit, the figures below are for the rate achieved",
+                            self.published_ok as f64 * 100.0
+                                / self.published_scheduled.max(1) as f64
+                        )
+                    },
+                );
+            }
             println!(
                 "  delivered   {} to {} reading clients (expected {}); {:.0}/s in the window",
                 c.delivered,
@@ -132,9 +273,15 @@ impl Report {
                 self.window_delivered as f64 / self.window.as_secs_f64().max(1e-9),
             );
             println!(
-                "  lost        {}   duplicated {}   disconnected {}{}",
+                "  lost        {}   duplicated {}   out of order {}{}   disconnected {}{}",
                 c.lost,
                 c.duplicated,
+                c.order_violations,
+                if self.pipelines == 0 {
+                    format!(" (not ordered: {} publish workers)", args.inflight)
+                } else {
+                    String::new()
+                },
                 c.disconnected,
                 if c.close_reasons.is_empty() {
                     String::new()
@@ -204,6 +351,17 @@ impl Report {
                 c.close_reasons.join("; ")
             );
         }
+        if args.filtered_clients > 0 {
+            println!(
+                "  filtered    {} clients on ?types={}: {} connected, {} failed; {} closed by the server during the run, {} frames received after the greeting (both should be 0)",
+                args.filtered_clients,
+                args.filtered_types.join(","),
+                c.filtered_connected,
+                c.filtered_connect_failed,
+                c.filtered_closed,
+                c.filtered_received,
+            );
+        }
         for p in &self.processes {
             let mut line = format!("  {:<11} pid {}:", p.name, p.pid);
             if let Some((user, system)) = p.cpu {
@@ -227,6 +385,25 @@ impl Report {
                 }
             }
             println!("{line}");
+        }
+        let busy = self.thread_busy();
+        if let Some(per) = self.client_micros_per_delivery() {
+            let shares: Vec<String> = busy
+                .iter()
+                .map(|b| b.map_or("–".to_owned(), |b| format!("{:.0}%", b * 100.0)))
+                .collect();
+            let saturated = busy.iter().flatten().any(|&b| b > SATURATED);
+            println!(
+                "  clients     {} thread(s) busy {} of the window; {per:.2} µs of client-thread CPU per delivery (one thread with a core to itself reads ~{:.0}/s){}",
+                busy.len(),
+                shares.join(", "),
+                1e6 / per.max(1e-9),
+                if saturated {
+                    " — a client thread was saturated: the figures may be the generator's limit; use more --threads"
+                } else {
+                    ""
+                },
+            );
         }
         if let Some(busy) = self.machine_busy {
             println!(
@@ -252,6 +429,9 @@ impl Report {
                 "duration_s": args.duration.as_secs_f64(),
                 "warmup_s": args.warmup.as_secs_f64(),
                 "threads": args.threads,
+                "burst": args.burst,
+                "filtered_clients": args.filtered_clients,
+                "filtered_types": args.filtered_types,
                 "slow_share": args.slow_share,
                 "slow_after_s": args.slow_after.as_secs_f64(),
             },
@@ -267,11 +447,37 @@ impl Report {
                 "attempted": self.published_attempted,
                 "errors": self.publish_errors,
                 "backlog_max": self.publish_backlog_max,
+                "scheduled": self.published_scheduled,
+                "rate_asked": (!args.bursting()).then_some(args.rate),
+                "rate_achieved": self.achieved_rate(),
+                "span_s": self.publish_span().map(|d| d.as_secs_f64()),
+                "held": self.held(),
+                "lag_max_ms": self.publish_lag_max.as_secs_f64() * 1000.0,
+                "pipelines": self.pipelines,
+                "largest_pipeline": self.largest_pipeline,
+            },
+            "burst": args.bursting().then(|| json!({
+                "events": args.burst,
+                "readers": self.readers(),
+                "complete": c.burst_complete,
+                "first_complete_ms": self.since_first_send(c.burst_first_complete_nanos),
+                "last_complete_ms": (c.burst_complete == self.readers())
+                    .then(|| self.since_first_send(c.burst_last_complete_nanos))
+                    .flatten(),
+            })),
+            "filtered": {
+                "clients": args.filtered_clients,
+                "types": args.filtered_types,
+                "connected": c.filtered_connected,
+                "connect_failed": c.filtered_connect_failed,
+                "closed": c.filtered_closed,
+                "received": c.filtered_received,
             },
             "delivered": c.delivered,
             "expected": self.published_ok * self.readers(),
             "lost": c.lost,
             "duplicated": c.duplicated,
+            "order_violations": c.order_violations,
             "disconnected": c.disconnected,
             "close_reasons": c.close_reasons,
             "other_frames": c.other_frames,
@@ -321,6 +527,11 @@ impl Report {
                 "replacements_delivered": c.late_delivered,
             },
             "series": self.series.as_ref().map(SeriesReport::json),
+            "client_threads": {
+                "busy": self.thread_busy(),
+                "micros_per_delivery": self.client_micros_per_delivery(),
+                "saturated": self.thread_busy().iter().flatten().any(|&b| b > SATURATED),
+            },
             "run_elapsed_s": self.run_elapsed.as_secs_f64(),
             "machine_busy": self.machine_busy,
         })

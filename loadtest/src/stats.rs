@@ -1,7 +1,7 @@
 //! Counters and latency histograms, one set per client thread (shard), merged
 //! for the progress line and the report.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
@@ -23,6 +23,22 @@ pub struct Counts {
     /// Test events received by non-slow clients, duplicates included.
     pub delivered: u64,
     pub duplicated: u64,
+    /// Events (first copies) that reached a non-slow client after one with a
+    /// higher `seq`: meaningful when the publisher sends in order (one
+    /// connection, batches), as it does through Redis.
+    pub order_violations: u64,
+    /// `--burst`: initial reading clients that received every one of the N
+    /// events, and when the first and the last of them had (Unix ns).
+    pub burst_complete: u64,
+    pub burst_first_complete_nanos: u64,
+    pub burst_last_complete_nanos: u64,
+    /// `--filtered-clients`: connected, failed to connect, closed by the
+    /// server before the run ended, and frames they received after the
+    /// greeting (test events or anything else: all should be 0 but the first).
+    pub filtered_connected: u64,
+    pub filtered_connect_failed: u64,
+    pub filtered_closed: u64,
+    pub filtered_received: u64,
     /// Test events received by slow clients (before and after they stalled).
     pub slow_delivered: u64,
     /// Frames that are not test events (greetings, pongs...).
@@ -75,6 +91,14 @@ impl Default for Counts {
             close_reasons: Vec::new(),
             delivered: 0,
             duplicated: 0,
+            order_violations: 0,
+            burst_complete: 0,
+            burst_first_complete_nanos: 0,
+            burst_last_complete_nanos: 0,
+            filtered_connected: 0,
+            filtered_connect_failed: 0,
+            filtered_closed: 0,
+            filtered_received: 0,
             slow_delivered: 0,
             other_frames: 0,
             bytes: 0,
@@ -110,6 +134,23 @@ impl Counts {
             .extend(other.close_reasons.iter().take(20).cloned());
         self.delivered += other.delivered;
         self.duplicated += other.duplicated;
+        self.order_violations += other.order_violations;
+        self.burst_complete += other.burst_complete;
+        self.burst_first_complete_nanos = match (
+            self.burst_first_complete_nanos,
+            other.burst_first_complete_nanos,
+        ) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        self.burst_last_complete_nanos = self
+            .burst_last_complete_nanos
+            .max(other.burst_last_complete_nanos);
+        self.filtered_connected += other.filtered_connected;
+        self.filtered_connect_failed += other.filtered_connect_failed;
+        self.filtered_closed += other.filtered_closed;
+        self.filtered_received += other.filtered_received;
         self.slow_delivered += other.slow_delivered;
         self.other_frames += other.other_frames;
         self.bytes += other.bytes;
@@ -144,6 +185,15 @@ impl Counts {
         self.churned_drop + self.churned_close + self.churned_silent
     }
 
+    /// Every client that got a greeting or gave up, filtered ones included:
+    /// the connect phase ends when this reaches the number asked for.
+    pub fn settled(&self) -> u64 {
+        self.connected
+            + self.connect_failed
+            + self.filtered_connected
+            + self.filtered_connect_failed
+    }
+
     /// Clients connected now (as far as the generator knows).
     pub fn live(&self) -> u64 {
         (self.connected + self.late_connected).saturating_sub(self.disconnected + self.churned())
@@ -155,6 +205,9 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Shard {
     counts: Mutex<Counts>,
+    /// The thread's id (Linux), once it runs: its own CPU time says whether
+    /// the generator kept up (0: unknown).
+    pub tid: AtomicU32,
 }
 
 impl Shard {
@@ -171,9 +224,24 @@ pub struct PublishCounts {
     /// Publishes the bus (or the API) acknowledged.
     pub ok: AtomicU64,
     pub errors: AtomicU64,
-    /// The largest backlog of events due by the schedule but not yet handed
-    /// to a worker (all busy): the publisher, not the gateway, fell behind.
+    /// The largest backlog of events due by the schedule but not yet sent
+    /// (handed to a worker, or put in a batch) when the schedule looked.
     pub behind: AtomicU64,
+    /// How late the most overdue event went out against the schedule, µs:
+    /// above a millisecond or two the publisher, not the gateway, fell
+    /// behind (a steady rate only; a burst's events are all due at once).
+    pub lag_max_micros: AtomicU64,
+    /// Events the schedule asked for in all: `--rate` × `--duration`, or
+    /// `--burst`. Set when publishing stops.
+    pub scheduled: AtomicU64,
+    /// Batches sent through Redis (pipelines of PUBLISH, or calls of the
+    /// publish script) and the most events in one.
+    pub pipelines: AtomicU64,
+    pub largest_pipeline: AtomicU64,
+    /// When the first event went out and the last acknowledgement came
+    /// back (Unix ns; 0 before): the span the achieved rate is counted over.
+    pub first_sent_nanos: AtomicU64,
+    pub last_ack_nanos: AtomicU64,
     /// Sequence number from which latency is measured (after the warm-up).
     pub measure_from: AtomicU64,
 }
