@@ -270,13 +270,12 @@ fn upgrade_awaiting_token(
 /// tungstenite's limits for a client's socket.
 fn socket_config(state: &AppState) -> WebSocketConfig {
     let max = state.config.max_message_bytes;
-    let config = WebSocketConfig::default()
+    WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER);
-    config
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
 }
 
 /// Whether a token's `types` claim lets the client see analytics: if not,
