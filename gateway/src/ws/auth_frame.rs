@@ -29,18 +29,16 @@
 //! `gateway_connections_opened_total` counts it once its session starts.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use shared::TypeFilter;
 use shared::client::parse_auth;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::ended::{Ended, classify};
 use super::outbox::Outbox;
+use super::session::closing_handshake;
 use super::upgrade::Socket;
 use super::{ClientParams, Resume, count_refusal, sees_analytics, within_claim};
 use crate::admission::{Admitted, AuthFailure, Refusal};
@@ -55,8 +53,6 @@ const POLICY: u16 = 1008;
 const AGAIN: u16 = 1013;
 /// Control frames a client may send before its auth frame.
 const MAX_CONTROL_FRAMES: usize = 8;
-/// How long a close frame may take to go out before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Messages read, at most, while waiting for the client's close reply.
 const CLOSE_DRAIN_MESSAGES: usize = 16;
 
@@ -128,27 +124,19 @@ pub async fn accept(
 /// Ends a client that gets no session: the close frame its verdict calls
 /// for, if it can still read one; counted like the handshake's refusals.
 async fn refuse(socket: &mut Socket, outbox: &Outbox, verdict: Verdict) {
-    let close = match verdict {
+    let ours = match verdict {
         Verdict::Refused(refusal, reason) => {
             count_refusal(&refusal);
             tracing::debug!(reason, "auth frame refused");
             Some((close_code(&refusal), reason))
         }
-        Verdict::Ended(Ended::ClientClose) => {
-            // tungstenite queued the echo of the client's close frame.
-            let _ = timeout(CLOSE_TIMEOUT, async {
-                if socket.flush().await.is_ok() {
-                    let _ = outbox.drain().await;
-                }
-            })
-            .await;
-            None
-        }
-        Verdict::Ended(ended) => ended.close_frame(),
+        Verdict::Ended(Ended::ClientClose) => None,
+        Verdict::Ended(ended) => match ended.close_frame() {
+            Some(frame) => Some(frame),
+            None => return,
+        },
     };
-    if let Some((code, reason)) = close {
-        close_with(socket, outbox, code, reason).await;
-    }
+    closing_handshake(socket, outbox, ours, CLOSE_DRAIN_MESSAGES).await;
 }
 
 /// Reads the first data frame by `deadline` and judges its token: the
@@ -224,28 +212,6 @@ fn close_code(refusal: &Refusal) -> u16 {
         // 429/503 at the handshake; only the user's limit is judged here.
         Refusal::UserFull | Refusal::NodeFull | Refusal::IpFull | Refusal::RateLimited => AGAIN,
     }
-}
-
-/// Our close frame, then the client's reply, boundedly (RFC 6455 §7.1.1:
-/// unread input would turn the close into a TCP reset).
-async fn close_with(socket: &mut Socket, outbox: &Outbox, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code: code.into(),
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let handshake = async {
-        if socket.send(Message::Close(Some(frame))).await.is_err() || outbox.drain().await.is_err()
-        {
-            return;
-        }
-        for _ in 0..CLOSE_DRAIN_MESSAGES {
-            match socket.next().await {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    };
-    let _ = timeout(CLOSE_TIMEOUT, handshake).await;
 }
 
 #[cfg(test)]

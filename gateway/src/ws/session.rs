@@ -433,42 +433,54 @@ impl Session {
         }
     }
 
-    /// The closing handshake (RFC 6455), boundedly: a client's close frame
-    /// is answered (tungstenite queued the echo of its code, or 1002 for a
-    /// code that is not allowed; it goes out with this flush); our own close
-    /// frame is sent, then input is read until the client's close arrives,
-    /// so unread input never turns the close into a TCP reset.
+    /// Closes the connection for `ended` ([`closing_handshake`]).
     async fn close(&mut self, ended: Ended) {
-        let socket = &mut self.socket;
-        let outbox = &self.outbox;
-        let handshake = async {
-            if ended == Ended::ClientClose {
-                if socket.flush().await.is_ok() {
-                    let _ = outbox.drain().await;
-                }
-                return;
-            }
-            let Some((code, reason)) = ended.close_frame() else {
-                return;
-            };
-            let frame = CloseFrame {
-                code: code.into(),
-                reason: Utf8Bytes::from_static(reason),
-            };
-            if socket.send(Message::Close(Some(frame))).await.is_err()
-                || outbox.drain().await.is_err()
-            {
-                return;
-            }
-            // A bounded drain: a client still flooding after its close frame
-            // gets no more of the node's time (its reset is its own doing).
-            for _ in 0..CLOSE_DRAIN_MESSAGES {
-                match socket.next().await {
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    Some(Ok(_)) => {}
-                }
-            }
+        let ours = match ended {
+            Ended::ClientClose => None,
+            ended => match ended.close_frame() {
+                Some(frame) => Some(frame),
+                None => return,
+            },
         };
-        let _ = timeout(CLOSE_TIMEOUT, handshake).await;
+        closing_handshake(&mut self.socket, &self.outbox, ours, CLOSE_DRAIN_MESSAGES).await;
     }
+}
+
+/// The closing handshake (RFC 6455), boundedly, for a session or a refused
+/// auth frame. `None`: the client closed, and its close frame is answered
+/// (tungstenite queued the echo of its code, or 1002 for a code that is not
+/// allowed; it goes out with this flush). `Some`: our close frame is sent,
+/// then input is read (at most `max_messages`) until the client's close
+/// arrives, so unread input never turns the close into a TCP reset.
+pub(super) async fn closing_handshake(
+    socket: &mut Socket,
+    outbox: &Outbox,
+    ours: Option<(u16, &'static str)>,
+    max_messages: usize,
+) {
+    let handshake = async {
+        let Some((code, reason)) = ours else {
+            if socket.flush().await.is_ok() {
+                let _ = outbox.drain().await;
+            }
+            return;
+        };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: Utf8Bytes::from_static(reason),
+        };
+        if socket.send(Message::Close(Some(frame))).await.is_err() || outbox.drain().await.is_err()
+        {
+            return;
+        }
+        // A bounded drain: a client still flooding after its close frame
+        // gets no more of the node's time (its reset is its own doing).
+        for _ in 0..max_messages {
+            match socket.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    let _ = timeout(CLOSE_TIMEOUT, handshake).await;
 }
