@@ -9,7 +9,9 @@ use clap::{Parser, ValueEnum};
 /// events at a set rate and payload size, and reports connect rate, delivered,
 /// lost, duplicated and publish→receive latency. Stops by itself after
 /// `--duration`. Progress goes to stderr every second; the report to stdout.
-#[derive(Debug, Clone, Parser)]
+// No `Debug`: it holds `--api-key` (the node's publish key), which a
+// `{:?}` in a log line would print.
+#[derive(Clone, Parser)]
 #[command(version, about, args_override_self = true)]
 pub struct Args {
     /// WebSocket URL(s) of the gateway(s); clients are spread round-robin.
