@@ -20,6 +20,15 @@ use crate::state::AppState;
 
 pub use publish::{PublishKeyError, check_publish_key, publish};
 
+/// The token of an `Authorization: Bearer <token>` header, if any: the
+/// publish key on `/api/publish`, a JWT on the dashboard routes.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 pub async fn healthz() -> &'static str {
     "ok"
 }

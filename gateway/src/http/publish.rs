@@ -221,11 +221,7 @@ fn authorize(key: Option<&str>, headers: &HeaderMap) -> Result<(), AppError> {
             "publishing over HTTP is disabled (set PUBLISH_API_KEY)",
         ));
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = super::bearer(headers).unwrap_or("");
     if !constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,

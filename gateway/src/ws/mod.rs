@@ -139,10 +139,7 @@ pub async fn dashboard(
             ),
         );
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = crate::http::bearer(&headers);
     // An empty `?token=` is no token: the header still counts.
     let token = query.token.as_deref().filter(|t| !t.is_empty()).or(bearer);
     let by_frame = match query.auth.as_deref().filter(|a| !a.is_empty()) {
