@@ -319,9 +319,7 @@ impl Shard {
         let last_id = self.registry().last_id;
         let start = position.map(|p| Position::new(p.epoch, last_id.unwrap_or(EventId::ZERO)));
         let outcome = match (history, start, last_id) {
-            (Some(history), Some(start), Some(_)) => {
-                self.replay(&*history, hub, start, first).await
-            }
+            (Some(history), Some(start), Some(_)) => self.replay(&*history, start, first).await,
             _ => Err("no history to recover from"),
         };
         {
@@ -345,7 +343,6 @@ impl Shard {
     async fn replay(
         &self,
         history: &dyn crate::bus::Bus,
-        hub: &Hub,
         start: Position,
         first: u64,
     ) -> Result<Option<EventId>, &'static str> {
@@ -369,7 +366,7 @@ impl Shard {
             let frames: Vec<Arc<Frame>> = page
                 .events
                 .iter()
-                .map(|e| Arc::new(hub.frame_of_history(e, first)))
+                .map(|e| Arc::new(Frame::of_history(e, first)))
                 .collect();
             counter!(FANOUT_RECOVERED).increment(frames.len() as u64);
             delivered.clear();

@@ -66,6 +66,15 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame for an event read back from the history (a shard's
+    /// recovery), numbered `seq`.
+    pub(crate) fn of_history(event: &ReplayEvent, seq: u64) -> Self {
+        Self {
+            seq,
+            ..Self::new(&event.text, event.kind.clone(), Some(event.id), Utc::now())
+        }
+    }
+
     fn new(text: &str, kind: String, id: Option<EventId>, published_at: DateTime<Utc>) -> Self {
         Self {
             sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&kind)),
@@ -398,15 +407,6 @@ impl Hub {
         });
         drop(registry);
         Ok(Live { shard, key })
-    }
-
-    /// A frame for an event read back from the history (a shard's
-    /// recovery), numbered `seq`.
-    pub(crate) fn frame_of_history(&self, event: &ReplayEvent, seq: u64) -> Frame {
-        Frame {
-            seq,
-            ..Frame::new(&event.text, event.kind.clone(), Some(event.id), Utc::now())
-        }
     }
 
     pub fn max_event_bytes(&self) -> usize {

@@ -291,7 +291,7 @@ impl Session {
         let mut rounds = 0;
         // Leaves the fan-out when dropped, before the close frame is queued.
         let _live = loop {
-            let hub = self.ctx.hub.clone();
+            let hub = &self.ctx.hub;
             match hub.go_live(next_seq, outbox.clone(), &self.filter, self.seam) {
                 Ok(live) => break live,
                 Err(Behind) if rounds < CATCH_UP_ROUNDS => rounds += 1,
@@ -413,8 +413,9 @@ impl Session {
     /// Writes out what the outbox holds (the session's frames, events the
     /// socket did not take at once, tungstenite's replies), giving up when
     /// its oldest unsent byte is older than `WRITE_TIMEOUT_MS`: a client
-    /// that does not read cannot hold its task (or its memory) forever. Also how the session learns that the fan-out
-    /// found the client too slow, or its socket gone.
+    /// that does not read cannot hold its task (or its memory) forever.
+    /// Also how the session learns that the fan-out found the client too
+    /// slow, or its socket gone.
     async fn flush(&mut self) -> Result<(), Ended> {
         match self.outbox.status() {
             Status::Failed => return Err(Ended::ClientGone),
