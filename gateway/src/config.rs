@@ -40,6 +40,11 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 50_000;
 pub const DEFAULT_MESSAGE_RATE: f64 = 20.0;
 /// A connection that has not sent a whole request head by then is closed.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Envelopes shorter than this go uncompressed to permessage-deflate
+/// clients: under ~256 bytes of JSON, deflate saves a few dozen bytes at
+/// best (often none: a short envelope has little to repeat) for a
+/// compression call per event.
+pub const DEFAULT_COMPRESSION_MIN_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -148,6 +153,13 @@ pub struct Config {
     /// Most connections per token `sub` on this node (0: no limit); more get 429.
     #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 0)]
     pub max_connections_per_user: u32,
+    /// permessage-deflate for clients that offer it: `on` or `off`.
+    #[arg(long, env = "COMPRESSION", default_value = "on", value_parser = parse_on_off)]
+    pub compression: bool,
+    /// Envelopes shorter than this many bytes go uncompressed.
+    #[arg(long, env = "COMPRESSION_MIN_BYTES", default_value_t = DEFAULT_COMPRESSION_MIN_BYTES,
+          value_parser = parse_compression_min_bytes)]
+    pub compression_min_bytes: usize,
     /// PEM certificate chain: the node serves https:// and wss:// itself. A
     /// renewed file is picked up without a restart.
     #[arg(long, env = "TLS_CERT_FILE", value_parser = path_or_empty)]
@@ -190,6 +202,18 @@ const MIB: usize = 1024 * 1024;
 /// against `MAX_EVENT_BYTES` in `validate`), at most 1 GiB.
 fn parse_client_buffer_bytes(value: &str) -> Result<usize, String> {
     parse_within(value, 64 * 1024..=1024 * MIB)
+}
+
+fn parse_compression_min_bytes(value: &str) -> Result<usize, String> {
+    parse_within(value, 0..=16 * MIB)
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("{value:?} is not `on` or `off`")),
+    }
 }
 
 fn parse_ring_bytes(value: &str) -> Result<usize, String> {
@@ -315,8 +339,14 @@ impl Config {
 
     /// How far behind a client may fall (`CLIENT_BUFFER_BYTES`, and
     /// `WRITE_TIMEOUT_MS` as the age of its oldest unsent byte).
-    pub fn client_budget(&self) -> crate::ws::outbox::Budget {
-        crate::ws::outbox::Budget {
+    /// `Some(min)`: permessage-deflate is on, for envelopes of at least
+    /// `min` bytes.
+    pub fn compression(&self) -> Option<usize> {
+        self.compression.then_some(self.compression_min_bytes)
+    }
+
+    pub fn client_budget(&self) -> crate::transport::outbox::Budget {
+        crate::transport::outbox::Budget {
             max_bytes: self.client_buffer_bytes,
             max_age: self.write_timeout(),
         }

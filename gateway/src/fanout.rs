@@ -44,10 +44,11 @@ use shared::{EventId, Position, TypeFilter};
 use tokio::time::Instant;
 
 use crate::bus::{PAGE, Standing};
-use crate::hub::{Frame, Hub};
+use crate::hub::{Event, Hub};
 use crate::ring::{Read, Ring};
 use crate::telemetry::{FANOUT_GAPS, FANOUT_RECOVERED};
-use crate::ws::outbox::{Budget, Outbox};
+use crate::transport::Encoding;
+use crate::transport::outbox::{Budget, Outbox};
 
 /// Most bytes of events one batch takes from the ring: what one pass writes
 /// to each client at most (the next batch follows at once).
@@ -65,54 +66,67 @@ pub struct Subscriber {
     pub filter: Option<TypeFilter>,
     /// Live events at or before this id were sent by the replay already.
     pub seam: EventId,
-    /// The first frame (by [`Frame::seq`]) the fan-out owes this client: the
-    /// ones before it were handed over from the ring.
+    /// The first event (by [`Event::seq`]) the fan-out owes this client:
+    /// the ones before it were handed over from the ring.
     pub from_seq: u64,
+    /// How its transport writes events.
+    pub encoding: Encoding,
 }
 
 impl Subscriber {
-    pub fn new(outbox: Arc<Outbox>, filter: &TypeFilter, seam: EventId, from_seq: u64) -> Self {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        encoding: Encoding,
+        filter: &TypeFilter,
+        seam: EventId,
+        from_seq: u64,
+    ) -> Self {
         Self {
             outbox,
             filter: filter.types().map(|_| filter.clone()),
             seam,
             from_seq,
+            encoding,
         }
     }
 
     /// Whether this client should get `frame`: a type it asked for, not at
     /// or before the seam (it has that already), and not handed over.
-    pub fn wants(&self, frame: &Frame) -> bool {
+    pub fn wants(&self, frame: &Event) -> bool {
         frame.seq >= self.from_seq
             && allows(self.filter.as_ref(), frame)
             && frame.id.is_none_or(|id| id > self.seam)
     }
 }
 
-fn allows(filter: Option<&TypeFilter>, frame: &Frame) -> bool {
+fn allows(filter: Option<&TypeFilter>, frame: &Event) -> bool {
     filter.is_none_or(|f| f.allows(&frame.kind))
 }
 
-/// The frames of `frames` that pass `keep`, as one buffer (the frame's own
-/// bytes when only one does, `None` when none does).
-pub fn concat<'a>(frames: impl Iterator<Item = &'a Arc<Frame>> + Clone) -> Option<Bytes> {
-    let mut iter = frames.clone();
+/// `events` in `encoding`, as one buffer (the event's own bytes when there
+/// is one, `None` when there is none).
+pub fn concat<'a>(
+    events: impl Iterator<Item = &'a Arc<Event>> + Clone,
+    encoding: Encoding,
+) -> Option<Bytes> {
+    let mut iter = events.clone();
     let first = iter.next()?;
     if iter.next().is_none() {
-        return Some(first.wire.clone());
+        return Some(first.wire(encoding).clone());
     }
-    let len = frames.clone().map(|f| f.wire.len()).sum();
+    let len = events.clone().map(|e| e.wire(encoding).len()).sum();
     let mut buf = BytesMut::with_capacity(len);
-    for frame in frames {
-        buf.extend_from_slice(&frame.wire);
+    for event in events {
+        buf.extend_from_slice(event.wire(encoding));
     }
     Some(buf.freeze())
 }
 
-/// The clients of one batch that want the same frames of it, and those
-/// frames as one shared buffer.
+/// The clients of one batch that want the same events of it in the same
+/// encoding, and those events as one shared buffer.
 struct Group<'a> {
     filter: Option<&'a TypeFilter>,
+    encoding: Encoding,
     bytes: Option<Bytes>,
     members: u64,
 }
@@ -154,7 +168,7 @@ impl Registry {
 
     /// Writes the frames of `batch` each client wants, one write per
     /// client; counts deliveries into `delivered` (by position in `batch`).
-    fn fan_out(&self, batch: &[Arc<Frame>], now: Instant, delivered: &mut [u64]) {
+    fn fan_out(&self, batch: &[Arc<Event>], now: Instant, delivered: &mut [u64]) {
         let budget = &self.budget;
         let Some(first) = batch.first() else { return };
         let oldest_id = batch.iter().filter_map(|f| f.id).min();
@@ -162,13 +176,17 @@ impl Registry {
         for subscriber in self.slots.iter().flatten() {
             let whole =
                 subscriber.from_seq <= first.seq && oldest_id.is_none_or(|id| id > subscriber.seam);
-            let filter = subscriber.filter.as_ref();
-            let group = match groups.iter_mut().position(|g| g.filter == filter) {
+            let (filter, encoding) = (subscriber.filter.as_ref(), subscriber.encoding);
+            let group = match groups
+                .iter_mut()
+                .position(|g| g.filter == filter && g.encoding == encoding)
+            {
                 Some(i) if whole => Some(&mut groups[i]),
                 None if whole && groups.len() < MAX_GROUPS => {
-                    let bytes = concat(batch.iter().filter(|f| allows(filter, f)));
+                    let bytes = concat(batch.iter().filter(|f| allows(filter, f)), encoding);
                     groups.push(Group {
                         filter,
+                        encoding,
                         bytes,
                         members: 0,
                     });
@@ -186,7 +204,7 @@ impl Registry {
                 None => {
                     // Just joined, or past the shared groups: its own buffer.
                     let wanted = || batch.iter().filter(|f| subscriber.wants(f));
-                    if let Some(bytes) = concat(wanted()) {
+                    if let Some(bytes) = concat(wanted(), encoding) {
                         subscriber.outbox.push_broadcast(&bytes, now, budget);
                     }
                     for (i, frame) in batch.iter().enumerate() {
@@ -261,7 +279,7 @@ impl Shard {
             tokio::pin!(appended);
             appended.as_mut().enable();
             let batch = match ring.read(next, BATCH_BYTES) {
-                Read::Frames(batch) => batch,
+                Read::Events(batch) => batch,
                 Read::Gone { first } => {
                     let Some(hub) = hub.upgrade() else { return };
                     recovered = self.recover(&hub, first).await.or(recovered);
@@ -275,7 +293,7 @@ impl Shard {
                 appended.await;
                 continue;
             };
-            let batch: Vec<Arc<Frame>> = match recovered {
+            let batch: Vec<Arc<Event>> = match recovered {
                 Some(upto) => {
                     // Once past what was recovered, nothing more to skip.
                     if batch.iter().any(|f| f.id.is_some_and(|id| id > upto)) {
@@ -363,10 +381,10 @@ impl Shard {
                     return Err("the history no longer holds what was lost");
                 }
             }
-            let frames: Vec<Arc<Frame>> = page
+            let frames: Vec<Arc<Event>> = page
                 .events
                 .iter()
-                .map(|e| Arc::new(Frame::of_history(e, first)))
+                .map(|e| Arc::new(Event::of_history(e, start.epoch, first)))
                 .collect();
             counter!(FANOUT_RECOVERED).increment(frames.len() as u64);
             delivered.clear();
@@ -445,6 +463,7 @@ mod tests {
             .go_live(
                 joined.next_seq,
                 outbox.clone(),
+                Encoding::WebSocket,
                 &TypeFilter::default(),
                 seam,
             )
@@ -484,7 +503,7 @@ mod tests {
         );
         assert_eq!(
             outbox.status(),
-            crate::ws::outbox::Status::Drain,
+            crate::transport::outbox::Status::Drain,
             "not closed"
         );
     }

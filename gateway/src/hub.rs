@@ -40,8 +40,8 @@ use crate::ring::{Read, Ring};
 use crate::telemetry::{
     self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
 };
-use crate::ws::frame;
-use crate::ws::outbox::{Budget, Outbox};
+use crate::transport::Encoding;
+use crate::transport::outbox::{Budget, Outbox};
 
 /// How far ahead of this node's clock a history id may be: history ids are
 /// Redis's clock in ms, so anything further ahead was not assigned by it.
@@ -49,55 +49,93 @@ const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
 /// How much of an untrusted payload a log line shows (escaped).
 const LOG_PREVIEW: usize = 120;
 
-/// One event, ready to write to any client.
+/// One event as the node delivers it: its envelope, where it stands, and
+/// its encodings, each made once per node (the WebSocket one at dispatch,
+/// the others the first time a subscriber of theirs needs it).
 #[derive(Debug)]
-pub struct Frame {
-    /// The whole WebSocket text frame (header and payload), shared by
-    /// every client's write.
-    pub wire: Bytes,
+pub struct Event {
+    /// The envelope as a WebSocket text frame (header and payload): the
+    /// encoding most clients take, made at dispatch; [`Self::text`] is a
+    /// slice of it.
+    plain: Bytes,
+    /// Where the envelope starts in `plain` (after the frame header).
+    text_at: u8,
+    /// The other encodings, by [`Encoding::slot`], made on first use.
+    encoded: [OnceLock<Bytes>; Encoding::COUNT],
     /// This node's running number of the event: where a client moves from
     /// the ring to the fan-out.
     pub seq: u64,
     pub kind: String,
+    /// The position the history gave it (`None`: live-only).
+    pub position: Option<Position>,
+    /// The position's id, compared on every delivery.
     pub id: Option<EventId>,
     pub published_at: DateTime<Utc>,
     /// `gateway_messages_sent_total{type}`, looked up once per event.
     pub sent: Counter,
 }
 
-impl Frame {
-    /// A frame for an event read back from the history (a shard's
-    /// recovery), numbered `seq`.
-    pub(crate) fn of_history(event: &ReplayEvent, seq: u64) -> Self {
+impl Event {
+    /// An event read back from the history (a shard's recovery), numbered
+    /// `seq`.
+    pub(crate) fn of_history(event: &ReplayEvent, epoch: Epoch, seq: u64) -> Self {
+        let position = Position::new(epoch, event.id);
         Self {
             seq,
-            ..Self::new(&event.text, event.kind.clone(), Some(event.id), Utc::now())
+            ..Self::new(&event.text, event.kind.clone(), Some(position), Utc::now())
         }
     }
 
-    fn new(text: &str, kind: String, id: Option<EventId>, published_at: DateTime<Utc>) -> Self {
+    fn new(
+        text: &str,
+        kind: String,
+        position: Option<Position>,
+        published_at: DateTime<Utc>,
+    ) -> Self {
+        let plain = Encoding::WebSocket.encode(text, position);
         Self {
             sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&kind)),
-            wire: frame::text(text),
+            text_at: (plain.len() - text.len()) as u8,
+            plain,
+            encoded: Default::default(),
             seq: 0,
             kind,
-            id,
+            position,
+            id: position.map(|p| p.id),
             published_at,
         }
+    }
+
+    /// The envelope (JSON).
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.plain[usize::from(self.text_at)..]).expect("built from a str")
+    }
+
+    /// The event in `encoding`: made the first time it is asked for, then
+    /// the same bytes for every subscriber of that encoding.
+    pub fn wire(&self, encoding: Encoding) -> &Bytes {
+        match encoding {
+            Encoding::WebSocket => &self.plain,
+            other => {
+                self.encoded[other.slot()].get_or_init(|| other.encode(self.text(), self.position))
+            }
+        }
+    }
+
+    /// Bytes the ring counts for it: its plain encoding (the other
+    /// encodings, when made, are about that size again each).
+    pub fn weight(&self) -> usize {
+        self.plain.len()
     }
 }
 
 #[cfg(test)]
-impl Frame {
-    /// The event's JSON text (after the frame header).
-    pub fn text(&self) -> &str {
-        std::str::from_utf8(frame::payload(&self.wire)).expect("built from a String")
-    }
-
+impl Event {
     pub fn for_test(seq: u64, kind: &str, id: Option<EventId>, text: &str) -> Self {
+        let position = id.map(|id| Position::new(Epoch(0), id));
         Self {
             seq,
-            ..Self::new(text, kind.to_owned(), id, Utc::now())
+            ..Self::new(text, kind.to_owned(), position, Utc::now())
         }
     }
 }
@@ -374,6 +412,7 @@ impl Hub {
         self: &Arc<Self>,
         next_seq: u64,
         outbox: Arc<Outbox>,
+        encoding: Encoding,
         filter: &TypeFilter,
         seam: EventId,
     ) -> Result<Live, Behind> {
@@ -381,18 +420,18 @@ impl Hub {
         let shard = shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len()].clone();
         let mut registry = shard.registry();
         let upto = registry.next;
-        let subscriber = Subscriber::new(outbox, filter, seam, next_seq);
+        let subscriber = Subscriber::new(outbox, encoding, filter, seam, next_seq);
         let mut from = next_seq;
         while from < upto {
             let frames = match self.ring.read(from, crate::fanout::BATCH_BYTES) {
-                Read::Frames(frames) => frames,
+                Read::Events(frames) => frames,
                 Read::Gone { .. } => return Err(Behind),
             };
             let frames: Vec<_> = frames.into_iter().take_while(|f| f.seq < upto).collect();
             let Some(last) = frames.last() else { break };
             from = last.seq + 1;
             let wanted = || frames.iter().filter(|f| subscriber.wants(f));
-            if let Some(bytes) = concat(wanted()) {
+            if let Some(bytes) = concat(wanted(), encoding) {
                 subscriber
                     .outbox
                     .push_broadcast(&bytes, Instant::now(), &self.budget);
@@ -435,15 +474,15 @@ impl Hub {
 
     /// The frames from `seq` on that the ring still holds (tests).
     #[cfg(test)]
-    pub fn frames_since(&self, seq: u64) -> Vec<Arc<Frame>> {
+    pub fn frames_since(&self, seq: u64) -> Vec<Arc<Event>> {
         self.frames_since_checked(seq).expect("still in the ring")
     }
 
     /// The same, `None` when the ring no longer starts at or before `seq`.
     #[cfg(test)]
-    pub fn frames_since_checked(&self, seq: u64) -> Option<Vec<Arc<Frame>>> {
+    pub fn frames_since_checked(&self, seq: u64) -> Option<Vec<Arc<Event>>> {
         match self.ring.read(seq, usize::MAX) {
-            Read::Frames(frames) => Some(frames),
+            Read::Events(frames) => Some(frames),
             Read::Gone { .. } => None,
         }
     }
@@ -499,7 +538,7 @@ impl Hub {
         let mut decoded = shared::envelope::decode(payload, Utc::now())?;
         let verdict = match decoded.id {
             IdField::Absent => Ok(None),
-            IdField::Position(p) => self.state().trust(p).map(|()| Some(p.id)),
+            IdField::Position(p) => self.state().trust(p).map(|()| Some(p)),
             IdField::Malformed => Err(Untrusted::Malformed),
         };
         let trusted = match verdict {
@@ -512,7 +551,7 @@ impl Hub {
         let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
             .then(|| snapshot_of(&decoded.text, decoded.published_at))
             .flatten();
-        let mut frame = Frame::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
+        let mut frame = Event::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
         let mut state = self.state();
         if let Some(id) = frame.id {
             let fresh = match &mut state.recent {
@@ -628,7 +667,7 @@ mod tests {
     struct Rx<'a>(&'a Hub, u64);
 
     impl Rx<'_> {
-        fn try_recv(&mut self) -> Result<Arc<Frame>, ()> {
+        fn try_recv(&mut self) -> Result<Arc<Event>, ()> {
             let frame = self.0.frames_since(self.1).into_iter().next().ok_or(())?;
             self.1 = frame.seq + 1;
             Ok(frame)

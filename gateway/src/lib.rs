@@ -35,6 +35,7 @@
 pub(crate) mod admission;
 pub(crate) mod bus;
 pub mod config;
+pub(crate) mod connect;
 pub(crate) mod demo;
 pub(crate) mod error;
 pub(crate) mod fanout;
@@ -46,9 +47,12 @@ pub(crate) mod node;
 pub(crate) mod rate;
 pub(crate) mod ring;
 pub mod secret;
+pub(crate) mod session;
+pub(crate) mod sse;
 pub(crate) mod state;
 pub mod telemetry;
 pub(crate) mod tls;
+pub(crate) mod transport;
 pub(crate) mod ws;
 
 use std::sync::Arc;
@@ -101,6 +105,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/assets/dashboard.js", get(http::assets::dashboard_js))
         .route_layer(axum::middleware::map_response(http::assets::no_referrer))
         .route("/ws/dashboard", get(ws::dashboard))
+        .route(
+            "/sse/dashboard",
+            get(sse::dashboard).options(sse::preflight),
+        )
         .route("/ws/status", get(http::status))
         .route("/metrics", get(http::metrics))
         .route("/healthz", get(http::healthz))

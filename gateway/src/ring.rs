@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::hub::Frame;
+use crate::hub::Event;
 
 /// How long an event every shard has written stays for clients not yet
 /// live. A greeting plus a replay of a full history (10,000 events: 80
@@ -34,9 +34,9 @@ use crate::hub::Frame;
 /// events/s, 2 s of them is ~25 MB).
 pub const KEEP: Duration = Duration::from_secs(2);
 
-/// Bytes an event costs the ring beyond its wire bytes (the `Frame`, its
+/// Bytes an event costs the ring beyond its wire bytes (the `Event`, its
 /// `Arc`, the slot).
-const OVERHEAD: usize = std::mem::size_of::<Frame>() + 48;
+const OVERHEAD: usize = std::mem::size_of::<Event>() + 48;
 
 #[derive(Debug)]
 pub struct Ring {
@@ -51,7 +51,7 @@ pub struct Ring {
 
 #[derive(Debug, Default)]
 struct Inner {
-    frames: VecDeque<(Arc<Frame>, Instant)>,
+    frames: VecDeque<(Arc<Event>, Instant)>,
     /// The sequence number of `frames[0]` (or of the next frame, when empty).
     first: u64,
     bytes: usize,
@@ -61,7 +61,7 @@ struct Inner {
 #[derive(Debug)]
 pub enum Read {
     /// The frames from the asked-for sequence number on (possibly none).
-    Frames(Vec<Arc<Frame>>),
+    Events(Vec<Arc<Event>>),
     /// The asked-for frames are gone; the ring now starts at `first`.
     Gone { first: u64 },
 }
@@ -98,11 +98,11 @@ impl Ring {
 
     /// Appends `frame` (its `seq` must be [`Self::next_seq`]) and drops what
     /// no one needs any more, or what is over the byte bound.
-    pub fn push(&self, frame: Arc<Frame>) {
+    pub fn push(&self, frame: Arc<Event>) {
         self.push_at(frame, Instant::now());
     }
 
-    fn push_at(&self, frame: Arc<Frame>, now: Instant) {
+    fn push_at(&self, frame: Arc<Event>, now: Instant) {
         {
             let mut inner = self.inner();
             debug_assert_eq!(frame.seq, inner.first + inner.frames.len() as u64);
@@ -153,16 +153,16 @@ impl Ring {
             .iter()
             .skip(skip)
             .take_while(|(frame, _)| {
-                let take = bytes == 0 || bytes + frame.wire.len() <= max_bytes;
-                bytes += frame.wire.len();
+                let take = bytes == 0 || bytes + frame.weight() <= max_bytes;
+                bytes += frame.weight();
                 take
             })
             .map(|(frame, _)| frame.clone())
             .collect();
-        Read::Frames(frames)
+        Read::Events(frames)
     }
 
-    /// Frames held and their bytes (for tests and the ring's gauge).
+    /// Events held and their bytes (for tests and the ring's gauge).
     #[cfg(test)]
     pub fn held(&self) -> (usize, usize) {
         let inner = self.inner();
@@ -170,22 +170,22 @@ impl Ring {
     }
 }
 
-fn cost(frame: &Frame) -> usize {
-    frame.wire.len() + frame.kind.len() + OVERHEAD
+fn cost(frame: &Event) -> usize {
+    frame.weight() + frame.kind.len() + OVERHEAD
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Frame;
+    use crate::hub::Event;
 
-    fn frame(seq: u64, bytes: usize) -> Arc<Frame> {
-        Arc::new(Frame::for_test(seq, "alert", None, &"x".repeat(bytes)))
+    fn frame(seq: u64, bytes: usize) -> Arc<Event> {
+        Arc::new(Event::for_test(seq, "alert", None, &"x".repeat(bytes)))
     }
 
     fn seqs(read: Read) -> Vec<u64> {
         match read {
-            Read::Frames(frames) => frames.iter().map(|f| f.seq).collect(),
+            Read::Events(frames) => frames.iter().map(|f| f.seq).collect(),
             Read::Gone { first } => panic!("gone, first {first}"),
         }
     }

@@ -14,6 +14,9 @@
 //!   certificates, and HTTPS/TLS client helpers.
 //! - `redis_tls`: [`RedisServer::start_tls`] (TLS only, optionally mutual)
 //!   and [`RedisServer::start_acl`] (an ACL user, the default user off).
+//! - [`sse::SseStream`]: a Server-Sent Events reader (`/sse/dashboard`).
+//! - [`deflate::DeflateClient`]: a raw WebSocket client that offers
+//!   permessage-deflate and shows what is on the wire.
 //! - [`RedisSentinel`]: a master, a replica and three Sentinels (module
 //!   `redis_sentinel`), for failovers.
 
@@ -30,9 +33,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod deflate;
 mod redis_cluster;
 pub mod redis_sentinel;
 mod redis_tls;
+pub mod sse;
 pub mod tls;
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::RedisSentinel;

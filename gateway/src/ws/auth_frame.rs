@@ -36,13 +36,13 @@ use shared::client::parse_auth;
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::ended::{Ended, classify};
-use super::outbox::Outbox;
-use super::session::closing_handshake;
+use super::socket::{WebSocket, classify, closing_handshake};
 use super::upgrade::Socket;
-use super::{ClientParams, Resume, count_refusal, sees_analytics, within_claim};
 use crate::admission::{Admitted, AuthFailure, Refusal};
+use crate::connect::{Awaiting, ClientParams, Resume, count_refusal, sees_analytics, within_claim};
+use crate::session::ended::Ended;
 use crate::state::AppState;
+use crate::transport::outbox::Outbox;
 
 /// Close code of a refused token (4000-4999: for applications, RFC 6455
 /// §7.4.2); the same code closes a connection whose token expires.
@@ -63,18 +63,9 @@ const NOT_AN_AUTH_FRAME: &str = "the first frame must be {\"type\":\"auth\",\"to
 const FORBIDDEN_TYPE: &str = "?types= names a type your token does not allow";
 const USER_FULL: &str = "too many connections for your user; retry later";
 
-/// What the handshake checked, waiting for the token.
-pub struct Awaiting {
-    /// `?types=`, parsed; bounded by the token's claim once it comes.
-    pub asked: TypeFilter,
-    pub resume: Resume,
-    /// The node's and the address's places, taken at the handshake.
-    pub admitted: Admitted,
-}
-
 /// A client whose auth frame was accepted: what its session needs.
 pub struct Accepted {
-    pub socket: Socket,
+    pub socket: WebSocket,
     pub outbox: Arc<Outbox>,
     pub params: ClientParams,
     /// The places of [`Awaiting::admitted`], with the user's added.
@@ -92,7 +83,7 @@ enum Verdict {
 /// Waits for the client's auth frame and judges it; `None` when the client
 /// was refused (and sent its close frame) or went away.
 pub async fn accept(
-    mut socket: Socket,
+    mut socket: WebSocket,
     outbox: Arc<Outbox>,
     state: Arc<AppState>,
     awaiting: Awaiting,
@@ -101,10 +92,11 @@ pub async fn accept(
         asked,
         resume,
         mut admitted,
+        ..
     } = awaiting;
     let deadline = Instant::now() + state.config.handshake_timeout();
     let judged = tokio::select! {
-        judged = judge(&mut socket, &state, deadline, asked, resume, &mut admitted) => judged,
+        judged = judge(&mut socket.socket, &state, deadline, asked, resume, &mut admitted) => judged,
         () = state.shutdown.cancelled() => Err(Verdict::Ended(Ended::Shutdown)),
     };
     match judged {
@@ -115,7 +107,7 @@ pub async fn accept(
             admitted,
         }),
         Err(verdict) => {
-            refuse(&mut socket, &outbox, verdict).await;
+            refuse(&mut socket.socket, &outbox, verdict).await;
             None
         }
     }
@@ -131,7 +123,7 @@ async fn refuse(socket: &mut Socket, outbox: &Outbox, verdict: Verdict) {
             Some((close_code(&refusal), reason))
         }
         Verdict::Ended(Ended::ClientClose) => None,
-        Verdict::Ended(ended) => match ended.close_frame() {
+        Verdict::Ended(ended) => match ended.close_code() {
             Some(frame) => Some(frame),
             None => return,
         },

@@ -17,8 +17,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::outbox::{Io, Outbox};
-use super::stream::{RELAY_SEND_BUFFER, Stream};
+use super::socket::WebSocket;
+use crate::transport::outbox::{Io, Outbox};
+use crate::transport::stream::{RELAY_SEND_BUFFER, Stream};
+use crate::transport::{Encoding, deflate};
 
 /// A session's WebSocket: tungstenite reads it and writes its control
 /// replies (pongs, the close handshake); every byte written goes through the
@@ -29,6 +31,9 @@ pub type Socket = WebSocketStream<Io>;
 pub struct Upgrade {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// Our answer to the client's permessage-deflate offer, if it made one
+    /// we accept.
+    deflate: Option<HeaderValue>,
 }
 
 fn refused(status: StatusCode, why: &'static str) -> Response {
@@ -88,20 +93,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
                 "WebSocket request couldn't be upgraded since no upgrade state was present",
             ));
         };
-        Ok(Self { key, on_upgrade })
+        let deflate = deflate::negotiate(&parts.headers);
+        Ok(Self {
+            key,
+            on_upgrade,
+            deflate,
+        })
     }
 }
 
 impl Upgrade {
     /// Answers 101 and, once hyper hands the connection over, runs
-    /// `session` on it.
-    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
+    /// `session` on it. `compress`: `Some(min)` when the node compresses
+    /// (`COMPRESSION`), events of at least `min` bytes, for a client that
+    /// offered permessage-deflate.
+    pub fn on_upgrade<F, Fut>(
+        self,
+        config: WebSocketConfig,
+        compress: Option<usize>,
+        session: F,
+    ) -> Response
     where
-        F: FnOnce(Socket, Arc<Outbox>) -> Fut + Send + 'static,
+        F: FnOnce(WebSocket, Arc<Outbox>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
+        let deflate = compress.zip(self.deflate);
+        let (encoding, inflate) = match deflate {
+            Some((min, _)) => (Encoding::Deflate { min }, config.max_message_size),
+            None => (Encoding::WebSocket, None),
+        };
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
@@ -129,23 +151,30 @@ impl Upgrade {
                 },
             };
             let outbox = Arc::new(Outbox::new(stream));
-            let socket = WebSocketStream::from_partially_read(
-                Io(outbox.clone()),
-                early,
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            let (io, early) = match inflate {
+                Some(max) => match Io::inflating(outbox.clone(), max, &early) {
+                    Ok(io) => (io, Vec::new()),
+                    // A first compressed frame that is a bomb or garbage.
+                    Err(_) => return,
+                },
+                None => (Io::new(outbox.clone()), early),
+            };
+            let socket =
+                WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
             // A task of its own: this one's future keeps the upgrade's
             // state (and the closure) for as long as it runs; the session's
             // task holds only the session, for every idle connection.
-            tokio::spawn(session(socket, outbox));
+            tokio::spawn(session(WebSocket { socket, encoding }, outbox));
         });
-        Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if let Some((_, extension)) = deflate {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, extension);
+        }
+        response
             .body(axum::body::Body::empty())
             .expect("valid response")
     }

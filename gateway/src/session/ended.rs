@@ -1,8 +1,10 @@
-//! How a session ends: the reason (the `reason` label of
-//! `gateway_connections_closed_total`), and the close frame (RFC 6455 §7.4)
-//! the client is sent for it, if it can still read one.
-
-use tokio_tungstenite::tungstenite;
+//! How a session ends, whatever its transport: the reason (the `reason`
+//! label of `gateway_connections_closed_total`), and the code and reason the
+//! client is told, if it can still read them. The codes are WebSocket close
+//! codes (RFC 6455 §7.4) for every transport: a WebSocket sends them in its
+//! close frame, an SSE stream in its last event (`event: close`), so a
+//! client treats both alike (4001: fetch a fresh token; 1013: come back with
+//! `?since=`).
 
 /// Close codes (RFC 6455 §7.4.1).
 mod close_code {
@@ -56,8 +58,9 @@ impl Ended {
         }
     }
 
-    /// The close frame we send, if the peer can still read one.
-    pub fn close_frame(self) -> Option<(u16, &'static str)> {
+    /// The close code and reason the client is told, if it can still read
+    /// them.
+    pub fn close_code(self) -> Option<(u16, &'static str)> {
         match self {
             Ended::Shutdown => Some((close_code::AWAY, "server shutting down; reconnect")),
             Ended::SlowClient => Some((close_code::AGAIN, "too slow; reconnect with ?since=")),
@@ -70,21 +73,5 @@ impl Ended {
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
         }
-    }
-}
-
-/// Sorts a read error: an oversized message (close 1009), or a peer that
-/// broke the protocol or vanished.
-pub fn classify(err: tungstenite::Error) -> Ended {
-    match err {
-        tungstenite::Error::Capacity(_) => Ended::MessageTooLarge,
-        // tungstenite reports a text frame and a close reason that are not
-        // UTF-8 alike; both close with 1007 (inconsistent data).
-        tungstenite::Error::Utf8(_) => Ended::InvalidData,
-        tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => Ended::ClientGone,
-        tungstenite::Error::Protocol(_) => Ended::Error,
-        _ => Ended::ClientGone,
     }
 }

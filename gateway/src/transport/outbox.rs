@@ -43,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::deflate::{InflateError, Inflater};
 use super::stream::Stream;
 
 /// Most buffers handed to one `writev`.
@@ -194,8 +195,8 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Hands one of the session's own frames (built by [`super::frame`]) to
-    /// the socket, in order after everything before it. Never waits; the
+    /// Hands one of the session's own messages (in its transport's
+    /// encoding) to the socket, in order after everything before it. Never waits; the
     /// session drains what the socket did not take.
     pub fn push_frame(&self, frame: Bytes) -> io::Result<()> {
         self.push_whole(&frame, || frame.clone())
@@ -233,6 +234,27 @@ impl Outbox {
         drop(queue);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Resolves once the peer has closed its end or the socket failed: how
+    /// a transport the client never writes to (SSE) learns it is gone.
+    /// Anything read meanwhile is discarded.
+    pub async fn closed(&self) {
+        let mut scratch = [0u8; 64];
+        loop {
+            if std::future::poll_fn(|cx| self.stream.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match self.stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Why the session was woken.
@@ -317,11 +339,67 @@ impl Outbox {
     }
 }
 
-/// The socket as tungstenite sees it: reads come from the TCP stream,
-/// writes go through the [`Outbox`] (so they keep their place among
-/// broadcast frames). A write never blocks here; the session drains.
+/// The socket as tungstenite sees it: reads come from the TCP stream (for
+/// a client that negotiated permessage-deflate, through an [`Inflater`]
+/// that hands tungstenite its compressed messages inflated), writes go
+/// through the [`Outbox`] (so they keep their place among broadcast
+/// frames). A write never blocks here; the session drains.
 #[derive(Debug)]
-pub struct Io(pub Arc<Outbox>);
+pub struct Io {
+    outbox: Arc<Outbox>,
+    /// Boxed: a connection without compression holds one pointer for it.
+    inflating: Option<Box<Inflating>>,
+}
+
+#[derive(Debug)]
+struct Inflating {
+    inflater: Inflater,
+    /// Inflated bytes tungstenite has not read yet, from `at`.
+    ready: Vec<u8>,
+    at: usize,
+}
+
+impl Io {
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        Self {
+            outbox,
+            inflating: None,
+        }
+    }
+
+    /// Reads through an inflater: compressed messages of up to `max`
+    /// inflated bytes (larger ones end the connection with 1009). `early`:
+    /// what the client sent right after its request head (read already),
+    /// inflated first.
+    pub fn inflating(outbox: Arc<Outbox>, max: usize, early: &[u8]) -> Result<Self, InflateError> {
+        let mut inflating = Inflating {
+            inflater: Inflater::new(max),
+            ready: Vec::new(),
+            at: 0,
+        };
+        inflating.inflater.push(early, &mut inflating.ready)?;
+        Ok(Self {
+            outbox,
+            inflating: Some(Box::new(inflating)),
+        })
+    }
+}
+
+/// One non-blocking read of `stream` into `buf` once it is readable.
+fn poll_read_stream(
+    stream: &Stream,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read(buf) {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Poll::Ready(Err(err)),
+        }
+    }
+}
 
 impl AsyncRead for Io {
     fn poll_read(
@@ -329,18 +407,37 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let stream = &self.0.stream;
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(err) => return Poll::Ready(Err(err)),
+        let this = self.get_mut();
+        let stream = &this.outbox.stream;
+        let Some(inflating) = this.inflating.as_deref_mut() else {
+            let n = ready!(poll_read_stream(stream, cx, buf.initialize_unfilled()))?;
+            buf.advance(n);
+            return Poll::Ready(Ok(()));
+        };
+        // Until the inflater has something for tungstenite (a partial
+        // compressed frame yields nothing yet), or the peer is done.
+        while inflating.at == inflating.ready.len() {
+            let mut raw = [0u8; 1024];
+            let n = ready!(poll_read_stream(stream, cx, &mut raw))?;
+            if n == 0 {
+                return Poll::Ready(Ok(()));
             }
+            inflating.ready.clear();
+            inflating.at = 0;
+            inflating
+                .inflater
+                .push(&raw[..n], &mut inflating.ready)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
         }
+        let take = buf.remaining().min(inflating.ready.len() - inflating.at);
+        buf.put_slice(&inflating.ready[inflating.at..inflating.at + take]);
+        inflating.at += take;
+        if inflating.at == inflating.ready.len() && inflating.ready.capacity() > 4096 {
+            // A large message's buffer is not kept for the connection's life.
+            inflating.ready = Vec::new();
+            inflating.at = 0;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -350,7 +447,7 @@ impl AsyncWrite for Io {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.0.push_own(buf).map(|()| buf.len()))
+        Poll::Ready(self.outbox.push_own(buf).map(|()| buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

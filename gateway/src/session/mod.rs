@@ -1,8 +1,14 @@
-//! One client's connection, from greeting to close.
+//! One client's connection, from greeting to close, for every transport.
 //!
-//! A single task per client reads the socket and `select!`s over: the
-//! client's frames, its outbox needing a drain, the ping timer, token expiry
-//! and the node's shutdown. Live events do not pass through this task: the
+//! The sequence a dashboard relies on is written here once: the greeting,
+//! the replay and its `recovery`, the seam to the live stream, live, and
+//! the end. What differs per transport (the encoding, what the client may
+//! send, the heartbeat, how a connection is closed) comes through
+//! [`Transport`]: WebSocket (`ws::socket`) and Server-Sent Events (`sse`).
+//!
+//! A single task per client reads the transport and `select!`s over: the
+//! client's messages, its outbox needing a drain, the heartbeat timer, token
+//! expiry and the node's shutdown. Live events do not pass through this task: the
 //! node's fan-out writes them to the client's [`Outbox`] directly, and the
 //! task wakes only when the socket could not take them at once. One task
 //! (not a reader and a writer) keeps idle connections small.
@@ -42,23 +48,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures_util::{SinkExt, StreamExt};
 use metrics::counter;
 use shared::client::{self, ClientCommand, codes};
 use shared::{EventId, Position, TypeFilter};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::clock::{Clock, Due};
-use super::ended::{Ended, classify};
-use super::frame;
-use super::outbox::{DrainError, Outbox, Status};
-use super::upgrade::Socket;
-use super::{ClientParams, Resume};
+use self::clock::{Clock, Due};
+use self::ended::Ended;
 use crate::bus::{Bus, PAGE, Standing};
+use crate::connect::{ClientParams, Resume};
 use crate::hub::{Behind, Hub, Snapshot};
 use crate::rate::{Bucket, burst_for};
 use crate::state::AppState;
@@ -66,11 +66,12 @@ use crate::telemetry::{
     CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED, REPLAYED_EVENTS,
     REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
 };
+use crate::transport::outbox::{DrainError, Outbox, Status};
+use crate::transport::{Encoding, Inbound, Transport};
 
-/// How long a close frame may take to go out before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Messages read, at most, while waiting for the client's close reply.
-const CLOSE_DRAIN_MESSAGES: usize = 64;
+pub mod clock;
+pub mod ended;
+
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -125,16 +126,17 @@ impl SessionContext {
 /// built before the future, so the future holds it once (an `async fn`
 /// keeps its arguments beside what it builds from them, for every idle
 /// connection's whole life).
-pub fn run(
-    socket: Socket,
+pub fn run<T: Transport>(
+    transport: T,
     outbox: Arc<Outbox>,
     ctx: SessionContext,
     params: ClientParams,
 ) -> impl Future<Output = ()> + Send {
-    counter!(CONNECTIONS_OPENED).increment(1);
+    counter!(CONNECTIONS_OPENED, "transport" => transport.encoding().label()).increment(1);
     let resume = params.resume;
     let mut session = Session {
-        socket,
+        encoding: transport.encoding(),
+        transport,
         outbox,
         filter: params.filter,
         sees_analytics: params.sees_analytics,
@@ -155,13 +157,15 @@ pub fn run(
         if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
             counter!(SLOW_CLIENT_DISCONNECTS).increment(1);
         }
-        session.close(ended).await;
+        session.transport.close(&session.outbox, ended).await;
         tracing::debug!(reason = ended.label(), "client disconnected");
     }
 }
 
-struct Session {
-    socket: Socket,
+struct Session<T> {
+    transport: T,
+    /// How its own messages are written (the transport's).
+    encoding: Encoding,
     /// The socket's write side, shared with the fan-out once live.
     outbox: Arc<Outbox>,
     ctx: SessionContext,
@@ -180,14 +184,14 @@ struct Session {
     inbound: Bucket,
 }
 
-impl Session {
+impl<T: Transport> Session<T> {
     async fn serve(&mut self, resume: Resume) -> Ended {
         let sub = self.ctx.hub.subscribe();
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
         let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
         let analytics = sub.analytics.as_deref().filter(|_| self.sees_analytics);
         let greeting = Snapshot::frame(analytics, greeting_id);
-        if let Err(ended) = self.send_text(&greeting).await {
+        if let Err(ended) = self.send_text(&greeting, greeting_id).await {
             return ended;
         }
         // Boxed, here and on the live loop's rarer paths: a future held
@@ -217,7 +221,7 @@ impl Session {
             counter!(RECOVERIES_FAILED).increment(1);
         }
         counter!(REPLAYED_EVENTS).increment(replayed as u64);
-        self.send_text(&client::recovery(recovered, replayed, Utc::now()))
+        self.send_text(&client::recovery(recovered, replayed, Utc::now()), None)
             .await
     }
 
@@ -272,7 +276,8 @@ impl Session {
             for event in page.events {
                 self.seam = self.seam.max(event.id);
                 if self.filter.allows(&event.kind) {
-                    self.feed(frame::text(&event.text))?;
+                    let position = Position::new(since.epoch, event.id);
+                    self.feed(self.encoding.encode(&event.text, Some(position)))?;
                     replayed += 1;
                 }
             }
@@ -292,7 +297,13 @@ impl Session {
         // Leaves the fan-out when dropped, before the close frame is queued.
         let _live = loop {
             let hub = &self.ctx.hub;
-            match hub.go_live(next_seq, outbox.clone(), &self.filter, self.seam) {
+            match hub.go_live(
+                next_seq,
+                outbox.clone(),
+                self.encoding,
+                &self.filter,
+                self.seam,
+            ) {
                 Ok(live) => break live,
                 Err(Behind) if rounds < CATCH_UP_ROUNDS => rounds += 1,
                 Err(Behind) => return Ended::SlowClient,
@@ -331,13 +342,19 @@ impl Session {
             let step = tokio::select! {
                 () = &mut shutdown => Err(Ended::Shutdown),
                 () = outbox.ready.notified() => Box::pin(self.flush()).await,
-                inbound = self.socket.next() => {
+                inbound = self.transport.next() => {
                     clock.heard();
                     Box::pin(self.on_inbound(inbound)).await
                 }
                 () = &mut timer => match clock.due(Instant::now()) {
                     Due::Nothing => Ok(()),
-                    Due::Ping => Box::pin(self.send(frame::PING)).await,
+                    Due::Ping => {
+                        let heartbeat = self.transport.heartbeat();
+                        if !heartbeat.answered {
+                            clock.heard();
+                        }
+                        Box::pin(self.send(heartbeat.bytes)).await
+                    }
                     Due::PongOverdue => Err(Ended::PingTimeout),
                     Due::Expired => Err(Ended::TokenExpired),
                 },
@@ -354,26 +371,21 @@ impl Session {
         }
     }
 
-    async fn on_inbound(
-        &mut self,
-        inbound: Option<Result<Message, tungstenite::Error>>,
-    ) -> Result<(), Ended> {
+    async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), Ended> {
         match inbound {
-            None => Err(Ended::ClientGone),
-            Some(Err(err)) => Err(classify(err)),
-            Some(Ok(Message::Close(_))) => Err(Ended::ClientClose),
+            Inbound::Ended(ended) => Err(ended),
             // Control frames count too: a ping flood costs a pong each.
-            Some(Ok(_)) if !self.within_rate() => Err(Ended::RateLimited),
-            // tungstenite answers pings itself (through the outbox).
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
-            Some(Ok(Message::Text(text))) => match client::parse_command(&text) {
-                Some(ClientCommand::Ping) => self.send_text(&client::pong(Utc::now())).await,
+            _ if !self.within_rate() => Err(Ended::RateLimited),
+            // The transport answers control messages itself.
+            Inbound::Control => Ok(()),
+            Inbound::Text(text) => match client::parse_command(&text) {
+                Some(ClientCommand::Ping) => self.send_text(&client::pong(Utc::now()), None).await,
                 None => {
                     self.reply_error(codes::UNKNOWN_MESSAGE, "unknown message; send \"ping\"")
                         .await
                 }
             },
-            Some(Ok(Message::Binary(_))) => {
+            Inbound::Binary => {
                 self.reply_error(
                     codes::BINARY_NOT_SUPPORTED,
                     "binary frames are not supported",
@@ -391,12 +403,14 @@ impl Session {
 
     async fn reply_error(&mut self, code: &'static str, message: &str) -> Result<(), Ended> {
         counter!(CLIENT_ERRORS, "code" => code).increment(1);
-        self.send_text(&client::error(code, message, Utc::now()))
+        self.send_text(&client::error(code, message, Utc::now()), None)
             .await
     }
 
-    async fn send_text(&mut self, text: &str) -> Result<(), Ended> {
-        self.send(frame::text(text)).await
+    /// Sends one of the session's own messages; `id`: its position, if it
+    /// has one.
+    async fn send_text(&mut self, text: &str, id: Option<Position>) -> Result<(), Ended> {
+        self.send(self.encoding.encode(text, id)).await
     }
 
     async fn send(&mut self, frame: Bytes) -> Result<(), Ended> {
@@ -433,55 +447,4 @@ impl Session {
             Err(DrainError::TooOld) => Err(Ended::WriteTimeout),
         }
     }
-
-    /// Closes the connection for `ended` ([`closing_handshake`]).
-    async fn close(&mut self, ended: Ended) {
-        let ours = match ended {
-            Ended::ClientClose => None,
-            ended => match ended.close_frame() {
-                Some(frame) => Some(frame),
-                None => return,
-            },
-        };
-        closing_handshake(&mut self.socket, &self.outbox, ours, CLOSE_DRAIN_MESSAGES).await;
-    }
-}
-
-/// The closing handshake (RFC 6455), boundedly, for a session or a refused
-/// auth frame. `None`: the client closed, and its close frame is answered
-/// (tungstenite queued the echo of its code, or 1002 for a code that is not
-/// allowed; it goes out with this flush). `Some`: our close frame is sent,
-/// then input is read (at most `max_messages`) until the client's close
-/// arrives, so unread input never turns the close into a TCP reset.
-pub(super) async fn closing_handshake(
-    socket: &mut Socket,
-    outbox: &Outbox,
-    ours: Option<(u16, &'static str)>,
-    max_messages: usize,
-) {
-    let handshake = async {
-        let Some((code, reason)) = ours else {
-            if socket.flush().await.is_ok() {
-                let _ = outbox.drain().await;
-            }
-            return;
-        };
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: Utf8Bytes::from_static(reason),
-        };
-        if socket.send(Message::Close(Some(frame))).await.is_err() || outbox.drain().await.is_err()
-        {
-            return;
-        }
-        // A bounded drain: a client still flooding after its close frame
-        // gets no more of the node's time (its reset is its own doing).
-        for _ in 0..max_messages {
-            match socket.next().await {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    };
-    let _ = timeout(CLOSE_TIMEOUT, handshake).await;
 }
