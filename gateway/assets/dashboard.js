@@ -1,6 +1,8 @@
 /*
- * dashboard.js: renders the live operations dashboard from the gateway's WebSocket
- * stream (needs ws-client.js loaded first). Every piece of data goes into the DOM
+ * dashboard.js: renders the live operations dashboard from the gateway's live stream
+ * (needs ws-client.js loaded first): a WebSocket, or Server-Sent Events (GET
+ * /sse/dashboard) when a WebSocket cannot be opened, e.g. behind a proxy that strips
+ * Upgrade. The connection indicator says which (`data-transport`, "Live · SSE"). Every piece of data goes into the DOM
  * through textContent; nothing from the wire is ever parsed as HTML.
  *
  * Whatever a publisher sends renders or is skipped; it never hangs or breaks the page
@@ -20,6 +22,7 @@
  *   ?backoff_ms=N        base reconnection delay (default 500); ?backoff_cap_ms=N its cap (30000)
  *   ?max_attempts=N      reconnection attempts before giving up (default 10)
  *   ?heartbeat_ms=N      client ping interval (default 15000)
+ *   ?transport=T         auto (default: WebSocket, falling back to SSE), websocket or sse
  */
 (function () {
   'use strict';
@@ -131,11 +134,19 @@
     maxDelayMs: numParam('backoff_cap_ms'),
     maxAttempts: numParam('max_attempts'),
     heartbeatMs: numParam('heartbeat_ms'),
-    pongTimeoutMs: numParam('pong_timeout_ms')
+    pongTimeoutMs: numParam('pong_timeout_ms'),
+    transport: transportParam()
   });
+
+  function transportParam() {
+    var t = params.get('transport');
+    return t === 'websocket' || t === 'sse' ? t : 'auto';
+  }
 
   var indicator = document.querySelector('[data-testid="connection-indicator"]');
   var connLabel = $('conn-label');
+  var connTransport = $('conn-transport');
+  var TRANSPORT_LABEL = { websocket: 'WebSocket', sse: 'SSE' };
   var retryButton = $('retry-button');
   var replaying = false;
   var statusTimer = null;
@@ -154,6 +165,14 @@
         : 'Reconnecting…';
     } else label = 'Disconnected';
     connLabel.textContent = label;
+    // which transport is live: websocket | sse | '' (not connected)
+    var transport = service.transport || '';
+    indicator.setAttribute('data-transport', transport);
+    var transportText = own(TRANSPORT_LABEL, transport) ? '· ' + own(TRANSPORT_LABEL, transport) : '';
+    if (connTransport.textContent !== transportText) connTransport.textContent = transportText;
+    connTransport.hidden = !transportText;
+    indicator.title = transport === 'sse' ? 'live over Server-Sent Events (WebSocket unavailable)'
+      : transport === 'websocket' ? 'live over WebSocket' : '';
     retryButton.hidden = state !== 'disconnected';
   }
 
@@ -175,6 +194,7 @@
 
   // the state stays `reconnecting` from one attempt to the next: count each one
   service.on('client:reconnecting', function () { renderState(service.state); });
+  service.on('client:transport', function () { renderState(service.state); });
 
   retryButton.addEventListener('click', function () {
     hideNotice();

@@ -6,6 +6,118 @@
  */
 "use strict";
 (() => {
+  // src/sse.ts
+  var SseParser = class {
+    constructor(handlers) {
+      this.handlers = handlers;
+      /** The last event id (the `id:` field), as the standard's "last event ID string". */
+      this.lastEventId = "";
+      this._buf = "";
+      /** The previous chunk ended with a CR: an LF at the start of the next one ends nothing. */
+      this._skipLf = false;
+      this._data = "";
+      this._hasData = false;
+      this._type = "";
+      this._idBuffer = "";
+      /** Set by stop(): no more events, even from the rest of the current chunk. */
+      this._stopped = false;
+    }
+    /** Feed decoded text; complete lines are interpreted now, the rest is kept. */
+    feed(text) {
+      if (this._stopped || text === "") return;
+      let s = text;
+      if (this._skipLf) {
+        this._skipLf = false;
+        if (s.charCodeAt(0) === 10) s = s.slice(1);
+      }
+      const kept = this._buf.length;
+      let buf = this._buf + s;
+      let start = 0;
+      const n = buf.length;
+      for (let i = kept; i < n; i++) {
+        const c = buf.charCodeAt(i);
+        if (c !== 10 && c !== 13) continue;
+        this._line(buf.slice(start, i));
+        if (this._stopped) {
+          this._buf = "";
+          return;
+        }
+        if (c === 13) {
+          if (i + 1 < n) {
+            if (buf.charCodeAt(i + 1) === 10) i++;
+          } else {
+            this._skipLf = true;
+          }
+        }
+        start = i + 1;
+      }
+      buf = start === 0 ? buf : buf.slice(start);
+      this._buf = buf;
+    }
+    /** The stream ended: an incomplete line or event is discarded. */
+    end() {
+      this._buf = "";
+      this._skipLf = false;
+      this._data = "";
+      this._hasData = false;
+      this._type = "";
+    }
+    /** Deliver nothing more (the rest of the current chunk included). */
+    stop() {
+      this._stopped = true;
+      this.end();
+    }
+    _line(line) {
+      var _a, _b, _c, _d;
+      if (line === "") {
+        this._dispatch();
+        return;
+      }
+      const colon = line.indexOf(":");
+      if (colon === 0) {
+        (_b = (_a = this.handlers).comment) == null ? void 0 : _b.call(_a, line.slice(1));
+        return;
+      }
+      let field = line;
+      let value = "";
+      if (colon > 0) {
+        field = line.slice(0, colon);
+        value = line.slice(colon + 1);
+        if (value.charCodeAt(0) === 32) value = value.slice(1);
+      }
+      switch (field) {
+        case "data":
+          this._data += value + "\n";
+          this._hasData = true;
+          break;
+        case "event":
+          this._type = value;
+          break;
+        case "id":
+          if (value.indexOf("\0") < 0) this._idBuffer = value;
+          break;
+        case "retry":
+          if (/^[0-9]+$/.test(value)) (_d = (_c = this.handlers).retry) == null ? void 0 : _d.call(_c, parseInt(value, 10));
+          break;
+        default:
+          break;
+      }
+    }
+    _dispatch() {
+      this.lastEventId = this._idBuffer;
+      if (!this._hasData) {
+        this._type = "";
+        return;
+      }
+      const data = this._data.slice(0, -1);
+      const type = this._type || "message";
+      this._data = "";
+      this._hasData = false;
+      this._type = "";
+      this.handlers.event({ type, data, lastEventId: this.lastEventId });
+    }
+  };
+
   // src/service.ts
   var STATES = ["connecting", "connected", "reconnecting", "disconnected"];
   var DEDUPE_WINDOW = 2048;
@@ -60,6 +172,38 @@
   }
   function noop() {
   }
+  function withQuery(base, q) {
+    if (!q.length) return base;
+    return base + (base.indexOf("?") >= 0 ? "&" : "?") + q.join("&");
+  }
+  function cancelBody(res) {
+    try {
+      if (res.body) res.body.getReader().cancel().catch(noop);
+    } catch {
+    }
+  }
+  function sseUrlOf(wsUrl) {
+    const m = /^([a-z][a-z0-9+.-]*:)?(\/\/[^/?#]*)?([^?#]*)(.*)$/i.exec(wsUrl);
+    if (!m) return null;
+    const path = m[3].replace(/\/ws\/dashboard(\/?)$/, "/sse/dashboard$1");
+    if (path === m[3]) return null;
+    const scheme = (m[1] || "").toLowerCase();
+    const httpScheme = scheme === "wss:" ? "https:" : scheme === "ws:" ? "http:" : m[1] || "";
+    return httpScheme + (m[2] || "") + path + m[4];
+  }
+  function retryAfterMs(value) {
+    if (value == null || value.trim() === "") return null;
+    const v = value.trim();
+    if (/^\d+$/.test(v)) return parseInt(v, 10) * 1e3;
+    const at = Date.parse(v);
+    return isFinite(at) ? Math.max(0, at - Date.now()) : null;
+  }
+  function refusalCode(status) {
+    if (status === 401) return 4001;
+    if (status === 403 || status === 400) return 1008;
+    if (status === 429 || status === 503) return 1013;
+    return 1006;
+  }
   var WebSocketService = class {
     constructor(options = {}) {
       /** The current connection state. */
@@ -69,7 +213,16 @@
       this.stats = { received: 0, duplicates: 0, connects: 0, replayed: 0, recoveriesFailed: 0 };
       this._handlers = /* @__PURE__ */ new Map();
       this._stateHandlers = [];
-      this._ws = null;
+      /** The current connection attempt (either transport); null between attempts. */
+      this._conn = null;
+      /** The transport of the next attempt (`transport: 'auto'`). */
+      this._nextTransport = "websocket";
+      /** A WebSocket failed before it opened since connect(): SSE from then on (auto). */
+      this._wsFailedBeforeOpen = false;
+      /** An SSE connection delivered a message since connect(): SSE from then on (auto). */
+      this._sseProven = false;
+      /** The live transport (`transport` getter): the current connection's, while connected. */
+      this._transport = null;
       /** The current socket's greeting has not come yet. */
       this._awaitingGreeting = false;
       /** The current socket resumed with `?since=` and its `recovery` has not come yet. */
@@ -86,6 +239,9 @@
       this._heartbeatTimer = null;
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       this._pongTimer = null;
+      /** SSE: no bytes for heartbeatMs + pongTimeoutMs ends the connection. */
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      this._livenessTimer = null;
       this._seen = /* @__PURE__ */ new Set();
       this._seenOrder = [];
       this._windowListening = false;
@@ -94,7 +250,7 @@
       /** Bumped by disconnect(): a token that arrives after it opens nothing. */
       this._generation = 0;
       this._onOnline = () => {
-        if (this._reconnectTimer != null && !this._ws && !this._stopped && !this._awaitingToken) {
+        if (this._reconnectTimer != null && !this._conn && !this._stopped && !this._awaitingToken) {
           this._clearTimer("_reconnectTimer");
           this._open("reconnecting");
         }
@@ -116,6 +272,9 @@
         pongTimeoutMs: num(o.pongTimeoutMs, 1e4),
         random: typeof o.random === "function" ? o.random : () => Math.random(),
         WebSocket: o.WebSocket || o.WebSocketImpl,
+        transport: o.transport === "websocket" || o.transport === "sse" ? o.transport : "auto",
+        sseUrl: o.sseUrl || null,
+        fetch: typeof o.fetch === "function" ? o.fetch : void 0,
         location: loc,
         timers: o.timers || {
           setTimeout: (fn, ms) => root.setTimeout(fn, ms),
@@ -125,7 +284,17 @@
         }
       };
       this.lastId = o.since ? String(o.since) : null;
+      this._nextTransport = this.options.transport === "sse" ? "sse" : "websocket";
       if (typeof o.onStateChange === "function") this._stateHandlers.push(o.onStateChange);
+    }
+    /** The live transport: `websocket` or `sse` while connected, else null. */
+    get transport() {
+      return this._transport;
+    }
+    /** The transport the next connection attempt uses. */
+    get nextTransport() {
+      const t = this.options.transport;
+      return t === "auto" ? this._nextTransport : t;
     }
     on(type, handler) {
       if (typeof handler !== "function") throw new TypeError("handler must be a function");
@@ -165,26 +334,26 @@
       const ceiling = Math.min(o.maxDelayMs, o.baseDelayMs * Math.pow(2, attempt));
       return Math.floor(o.random() * ceiling);
     }
-    /** The URL the next connection attempt uses (never the token, unless `auth: 'query'`). */
-    buildUrl() {
+    /**
+     * The URL the next connection attempt uses (never the token, unless `auth: 'query'` on a
+     * WebSocket): of `transport` when given, else of the next attempt's transport. The SSE
+     * URL is the empty string when there is none (see `sseUrl`).
+     */
+    buildUrl(transport = this.nextTransport) {
       const o = this.options;
-      let base = o.url;
-      if (!base) {
-        const loc = o.location || {};
-        const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
-        base = scheme + "//" + (loc.host || "localhost") + o.path;
+      if (transport === "sse") {
+        const base = this._sseBase();
+        if (base == null) return "";
+        return withQuery(base, this._commonQuery());
       }
       const q = [];
       if (o.token) q.push(o.auth === "query" ? "token=" + encodeURIComponent(o.token) : "auth=frame");
-      if (o.types) q.push("types=" + o.types.map(encodeURIComponent).join(","));
-      if (this.lastId) q.push("since=" + encodeURIComponent(this.lastId));
-      if (!q.length) return base;
-      return base + (base.indexOf("?") >= 0 ? "&" : "?") + q.join("&");
+      return withQuery(this._wsBase(), q.concat(this._commonQuery()));
     }
     /** Open the connection (no-op when one is already open or being opened). */
     connect() {
-      if (this._ws || this._awaitingToken) return this;
-      this._impl();
+      if (this._conn || this._awaitingToken) return this;
+      this._requireImpl();
       if (this.attempt >= this.options.maxAttempts) this.attempt = 0;
       this._stopped = false;
       this._listenWindow(true);
@@ -194,15 +363,19 @@
     }
     /** Start over after giving up (or skip the current backoff wait): resets the attempt count. */
     retry() {
-      this._impl();
+      this._requireImpl();
       this.attempt = 0;
       this._stopped = false;
       this._listenWindow(true);
       this._clearTimer("_reconnectTimer");
-      if (!this._ws && !this._awaitingToken) this._open("reconnecting");
+      if (!this._conn && !this._awaitingToken) this._open("reconnecting");
       return this;
     }
-    /** Close cleanly (code 1000); clears every timer, socket and window listener. Subscribers stay. */
+    /**
+     * Close cleanly (code 1000; SSE: the request is aborted); clears every timer, socket,
+     * request and window listener. Subscribers stay. The transport choice starts over: the
+     * next connect() tries a WebSocket first again (`transport: 'auto'`).
+     */
     disconnect() {
       this._stopped = true;
       this._generation++;
@@ -210,15 +383,12 @@
       this._clearTimer("_reconnectTimer");
       this._stopHeartbeat();
       this._listenWindow(false);
-      const ws = this._ws;
-      this._ws = null;
-      if (ws) {
-        this._detach(ws);
-        try {
-          ws.close(1e3, "client disconnect");
-        } catch {
-        }
-      }
+      const conn = this._conn;
+      this._conn = null;
+      if (conn) this._shut(conn, 1e3, "client disconnect");
+      this._wsFailedBeforeOpen = false;
+      this._sseProven = false;
+      this._nextTransport = this.options.transport === "sse" ? "sse" : "websocket";
       this._setState("disconnected");
       return this;
     }
@@ -228,9 +398,9 @@
       this._handlers = /* @__PURE__ */ new Map();
       this._stateHandlers = [];
     }
-    /** Send a text frame; false when not connected. */
+    /** Send a text frame; false when not connected (always on SSE: the client sends nothing there). */
     send(text) {
-      const ws = this._ws;
+      const ws = this._conn && this._conn.ws;
       if (!ws || ws.readyState !== 1) return false;
       try {
         ws.send(text);
@@ -244,6 +414,9 @@
       const prev = this.state;
       if (prev === next) return;
       this.state = next;
+      const transport = next === "connected" && this._conn ? this._conn.transport : null;
+      const transportChanged = transport !== this._transport;
+      this._transport = transport;
       for (const fn of this._stateHandlers.slice()) {
         try {
           fn(next, prev);
@@ -251,6 +424,7 @@
           reportError(e);
         }
       }
+      if (transportChanged) this._emit("client:transport", transport, null);
     }
     _emit(type, data, msg) {
       const set = this._handlers.get(type);
@@ -298,7 +472,7 @@
       this._awaitingToken = true;
       result.then(
         (token) => {
-          if (generation !== this._generation || this._stopped || this._ws) return;
+          if (generation !== this._generation || this._stopped || this._conn) return;
           this._awaitingToken = false;
           this.options.token = token != null ? token : null;
           this._dial();
@@ -311,24 +485,188 @@
       );
     }
     _dial() {
-      const WS = this._impl();
-      let ws;
-      try {
-        ws = new WS(this.buildUrl());
-      } catch {
-        this._scheduleReconnect();
-        return;
-      }
-      this._ws = ws;
-      const o = this.options;
-      this._authFrame = o.token && o.auth === "frame" ? o.token : null;
+      if (this.nextTransport === "sse") this._dialSse();
+      else this._dialWebSocket();
+    }
+    _newConnection(transport) {
+      const conn = {
+        transport,
+        opened: false,
+        heard: false,
+        ws: null,
+        abort: null,
+        reader: null,
+        parser: null,
+        closeInfo: null
+      };
+      this._conn = conn;
       this._awaitingGreeting = true;
       this._awaitingRecovery = this.lastId != null;
       this._liveSince = null;
-      ws.onopen = () => this._handleOpen(ws);
-      ws.onmessage = (ev) => this._handleMessage(ws, ev);
+      return conn;
+    }
+    _dialWebSocket() {
+      const WS = this._impl();
+      const url = this.buildUrl("websocket");
+      let ws;
+      try {
+        ws = new WS(url);
+      } catch {
+        this._ended(this._newConnection("websocket"), { code: 1006, reason: void 0 });
+        return;
+      }
+      const conn = this._newConnection("websocket");
+      conn.ws = ws;
+      const o = this.options;
+      this._authFrame = o.token && o.auth === "frame" ? o.token : null;
+      ws.onopen = () => this._handleOpen(conn);
+      ws.onmessage = (ev) => this._handleText(conn, ev.data);
       ws.onerror = noop;
-      ws.onclose = (ev) => this._handleClose(ws, ev);
+      ws.onclose = (ev) => {
+        if (conn !== this._conn) return;
+        this._detach(ws);
+        this._ended(conn, { code: ev && ev.code, reason: ev && ev.reason });
+      };
+    }
+    // GET the SSE endpoint with fetch (the token in Authorization, never in the URL) and
+    // feed each event's data to the same handler as a WebSocket text frame.
+    _dialSse() {
+      const url = this.buildUrl("sse");
+      const conn = this._newConnection("sse");
+      this._authFrame = null;
+      const doFetch = this._fetchImpl();
+      if (!doFetch || !url) {
+        this._ended(conn, { code: 1006, reason: "no fetch or SSE URL" });
+        return;
+      }
+      const headers = { Accept: "text/event-stream" };
+      const token = this.options.token;
+      if (token) headers.Authorization = "Bearer " + token;
+      const init = { method: "GET", headers, cache: "no-store" };
+      const AC = root.AbortController;
+      if (typeof AC === "function") {
+        conn.abort = new AC();
+        init.signal = conn.abort.signal;
+      }
+      const failed = (e) => {
+        if (conn !== this._conn) return;
+        this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
+      };
+      this._armLiveness(conn);
+      let pending;
+      try {
+        pending = doFetch(url, init);
+      } catch (e) {
+        failed(e);
+        return;
+      }
+      Promise.resolve(pending).then((res) => {
+        if (conn !== this._conn) {
+          cancelBody(res);
+          return;
+        }
+        const type = res.headers && res.headers.get("content-type") || "";
+        if (res.status !== 200 || !/^\s*text\/event-stream/i.test(type) || !res.body) {
+          this._refused(conn, res);
+          return;
+        }
+        this._readSse(conn, res);
+      }, failed);
+    }
+    // A refusal: the HTTP status stands for the close code a WebSocket would carry.
+    _refused(conn, res) {
+      const status = res.status;
+      const wait = status === 429 || status === 503 ? retryAfterMs(res.headers && res.headers.get("retry-after")) : null;
+      const end = (reason) => {
+        if (conn !== this._conn) return;
+        this._ended(conn, { code: status === 200 ? 1006 : refusalCode(status), reason, status, retryAfterMs: wait });
+      };
+      if (status === 200) {
+        cancelBody(res);
+        end("not an event stream");
+        return;
+      }
+      let body;
+      try {
+        body = Promise.resolve(res.text());
+      } catch {
+        end(void 0);
+        return;
+      }
+      body.then((text) => {
+        let reason;
+        try {
+          const e = JSON.parse(text).error;
+          if (e && typeof e.code === "string") reason = e.code;
+          else if (e && typeof e.message === "string") reason = e.message;
+        } catch {
+        }
+        end(reason);
+      }, () => end(void 0));
+    }
+    _readSse(conn, res) {
+      const TD = root.TextDecoder;
+      const reader = res.body.getReader();
+      conn.reader = reader;
+      if (typeof TD !== "function") {
+        this._shut(conn, 1006, "no TextDecoder");
+        this._ended(conn, { code: 1006, reason: "no TextDecoder" });
+        return;
+      }
+      const decoder = new TD("utf-8");
+      const parser = new SseParser({
+        event: (ev) => {
+          if (ev.type === "message") {
+            this._handleText(conn, ev.data);
+          } else if (ev.type === "close") {
+            let code = 1006;
+            let reason = "";
+            try {
+              const d = JSON.parse(ev.data);
+              if (typeof d.code === "number") code = d.code;
+              if (typeof d.reason === "string") reason = d.reason;
+            } catch {
+            }
+            conn.closeInfo = { code, reason };
+            if (conn === this._conn) this._endSse(conn);
+          }
+        }
+      });
+      conn.parser = parser;
+      this._armLiveness(conn);
+      this._handleOpen(conn);
+      const pump = () => reader.read().then(({ done, value }) => {
+        if (conn !== this._conn) return void 0;
+        if (done) {
+          parser.feed(decoder.decode());
+          parser.end();
+          if (conn === this._conn) this._endSse(conn);
+          return void 0;
+        }
+        this._armLiveness(conn);
+        parser.feed(typeof value === "string" ? value : decoder.decode(value, { stream: true }));
+        return conn === this._conn ? pump() : void 0;
+      });
+      pump().catch((e) => {
+        if (conn !== this._conn) return;
+        this._shut(conn, 1006, "read error");
+        this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
+      });
+    }
+    // The stream ended (or said `event: close`): a close with that code (none: 1006).
+    _endSse(conn) {
+      const info = conn.closeInfo;
+      this._shut(conn, 1e3, "stream ended");
+      this._ended(conn, { code: info ? info.code : 1006, reason: info ? info.reason : "" });
+    }
+    _armLiveness(conn) {
+      this._clearTimer("_livenessTimer");
+      const o = this.options;
+      if (!o.heartbeatMs || !o.pongTimeoutMs) return;
+      this._livenessTimer = o.timers.setTimeout(() => {
+        this._livenessTimer = null;
+        if (conn === this._conn) this._dropDead(conn);
+      }, o.heartbeatMs + o.pongTimeoutMs);
     }
     _impl() {
       const WS = this.options.WebSocket || root.WebSocket;
@@ -337,16 +675,72 @@
       }
       return WS;
     }
+    _fetchImpl() {
+      if (this.options.fetch) return this.options.fetch;
+      if (typeof root.fetch !== "function") return null;
+      return (url, init) => root.fetch(url, init);
+    }
+    // What the configured transport needs, or a TypeError now (not on a later attempt).
+    _requireImpl() {
+      if (this.options.transport !== "sse") {
+        this._impl();
+        return;
+      }
+      if (!this._fetchImpl()) {
+        throw new TypeError("WebSocketService: transport 'sse' needs fetch; pass options.fetch");
+      }
+      if (this._sseBase() == null) {
+        throw new TypeError("WebSocketService: transport 'sse' needs an SSE URL; pass options.sseUrl");
+      }
+    }
+    _wsBase() {
+      const o = this.options;
+      if (o.url) return o.url;
+      const loc = o.location || {};
+      const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+      return scheme + "//" + (loc.host || "localhost") + o.path;
+    }
+    _sseBase() {
+      return this.options.sseUrl || sseUrlOf(this._wsBase());
+    }
+    _commonQuery() {
+      const o = this.options;
+      const q = [];
+      if (o.types) q.push("types=" + o.types.map(encodeURIComponent).join(","));
+      if (this.lastId) q.push("since=" + encodeURIComponent(this.lastId));
+      return q;
+    }
+    // Stop a connection's transport; no event of it is handled after this.
+    _shut(conn, code, reason) {
+      const ws = conn.ws;
+      if (ws) {
+        this._detach(ws);
+        try {
+          ws.close(code, reason);
+        } catch {
+        }
+      }
+      if (conn.parser) conn.parser.stop();
+      if (conn.abort) {
+        try {
+          conn.abort.abort();
+        } catch {
+        }
+      }
+      if (conn.reader) conn.reader.cancel().catch(noop);
+    }
     _detach(ws) {
       ws.onopen = null;
       ws.onmessage = null;
       ws.onclose = null;
       ws.onerror = noop;
     }
-    _handleOpen(ws) {
-      if (ws !== this._ws) return;
+    _handleOpen(conn) {
+      if (conn !== this._conn) return;
+      conn.opened = true;
       this.stats.connects++;
-      if (this._authFrame != null) {
+      const ws = conn.ws;
+      if (ws && this._authFrame != null) {
         try {
           ws.send(JSON.stringify({ type: "auth", token: this._authFrame }));
         } catch {
@@ -354,11 +748,15 @@
       } else {
         this._setState("connected");
       }
-      this._startHeartbeat();
+      if (ws) this._startHeartbeat();
     }
-    _handleMessage(ws, ev) {
-      if (ws !== this._ws) return;
+    // The one handler of a server text message: a WebSocket text frame, or the data of an
+    // SSE event (the same JSON envelope).
+    _handleText(conn, text) {
+      if (conn !== this._conn) return;
+      conn.heard = true;
       this._clearTimer("_pongTimer");
+      const ev = { data: text };
       const greeting = this._awaitingGreeting;
       if (greeting) {
         this._awaitingGreeting = false;
@@ -437,17 +835,44 @@
         this._seen.delete(this._seenOrder.shift());
       }
     }
-    _handleClose(ws, ev) {
-      if (ws !== this._ws) return;
-      this._detach(ws);
-      this._ws = null;
+    // A connection ended (closed, refused, failed, dropped): pick the next transport, report
+    // the close, and schedule the next attempt.
+    _ended(conn, end) {
+      if (conn !== this._conn) return;
+      this._conn = null;
       this._stopHeartbeat();
       this._judgeEnded();
+      const now = this._nextAfter(conn, end);
       if (this._stopped) return;
-      this._emit("client:close", { code: ev && ev.code, reason: ev && ev.reason }, null);
-      this._scheduleReconnect();
+      const info = { code: end.code, reason: end.reason };
+      if (end.status !== void 0) info.status = end.status;
+      this._emit("client:close", info, null);
+      if (now) {
+        this._scheduleReconnect(0);
+        return;
+      }
+      let floor = 0;
+      if (end.retryAfterMs != null) floor = Math.min(end.retryAfterMs, this.options.maxDelayMs);
+      this._scheduleReconnect(void 0, floor);
     }
-    _scheduleReconnect() {
+    // `transport: 'auto'`: which transport the next attempt uses; true when it is the
+    // switch to SSE that goes at once.
+    _nextAfter(conn, end) {
+      if (this.options.transport !== "auto") return false;
+      if (conn.transport === "websocket") {
+        if (!conn.opened) this._wsFailedBeforeOpen = true;
+        const blocked = !conn.opened || !conn.heard && end.code === 1006;
+        if (blocked && this._fetchImpl() && this._sseBase() != null) {
+          this._nextTransport = "sse";
+          return true;
+        }
+        return false;
+      }
+      if (conn.heard) this._sseProven = true;
+      this._nextTransport = this._sseProven || this._wsFailedBeforeOpen ? "sse" : "websocket";
+      return false;
+    }
+    _scheduleReconnect(fixedDelay, minDelay = 0) {
       if (this._stopped) return;
       this._clearTimer("_reconnectTimer");
       if (this.attempt >= this.options.maxAttempts) {
@@ -455,13 +880,13 @@
         this._emit("client:gave_up", { attempts: this.attempt }, null);
         return;
       }
-      const delay = this.backoffDelay(this.attempt);
+      const delay = fixedDelay !== void 0 ? fixedDelay : Math.max(minDelay, this.backoffDelay(this.attempt));
       this.attempt++;
       this._setState("reconnecting");
       this._emit("client:reconnecting", { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
       this._reconnectTimer = this.options.timers.setTimeout(() => {
         this._reconnectTimer = null;
-        if (!this._stopped && !this._ws && !this._awaitingToken) this._open("reconnecting");
+        if (!this._stopped && !this._conn && !this._awaitingToken) this._open("reconnecting");
       }, delay);
     }
     _startHeartbeat() {
@@ -473,7 +898,7 @@
         if (this._pongTimer == null && this.options.pongTimeoutMs) {
           this._pongTimer = t.setTimeout(() => {
             this._pongTimer = null;
-            this._dropDeadSocket();
+            if (this._conn) this._dropDead(this._conn);
           }, this.options.pongTimeoutMs);
         }
       }, this.options.heartbeatMs);
@@ -481,23 +906,15 @@
     _stopHeartbeat() {
       this._clearTimer("_heartbeatTimer");
       this._clearTimer("_pongTimer");
+      this._clearTimer("_livenessTimer");
     }
-    // No answer to a ping: do not wait for the browser's (possibly minutes long) closing
-    // handshake on a dead TCP connection; drop it and reconnect now.
-    _dropDeadSocket() {
-      const ws = this._ws;
-      if (!ws) return;
-      this._detach(ws);
-      try {
-        ws.close(4e3, "heartbeat timeout");
-      } catch {
-      }
-      this._ws = null;
-      this._stopHeartbeat();
-      this._judgeEnded();
-      if (this._stopped) return;
-      this._emit("client:close", { code: 4e3, reason: "heartbeat timeout" }, null);
-      this._scheduleReconnect();
+    // No answer to a ping (SSE: no bytes within heartbeatMs + pongTimeoutMs): do not wait
+    // for the browser's (possibly minutes long) closing handshake on a dead TCP connection;
+    // drop it (abort the request) and reconnect now.
+    _dropDead(conn) {
+      if (conn !== this._conn) return;
+      this._shut(conn, 4e3, "heartbeat timeout");
+      this._ended(conn, { code: 4e3, reason: "heartbeat timeout" });
     }
     _listenWindow(on) {
       if (on === this._windowListening) return;

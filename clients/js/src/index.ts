@@ -1,6 +1,7 @@
 /**
  * @dashboard-gateway/client: a typed, dependency-free client for the dashboard gateway's
- * `/ws/dashboard` WebSocket. The React hook lives in `@dashboard-gateway/client/react`.
+ * `/ws/dashboard` WebSocket, falling back to Server-Sent Events (`/sse/dashboard`). The
+ * React hook lives in `@dashboard-gateway/client/react`.
  */
 export {
   WebSocketService,
@@ -8,7 +9,10 @@ export {
   compareIds,
   parseStreamId,
   isPong,
+  sseUrlOf,
 } from './service.js';
+export { SseParser } from './sse.js';
+export type { SseEvent, SseHandlers } from './sse.js';
 export type {
   WebSocketServiceOptions,
   ResolvedOptions,
@@ -19,5 +23,9 @@ export type {
   WebSocketConstructor,
   Timers,
   LocationLike,
+  FetchLike,
+  FetchInit,
+  FetchResponseLike,
+  TransportOption,
 } from './service.js';
 export type * from './types.js';

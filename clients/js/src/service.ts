@@ -36,6 +36,21 @@
  *    or plain `ms-seq`, order by ms then seq; across histories the latest received wins)
  *    and reconnects with `?since=<id>`; the server replays what was missed, then sends
  *    `recovery`. `recovered: false` also emits `client:resync`. Ids seen twice are dropped.
+ *  - Fallback to Server-Sent Events (`transport: 'auto'`, the default): when a WebSocket
+ *    attempt fails before it opened (a proxy that strips `Upgrade` answers 400: the browser
+ *    reports 1006 before `open`), or opened and closed with 1006 before any server message,
+ *    the next attempt, at once (it still counts as an attempt), is `GET /sse/dashboard`
+ *    (`sseUrl`; default: the WebSocket URL with http(s): and `/sse/dashboard`) read with
+ *    `fetch`, resuming with `?since=`. The token goes in `Authorization: Bearer`, never in
+ *    the URL. Each event's data is the envelope the WebSocket would send, handled by the
+ *    same code (greeting, recovery, dedupe); `event: close` carries the close code; no
+ *    bytes (the server's `: ping` comments count) within `heartbeatMs + pongTimeoutMs`
+ *    aborts the request and reconnects. The client sends nothing on SSE (no `ping`). Once
+ *    an SSE connection delivered a message, or once a WebSocket failed before it opened,
+ *    every later attempt uses SSE, until `disconnect()`; a failed SSE attempt is followed
+ *    by a WebSocket one (after the backoff) only when neither happened. `transport`
+ *    (`websocket` | `sse` | null) says which one is live; `client:transport` reports changes.
+ *    `transport: 'websocket'` never fetches; `transport: 'sse'` never opens a WebSocket.
  *
  * The same code is the dashboard page's `window.WebSocketService` (gateway/assets/ws-client.js
  * is built from this package).
@@ -47,7 +62,9 @@ import type {
   MessageDataMap,
   RecoveryData,
   ServerMessage,
+  Transport,
 } from './types.js';
+import { SseParser } from './sse.js';
 
 /** Minimal WebSocket surface the service needs (the browser's, `ws`'s, undici's...). */
 export interface WebSocketLike {
@@ -66,6 +83,33 @@ export interface WebSocketLike {
 
 /** A WebSocket constructor: `new WebSocketImpl(url)`. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** What the SSE transport passes to `fetch`. */
+export interface FetchInit {
+  method: 'GET';
+  headers: Record<string, string>;
+  cache: 'no-store';
+  signal?: AbortSignal;
+}
+
+/** The part of a fetch `Response` the SSE transport reads. */
+export interface FetchResponseLike {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  readonly body: {
+    getReader(): {
+      read(): Promise<{ done: boolean; value?: Uint8Array | string }>;
+      cancel(reason?: unknown): Promise<void>;
+    };
+  } | null;
+  text(): Promise<string>;
+}
+
+/** A `fetch` implementation (the browser's, Node's, undici's...), used by the SSE transport. */
+export type FetchLike = (url: string, init: FetchInit) => Promise<FetchResponseLike>;
+
+/** Which transport the client uses: `auto` (WebSocket, falling back to SSE), or only one. */
+export type TransportOption = 'auto' | Transport;
 
 /** Timer functions (defaults to the global ones, looked up at call time). */
 export interface Timers {
@@ -130,6 +174,19 @@ export interface WebSocketServiceOptions {
   WebSocket?: WebSocketConstructor;
   /** Alias of `WebSocket`. */
   WebSocketImpl?: WebSocketConstructor;
+  /**
+   * `'auto'` (default): WebSocket, falling back to Server-Sent Events when a WebSocket
+   * cannot be opened (see the top of this file); `'websocket'`: never SSE; `'sse'`: only SSE.
+   */
+  transport?: TransportOption;
+  /**
+   * The SSE endpoint, e.g. `https://gw.example/sse/dashboard`. Default: the WebSocket URL
+   * with `http:`/`https:` for `ws:`/`wss:` and its trailing `/ws/dashboard` replaced by
+   * `/sse/dashboard` (no fallback when the path has no `/ws/dashboard`).
+   */
+  sseUrl?: string | null;
+  /** `fetch` for the SSE transport. Default `globalThis.fetch`, looked up at call time. */
+  fetch?: FetchLike;
   /** Default `globalThis.location`. */
   location?: LocationLike | null;
   /** Default the global timer functions. */
@@ -156,6 +213,9 @@ export interface ResolvedOptions {
   pongTimeoutMs: number;
   random: () => number;
   WebSocket: WebSocketConstructor | undefined;
+  transport: TransportOption;
+  sseUrl: string | null;
+  fetch: FetchLike | undefined;
   location: LocationLike | null;
   timers: Timers;
 }
@@ -277,6 +337,75 @@ function reportError(e: unknown): void {
 // keep a no-op handler so that it is never an unhandled error event.
 function noop(): void { /* ignore */ }
 
+function withQuery(base: string, q: string[]): string {
+  if (!q.length) return base;
+  return base + (base.indexOf('?') >= 0 ? '&' : '?') + q.join('&');
+}
+
+// A response not read: release its connection.
+function cancelBody(res: FetchResponseLike): void {
+  try {
+    if (res.body) res.body.getReader().cancel().catch(noop);
+  } catch { /* locked or gone */ }
+}
+
+/**
+ * The SSE endpoint of a WebSocket URL: ws: -> http:, wss: -> https:, a trailing
+ * `/ws/dashboard` -> `/sse/dashboard`, the query kept. Null when the path has none.
+ */
+export function sseUrlOf(wsUrl: string): string | null {
+  const m = /^([a-z][a-z0-9+.-]*:)?(\/\/[^/?#]*)?([^?#]*)(.*)$/i.exec(wsUrl);
+  if (!m) return null;
+  const path = m[3].replace(/\/ws\/dashboard(\/?)$/, '/sse/dashboard$1');
+  if (path === m[3]) return null;
+  const scheme = (m[1] || '').toLowerCase();
+  const httpScheme = scheme === 'wss:' ? 'https:' : scheme === 'ws:' ? 'http:' : m[1] || '';
+  return httpScheme + (m[2] || '') + path + m[4];
+}
+
+/** A `Retry-After` header (seconds, or an HTTP date) in ms; null when absent or invalid. */
+function retryAfterMs(value: string | null): number | null {
+  if (value == null || value.trim() === '') return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return parseInt(v, 10) * 1000;
+  const at = Date.parse(v);
+  return isFinite(at) ? Math.max(0, at - Date.now()) : null;
+}
+
+/** The close code an SSE refusal stands for (the one a WebSocket would have closed with). */
+function refusalCode(status: number): number {
+  if (status === 401) return 4001; // bad or expired token: a fresh one is fetched first
+  if (status === 403 || status === 400) return 1008; // policy: origin, types
+  if (status === 429 || status === 503) return 1013; // limits: try again later
+  return 1006;
+}
+
+/** One connection attempt, over either transport. */
+interface Connection {
+  readonly transport: Transport;
+  /** WebSocket: `open` fired; SSE: a 200 `text/event-stream` response arrived. */
+  opened: boolean;
+  /** A server message arrived on it. */
+  heard: boolean;
+  /** The WebSocket transport's socket. */
+  ws: WebSocketLike | null;
+  /** The SSE transport's request. */
+  abort: AbortController | null;
+  reader: { cancel(reason?: unknown): Promise<void> } | null;
+  parser: SseParser | null;
+  /** SSE: the `event: close` data, when it came. */
+  closeInfo: { code: number; reason: string } | null;
+}
+
+interface Ending {
+  code: number | undefined;
+  reason: string | undefined;
+  /** The HTTP status of an SSE refusal. */
+  status?: number;
+  /** An SSE refusal's Retry-After (ms). */
+  retryAfterMs?: number | null;
+}
+
 /**
  * The connection to one gateway. `X` adds types for publisher-chosen message types:
  * `new WebSocketService<{ test_message: { n: number } }>()`.
@@ -298,7 +427,16 @@ export class WebSocketService<X extends object = {}> {
 
   private _handlers = new Map<string, Set<AnyHandler>>();
   private _stateHandlers: StateHandler[] = [];
-  private _ws: WebSocketLike | null = null;
+  /** The current connection attempt (either transport); null between attempts. */
+  private _conn: Connection | null = null;
+  /** The transport of the next attempt (`transport: 'auto'`). */
+  private _nextTransport: Transport = 'websocket';
+  /** A WebSocket failed before it opened since connect(): SSE from then on (auto). */
+  private _wsFailedBeforeOpen = false;
+  /** An SSE connection delivered a message since connect(): SSE from then on (auto). */
+  private _sseProven = false;
+  /** The live transport (`transport` getter): the current connection's, while connected. */
+  private _transport: Transport | null = null;
   /** The current socket's greeting has not come yet. */
   private _awaitingGreeting = false;
   /** The current socket resumed with `?since=` and its `recovery` has not come yet. */
@@ -315,6 +453,9 @@ export class WebSocketService<X extends object = {}> {
   private _heartbeatTimer: any = null;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private _pongTimer: any = null;
+  /** SSE: no bytes for heartbeatMs + pongTimeoutMs ends the connection. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private _livenessTimer: any = null;
   private _seen = new Set<string>();
   private _seenOrder: string[] = [];
   private _windowListening = false;
@@ -341,6 +482,9 @@ export class WebSocketService<X extends object = {}> {
       pongTimeoutMs: num(o.pongTimeoutMs, 10000),
       random: typeof o.random === 'function' ? o.random : () => Math.random(),
       WebSocket: o.WebSocket || o.WebSocketImpl,
+      transport: o.transport === 'websocket' || o.transport === 'sse' ? o.transport : 'auto',
+      sseUrl: o.sseUrl || null,
+      fetch: typeof o.fetch === 'function' ? o.fetch : undefined,
       location: loc,
       timers: o.timers || {
         setTimeout: (fn, ms) => root.setTimeout(fn, ms),
@@ -350,7 +494,19 @@ export class WebSocketService<X extends object = {}> {
       },
     };
     this.lastId = o.since ? String(o.since) : null;
+    this._nextTransport = this.options.transport === 'sse' ? 'sse' : 'websocket';
     if (typeof o.onStateChange === 'function') this._stateHandlers.push(o.onStateChange);
+  }
+
+  /** The live transport: `websocket` or `sse` while connected, else null. */
+  get transport(): Transport | null {
+    return this._transport;
+  }
+
+  /** The transport the next connection attempt uses. */
+  get nextTransport(): Transport {
+    const t = this.options.transport;
+    return t === 'auto' ? this._nextTransport : t;
   }
 
   /** Subscribe to one message type. Returns an unsubscribe function. */
@@ -402,27 +558,27 @@ export class WebSocketService<X extends object = {}> {
     return Math.floor(o.random() * ceiling);
   }
 
-  /** The URL the next connection attempt uses (never the token, unless `auth: 'query'`). */
-  buildUrl(): string {
+  /**
+   * The URL the next connection attempt uses (never the token, unless `auth: 'query'` on a
+   * WebSocket): of `transport` when given, else of the next attempt's transport. The SSE
+   * URL is the empty string when there is none (see `sseUrl`).
+   */
+  buildUrl(transport: Transport = this.nextTransport): string {
     const o = this.options;
-    let base = o.url;
-    if (!base) {
-      const loc = o.location || {};
-      const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-      base = scheme + '//' + (loc.host || 'localhost') + o.path;
+    if (transport === 'sse') {
+      const base = this._sseBase();
+      if (base == null) return '';
+      return withQuery(base, this._commonQuery());
     }
     const q: string[] = [];
     if (o.token) q.push(o.auth === 'query' ? 'token=' + encodeURIComponent(o.token) : 'auth=frame');
-    if (o.types) q.push('types=' + o.types.map(encodeURIComponent).join(','));
-    if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
-    if (!q.length) return base;
-    return base + (base.indexOf('?') >= 0 ? '&' : '?') + q.join('&');
+    return withQuery(this._wsBase(), q.concat(this._commonQuery()));
   }
 
   /** Open the connection (no-op when one is already open or being opened). */
   connect(): this {
-    if (this._ws || this._awaitingToken) return this;
-    this._impl(); // throws at once when there is no WebSocket at all
+    if (this._conn || this._awaitingToken) return this;
+    this._requireImpl(); // throws at once when the transport cannot work at all
     if (this.attempt >= this.options.maxAttempts) this.attempt = 0; // after giving up: start over
     this._stopped = false;
     this._listenWindow(true);
@@ -433,16 +589,20 @@ export class WebSocketService<X extends object = {}> {
 
   /** Start over after giving up (or skip the current backoff wait): resets the attempt count. */
   retry(): this {
-    this._impl();
+    this._requireImpl();
     this.attempt = 0;
     this._stopped = false;
     this._listenWindow(true);
     this._clearTimer('_reconnectTimer');
-    if (!this._ws && !this._awaitingToken) this._open('reconnecting');
+    if (!this._conn && !this._awaitingToken) this._open('reconnecting');
     return this;
   }
 
-  /** Close cleanly (code 1000); clears every timer, socket and window listener. Subscribers stay. */
+  /**
+   * Close cleanly (code 1000; SSE: the request is aborted); clears every timer, socket,
+   * request and window listener. Subscribers stay. The transport choice starts over: the
+   * next connect() tries a WebSocket first again (`transport: 'auto'`).
+   */
   disconnect(): this {
     this._stopped = true;
     this._generation++;
@@ -450,12 +610,12 @@ export class WebSocketService<X extends object = {}> {
     this._clearTimer('_reconnectTimer');
     this._stopHeartbeat();
     this._listenWindow(false);
-    const ws = this._ws;
-    this._ws = null;
-    if (ws) {
-      this._detach(ws);
-      try { ws.close(1000, 'client disconnect'); } catch { /* already closed */ }
-    }
+    const conn = this._conn;
+    this._conn = null;
+    if (conn) this._shut(conn, 1000, 'client disconnect');
+    this._wsFailedBeforeOpen = false;
+    this._sseProven = false;
+    this._nextTransport = this.options.transport === 'sse' ? 'sse' : 'websocket';
     this._setState('disconnected');
     return this;
   }
@@ -467,9 +627,9 @@ export class WebSocketService<X extends object = {}> {
     this._stateHandlers = [];
   }
 
-  /** Send a text frame; false when not connected. */
+  /** Send a text frame; false when not connected (always on SSE: the client sends nothing there). */
   send(text: string): boolean {
-    const ws = this._ws;
+    const ws = this._conn && this._conn.ws;
     if (!ws || ws.readyState !== 1) return false;
     try {
       ws.send(text);
@@ -485,9 +645,14 @@ export class WebSocketService<X extends object = {}> {
     const prev = this.state;
     if (prev === next) return;
     this.state = next;
+    // the live transport changes with the state, and is current when state handlers run
+    const transport = next === 'connected' && this._conn ? this._conn.transport : null;
+    const transportChanged = transport !== this._transport;
+    this._transport = transport;
     for (const fn of this._stateHandlers.slice()) {
       try { fn(next, prev); } catch (e) { reportError(e); }
     }
+    if (transportChanged) this._emit('client:transport', transport, null);
   }
 
   private _emit(type: string, data: unknown, msg: unknown): void {
@@ -498,7 +663,7 @@ export class WebSocketService<X extends object = {}> {
     }
   }
 
-  private _clearTimer(name: '_reconnectTimer' | '_heartbeatTimer' | '_pongTimer'): void {
+  private _clearTimer(name: '_reconnectTimer' | '_heartbeatTimer' | '_pongTimer' | '_livenessTimer'): void {
     if (this[name] != null) {
       const t = this.options.timers;
       t.clearTimeout(this[name]);
@@ -534,7 +699,7 @@ export class WebSocketService<X extends object = {}> {
     this._awaitingToken = true;
     (result as Promise<TokenResult>).then(
       (token) => {
-        if (generation !== this._generation || this._stopped || this._ws) return;
+        if (generation !== this._generation || this._stopped || this._conn) return;
         this._awaitingToken = false;
         this.options.token = token ?? null;
         this._dial();
@@ -548,24 +713,190 @@ export class WebSocketService<X extends object = {}> {
   }
 
   private _dial(): void {
-    const WS = this._impl();
-    let ws: WebSocketLike;
-    try {
-      ws = new WS(this.buildUrl());
-    } catch {
-      this._scheduleReconnect();
-      return;
-    }
-    this._ws = ws;
-    const o = this.options;
-    this._authFrame = o.token && o.auth === 'frame' ? o.token : null;
+    if (this.nextTransport === 'sse') this._dialSse();
+    else this._dialWebSocket();
+  }
+
+  private _newConnection(transport: Transport): Connection {
+    const conn: Connection = {
+      transport, opened: false, heard: false, ws: null, abort: null, reader: null, parser: null, closeInfo: null,
+    };
+    this._conn = conn;
     this._awaitingGreeting = true;
     this._awaitingRecovery = this.lastId != null; // the URL carries ?since=
     this._liveSince = null;
-    ws.onopen = () => this._handleOpen(ws);
-    ws.onmessage = (ev: { data: unknown }) => this._handleMessage(ws, ev);
+    return conn;
+  }
+
+  private _dialWebSocket(): void {
+    const WS = this._impl();
+    const url = this.buildUrl('websocket');
+    let ws: WebSocketLike;
+    try {
+      ws = new WS(url);
+    } catch {
+      // no socket at all: as a WebSocket that failed before it opened
+      this._ended(this._newConnection('websocket'), { code: 1006, reason: undefined });
+      return;
+    }
+    const conn = this._newConnection('websocket');
+    conn.ws = ws;
+    const o = this.options;
+    this._authFrame = o.token && o.auth === 'frame' ? o.token : null;
+    ws.onopen = () => this._handleOpen(conn);
+    ws.onmessage = (ev: { data: unknown }) => this._handleText(conn, ev.data);
     ws.onerror = noop; // a close event always follows
-    ws.onclose = (ev: { code?: number; reason?: string }) => this._handleClose(ws, ev);
+    ws.onclose = (ev: { code?: number; reason?: string }) => {
+      if (conn !== this._conn) return;
+      this._detach(ws);
+      this._ended(conn, { code: ev && ev.code, reason: ev && ev.reason });
+    };
+  }
+
+  // GET the SSE endpoint with fetch (the token in Authorization, never in the URL) and
+  // feed each event's data to the same handler as a WebSocket text frame.
+  private _dialSse(): void {
+    const url = this.buildUrl('sse');
+    const conn = this._newConnection('sse');
+    this._authFrame = null; // the token is in the request's headers
+    const doFetch = this._fetchImpl();
+    if (!doFetch || !url) {
+      this._ended(conn, { code: 1006, reason: 'no fetch or SSE URL' });
+      return;
+    }
+    const headers: Record<string, string> = { Accept: 'text/event-stream' };
+    const token = this.options.token;
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const init: FetchInit = { method: 'GET', headers, cache: 'no-store' };
+    const AC = root.AbortController;
+    if (typeof AC === 'function') {
+      conn.abort = new AC() as AbortController;
+      init.signal = conn.abort.signal;
+    }
+    const failed = (e: unknown) => {
+      if (conn !== this._conn) return;
+      this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : undefined });
+    };
+    this._armLiveness(conn); // a request that hangs before its headers is as dead
+    let pending: Promise<FetchResponseLike>;
+    try {
+      pending = doFetch(url, init);
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    Promise.resolve(pending).then((res) => {
+      if (conn !== this._conn) {
+        cancelBody(res);
+        return;
+      }
+      const type = (res.headers && res.headers.get('content-type')) || '';
+      if (res.status !== 200 || !/^\s*text\/event-stream/i.test(type) || !res.body) {
+        this._refused(conn, res);
+        return;
+      }
+      this._readSse(conn, res);
+    }, failed);
+  }
+
+  // A refusal: the HTTP status stands for the close code a WebSocket would carry.
+  private _refused(conn: Connection, res: FetchResponseLike): void {
+    const status = res.status;
+    const wait = status === 429 || status === 503 ? retryAfterMs(res.headers && res.headers.get('retry-after')) : null;
+    const end = (reason: string | undefined) => {
+      if (conn !== this._conn) return;
+      this._ended(conn, { code: status === 200 ? 1006 : refusalCode(status), reason, status, retryAfterMs: wait });
+    };
+    if (status === 200) {
+      cancelBody(res);
+      end('not an event stream');
+      return;
+    }
+    let body: Promise<string>;
+    try {
+      body = Promise.resolve(res.text());
+    } catch {
+      end(undefined);
+      return;
+    }
+    body.then((text) => {
+      let reason: string | undefined;
+      try {
+        const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
+        if (e && typeof e.code === 'string') reason = e.code;
+        else if (e && typeof e.message === 'string') reason = e.message;
+      } catch { /* not JSON */ }
+      end(reason);
+    }, () => end(undefined));
+  }
+
+  private _readSse(conn: Connection, res: FetchResponseLike): void {
+    const TD = root.TextDecoder;
+    const reader = res.body!.getReader();
+    conn.reader = reader;
+    if (typeof TD !== 'function') {
+      this._shut(conn, 1006, 'no TextDecoder');
+      this._ended(conn, { code: 1006, reason: 'no TextDecoder' });
+      return;
+    }
+    const decoder = new TD('utf-8') as TextDecoder;
+    const parser = new SseParser({
+      event: (ev) => {
+        if (ev.type === 'message') {
+          this._handleText(conn, ev.data);
+        } else if (ev.type === 'close') {
+          // not an envelope: the close code the stream ends with
+          let code = 1006;
+          let reason = '';
+          try {
+            const d = JSON.parse(ev.data) as { code?: unknown; reason?: unknown };
+            if (typeof d.code === 'number') code = d.code;
+            if (typeof d.reason === 'string') reason = d.reason;
+          } catch { /* keep 1006 */ }
+          conn.closeInfo = { code, reason };
+          // the server ends the stream next; do not wait for it (a proxy may hold it open)
+          if (conn === this._conn) this._endSse(conn);
+        }
+        // other event types: not the gateway's; ignored
+      },
+    });
+    conn.parser = parser;
+    this._armLiveness(conn);
+    this._handleOpen(conn);
+    const pump = (): Promise<void> => reader.read().then(({ done, value }) => {
+      if (conn !== this._conn) return undefined;
+      if (done) {
+        parser.feed(decoder.decode());
+        parser.end();
+        if (conn === this._conn) this._endSse(conn);
+        return undefined;
+      }
+      this._armLiveness(conn); // any bytes at all (a `: ping` too) prove it alive
+      parser.feed(typeof value === 'string' ? value : decoder.decode(value, { stream: true }));
+      return conn === this._conn ? pump() : undefined;
+    });
+    pump().catch((e: unknown) => {
+      if (conn !== this._conn) return;
+      this._shut(conn, 1006, 'read error');
+      this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : undefined });
+    });
+  }
+
+  // The stream ended (or said `event: close`): a close with that code (none: 1006).
+  private _endSse(conn: Connection): void {
+    const info = conn.closeInfo;
+    this._shut(conn, 1000, 'stream ended');
+    this._ended(conn, { code: info ? info.code : 1006, reason: info ? info.reason : '' });
+  }
+
+  private _armLiveness(conn: Connection): void {
+    this._clearTimer('_livenessTimer');
+    const o = this.options;
+    if (!o.heartbeatMs || !o.pongTimeoutMs) return; // either off: no liveness deadline
+    this._livenessTimer = o.timers.setTimeout(() => {
+      this._livenessTimer = null;
+      if (conn === this._conn) this._dropDead(conn);
+    }, o.heartbeatMs + o.pongTimeoutMs);
   }
 
   private _impl(): WebSocketConstructor {
@@ -576,6 +907,60 @@ export class WebSocketService<X extends object = {}> {
     return WS;
   }
 
+  private _fetchImpl(): FetchLike | null {
+    if (this.options.fetch) return this.options.fetch;
+    if (typeof root.fetch !== 'function') return null;
+    return (url, init) => root.fetch(url, init); // called on its global, as browsers require
+  }
+
+  // What the configured transport needs, or a TypeError now (not on a later attempt).
+  private _requireImpl(): void {
+    if (this.options.transport !== 'sse') {
+      this._impl();
+      return;
+    }
+    if (!this._fetchImpl()) {
+      throw new TypeError("WebSocketService: transport 'sse' needs fetch; pass options.fetch");
+    }
+    if (this._sseBase() == null) {
+      throw new TypeError("WebSocketService: transport 'sse' needs an SSE URL; pass options.sseUrl");
+    }
+  }
+
+  private _wsBase(): string {
+    const o = this.options;
+    if (o.url) return o.url;
+    const loc = o.location || {};
+    const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + (loc.host || 'localhost') + o.path;
+  }
+
+  private _sseBase(): string | null {
+    return this.options.sseUrl || sseUrlOf(this._wsBase());
+  }
+
+  private _commonQuery(): string[] {
+    const o = this.options;
+    const q: string[] = [];
+    if (o.types) q.push('types=' + o.types.map(encodeURIComponent).join(','));
+    if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
+    return q;
+  }
+
+  // Stop a connection's transport; no event of it is handled after this.
+  private _shut(conn: Connection, code: number, reason: string): void {
+    const ws = conn.ws;
+    if (ws) {
+      this._detach(ws);
+      try { ws.close(code, reason); } catch { /* already closed */ }
+    }
+    if (conn.parser) conn.parser.stop();
+    if (conn.abort) {
+      try { conn.abort.abort(); } catch { /* ignore */ }
+    }
+    if (conn.reader) conn.reader.cancel().catch(noop);
+  }
+
   private _detach(ws: WebSocketLike): void {
     ws.onopen = null;
     ws.onmessage = null;
@@ -583,21 +968,27 @@ export class WebSocketService<X extends object = {}> {
     ws.onerror = noop;
   }
 
-  private _handleOpen(ws: WebSocketLike): void {
-    if (ws !== this._ws) return;
+  private _handleOpen(conn: Connection): void {
+    if (conn !== this._conn) return;
+    conn.opened = true;
     this.stats.connects++;
-    if (this._authFrame != null) {
+    const ws = conn.ws;
+    if (ws && this._authFrame != null) {
       // the first frame; the server says nothing until it has accepted it
       try { ws.send(JSON.stringify({ type: 'auth', token: this._authFrame })); } catch { /* the close follows */ }
     } else {
-      this._setState('connected');
+      this._setState('connected'); // SSE: a 200 means the token was accepted
     }
-    this._startHeartbeat();
+    if (ws) this._startHeartbeat(); // SSE: the liveness deadline instead (no ping)
   }
 
-  private _handleMessage(ws: WebSocketLike, ev: { data: unknown }): void {
-    if (ws !== this._ws) return;
+  // The one handler of a server text message: a WebSocket text frame, or the data of an
+  // SSE event (the same JSON envelope).
+  private _handleText(conn: Connection, text: unknown): void {
+    if (conn !== this._conn) return;
+    conn.heard = true;
     this._clearTimer('_pongTimer'); // anything at all proves the connection alive
+    const ev = { data: text };
     const greeting = this._awaitingGreeting;
     if (greeting) {
       this._awaitingGreeting = false;
@@ -684,18 +1075,46 @@ export class WebSocketService<X extends object = {}> {
     }
   }
 
-  private _handleClose(ws: WebSocketLike, ev: { code?: number; reason?: string } | undefined): void {
-    if (ws !== this._ws) return;
-    this._detach(ws);
-    this._ws = null;
+  // A connection ended (closed, refused, failed, dropped): pick the next transport, report
+  // the close, and schedule the next attempt.
+  private _ended(conn: Connection, end: Ending): void {
+    if (conn !== this._conn) return;
+    this._conn = null;
     this._stopHeartbeat();
     this._judgeEnded();
+    const now = this._nextAfter(conn, end);
     if (this._stopped) return;
-    this._emit('client:close', { code: ev && ev.code, reason: ev && ev.reason }, null);
-    this._scheduleReconnect();
+    const info: ClientEventMap['client:close'] = { code: end.code, reason: end.reason };
+    if (end.status !== undefined) info.status = end.status;
+    this._emit('client:close', info, null);
+    if (now) {
+      this._scheduleReconnect(0);
+      return;
+    }
+    let floor = 0;
+    if (end.retryAfterMs != null) floor = Math.min(end.retryAfterMs, this.options.maxDelayMs);
+    this._scheduleReconnect(undefined, floor);
   }
 
-  private _scheduleReconnect(): void {
+  // `transport: 'auto'`: which transport the next attempt uses; true when it is the
+  // switch to SSE that goes at once.
+  private _nextAfter(conn: Connection, end: Ending): boolean {
+    if (this.options.transport !== 'auto') return false;
+    if (conn.transport === 'websocket') {
+      if (!conn.opened) this._wsFailedBeforeOpen = true;
+      const blocked = !conn.opened || (!conn.heard && end.code === 1006);
+      if (blocked && this._fetchImpl() && this._sseBase() != null) {
+        this._nextTransport = 'sse';
+        return true;
+      }
+      return false;
+    }
+    if (conn.heard) this._sseProven = true;
+    this._nextTransport = this._sseProven || this._wsFailedBeforeOpen ? 'sse' : 'websocket';
+    return false;
+  }
+
+  private _scheduleReconnect(fixedDelay?: number, minDelay = 0): void {
     if (this._stopped) return;
     this._clearTimer('_reconnectTimer');
     if (this.attempt >= this.options.maxAttempts) {
@@ -703,14 +1122,14 @@ export class WebSocketService<X extends object = {}> {
       this._emit('client:gave_up', { attempts: this.attempt }, null);
       return;
     }
-    const delay = this.backoffDelay(this.attempt);
+    const delay = fixedDelay !== undefined ? fixedDelay : Math.max(minDelay, this.backoffDelay(this.attempt));
     this.attempt++;
     this._setState('reconnecting');
     // every attempt, not only the first: the state stays `reconnecting` between them
     this._emit('client:reconnecting', { attempt: this.attempt, maxAttempts: this.options.maxAttempts, delayMs: delay }, null);
     this._reconnectTimer = this.options.timers.setTimeout(() => {
       this._reconnectTimer = null;
-      if (!this._stopped && !this._ws && !this._awaitingToken) this._open('reconnecting');
+      if (!this._stopped && !this._conn && !this._awaitingToken) this._open('reconnecting');
     }, delay);
   }
 
@@ -723,7 +1142,7 @@ export class WebSocketService<X extends object = {}> {
       if (this._pongTimer == null && this.options.pongTimeoutMs) {
         this._pongTimer = t.setTimeout(() => {
           this._pongTimer = null;
-          this._dropDeadSocket();
+          if (this._conn) this._dropDead(this._conn);
         }, this.options.pongTimeoutMs);
       }
     }, this.options.heartbeatMs);
@@ -732,26 +1151,21 @@ export class WebSocketService<X extends object = {}> {
   private _stopHeartbeat(): void {
     this._clearTimer('_heartbeatTimer');
     this._clearTimer('_pongTimer');
+    this._clearTimer('_livenessTimer');
   }
 
-  // No answer to a ping: do not wait for the browser's (possibly minutes long) closing
-  // handshake on a dead TCP connection; drop it and reconnect now.
-  private _dropDeadSocket(): void {
-    const ws = this._ws;
-    if (!ws) return;
-    this._detach(ws);
-    try { ws.close(4000, 'heartbeat timeout'); } catch { /* ignore */ }
-    this._ws = null;
-    this._stopHeartbeat();
-    this._judgeEnded();
-    if (this._stopped) return;
-    this._emit('client:close', { code: 4000, reason: 'heartbeat timeout' }, null);
-    this._scheduleReconnect();
+  // No answer to a ping (SSE: no bytes within heartbeatMs + pongTimeoutMs): do not wait
+  // for the browser's (possibly minutes long) closing handshake on a dead TCP connection;
+  // drop it (abort the request) and reconnect now.
+  private _dropDead(conn: Connection): void {
+    if (conn !== this._conn) return;
+    this._shut(conn, 4000, 'heartbeat timeout');
+    this._ended(conn, { code: 4000, reason: 'heartbeat timeout' });
   }
 
   private _onOnline = (): void => {
     // the network came back: skip the rest of the backoff wait
-    if (this._reconnectTimer != null && !this._ws && !this._stopped && !this._awaitingToken) {
+    if (this._reconnectTimer != null && !this._conn && !this._stopped && !this._awaitingToken) {
       this._clearTimer('_reconnectTimer');
       this._open('reconnecting');
     }

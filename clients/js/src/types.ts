@@ -153,8 +153,18 @@ export interface ClientEventMap {
    * emitted for every attempt (the state stays `reconnecting` between attempts).
    */
   'client:reconnecting': { attempt: number; maxAttempts: number; delayMs: number };
-  /** The socket closed (not by `disconnect()`); a reconnection follows. */
-  'client:close': { code: number | undefined; reason: string | undefined };
+  /**
+   * The connection closed (not by `disconnect()`); a reconnection follows. On SSE: the
+   * code of the stream's `event: close` (1006 without one); for a refusal, `status` is the
+   * HTTP status, and `code` the close code it stands for (401: 4001, 403/400: 1008,
+   * 429/503: 1013) and `reason` the error's `code`.
+   */
+  'client:close': { code: number | undefined; reason: string | undefined; status?: number };
+  /**
+   * The live transport changed: `websocket` or `sse` when a connection turns `connected`,
+   * null when it stops being connected.
+   */
+  'client:transport': Transport | null;
   /** `getToken()` threw or rejected; the attempt counts as failed (backoff follows). */
   'client:token_error': { error: unknown };
   /** A frame with an id already seen: dropped. */
@@ -164,6 +174,9 @@ export interface ClientEventMap {
 }
 
 export type ClientEventType = keyof ClientEventMap;
+
+/** How the stream travels: a WebSocket, or Server-Sent Events (`GET /sse/dashboard`). */
+export type Transport = 'websocket' | 'sse';
 
 /** `connecting` (first attempt), `connected`, `reconnecting`, `disconnected`. */
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected';

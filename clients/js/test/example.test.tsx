@@ -56,6 +56,9 @@ it('renders the README example', () => {
 });
 
 it('counts every reconnection attempt; Retry after the last', () => {
+  // the WebSocket transport's backoff: without fetch, 'auto' cannot switch to SSE after a
+  // socket that never opened (that switch: sse.test.ts)
+  vi.stubGlobal('fetch', undefined);
   vi.useFakeTimers();
   FakeWebSocket.reset();
   const { container } = render(<OpsDashboard />);

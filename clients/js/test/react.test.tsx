@@ -158,7 +158,8 @@ describe('useDashboardStream', () => {
 
   it('gives up after 10 attempts; retry() starts over', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const { result } = mount();
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const { result } = mount({ transport: 'websocket' });
     act(() => FakeWebSocket.last.drop());
     for (let i = 0; i < 10; i++) {
       act(() => { vi.advanceTimersByTime(30000); });
@@ -190,7 +191,8 @@ describe('useDashboardStream', () => {
 describe('WebSocketService in a window', () => {
   it('the browser coming back online skips the rest of the backoff wait', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.999);
-    const s = new WebSocketService({ url: URL, WebSocket: FakeWebSocket });
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const s = new WebSocketService({ url: URL, WebSocket: FakeWebSocket, transport: 'websocket' });
     s.connect();
     expect(added).toEqual(['online']);
     FakeWebSocket.last.drop(); // attempt 1 would wait up to 499 ms

@@ -267,7 +267,8 @@ describe('reconnection', () => {
   it('waits random(0, min(30 s, 500 ms * 2^n)) before attempt n (full jitter)', () => {
     const random = vi.spyOn(Math, 'random').mockReturnValue(0.999999);
     const states: ConnectionState[] = [];
-    const s = service({ onStateChange: (st) => states.push(st) });
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const s = service({ transport: 'websocket', onStateChange: (st) => states.push(st) });
     const announced: [number, number, number][] = [];
     s.on('client:reconnecting', (d) => announced.push([d.attempt, d.maxAttempts, d.delayMs]));
     expect([0, 1, 2, 3, 5, 6, 9].map((n) => s.backoffDelay(n)))
@@ -303,7 +304,8 @@ describe('reconnection', () => {
 
   it('gives up after 10 attempts: disconnected, client:gave_up, no timer left; retry() starts over', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.999999);
-    const s = service();
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const s = service({ transport: 'websocket' });
     const gaveUp: unknown[] = [];
     s.on('client:gave_up', (d) => gaveUp.push(d));
     s.connect();
@@ -329,7 +331,8 @@ describe('reconnection', () => {
 
   it('a live event after the greeting resets the attempt count; the greeting alone does not', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const s = service();
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const s = service({ transport: 'websocket' });
     s.connect();
     FakeWebSocket.last.drop();
     vi.advanceTimersByTime(250);
@@ -354,7 +357,8 @@ describe('reconnection', () => {
 
   it('when resuming, only an event after the recovery is live; staying up healthyAfterMs past it also counts', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const s = service({ since: '5-0', healthyAfterMs: 5000, heartbeatMs: 0 });
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const s = service({ transport: 'websocket', since: '5-0', healthyAfterMs: 5000, heartbeatMs: 0 });
     s.connect();
     FakeWebSocket.last.drop();
     vi.advanceTimersByTime(250);

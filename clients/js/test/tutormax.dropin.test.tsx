@@ -195,7 +195,8 @@ describe('what it keeps from this client', () => {
 
   it('counts every reconnection attempt, gives up after 10, and retry() starts over', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const { result, ws } = mount();
+    // the WebSocket transport's backoff ('auto' would switch to SSE after a socket that never opened: sse.test.ts)
+    const { result, ws } = mount({ transport: 'websocket' });
     act(() => ws.drop());
     const attempts = [result.current.attempt];
     for (let i = 0; i < 10; i++) {

@@ -7,7 +7,7 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
 import { WebSocketService } from '../service.js';
 import type { WebSocketServiceOptions } from '../service.js';
-import type { ConnectionState, RecoveryData, ServerMessage } from '../types.js';
+import type { ConnectionState, RecoveryData, ServerMessage, Transport } from '../types.js';
 
 export interface ConnectionOptions extends Omit<WebSocketServiceOptions, 'onStateChange'> {
   /** false: no connection (and any open one is closed). Default true. */
@@ -25,17 +25,19 @@ export interface Connection {
   status: ConnectionState;
   /** Reconnection attempts made since the last healthy connection (for "Reconnecting (3/10)"). */
   attempt: number;
+  /** The live transport: `websocket` or `sse` (the fallback) while connected, else null. */
+  transport: Transport | null;
   /** The underlying service (null before the effect ran or while `enabled` is false). */
   service: WebSocketService | null;
   /** Reconnect now (after giving up, or to skip the backoff wait). */
   retry: () => void;
 }
 
-type Status = { status: ConnectionState; attempt: number };
-const DISCONNECTED: Status = { status: 'disconnected', attempt: 0 };
+type Status = { status: ConnectionState; attempt: number; transport: Transport | null };
+const DISCONNECTED: Status = { status: 'disconnected', attempt: 0, transport: null };
 
 function statusReducer(s: Status, next: Status): Status {
-  return s.status === next.status && s.attempt === next.attempt ? s : next;
+  return s.status === next.status && s.attempt === next.attempt && s.transport === next.transport ? s : next;
 }
 
 /**
@@ -63,6 +65,9 @@ export function useConnection(options: ConnectionOptions, onMessage: (msg: Serve
     options.healthyAfterMs ?? null,
     options.heartbeatMs ?? null,
     options.pongTimeoutMs ?? null,
+    options.transport ?? null,
+    options.sseUrl ?? null,
+    typeof options.fetch === 'function',
   ]);
   const impl = options.WebSocket || options.WebSocketImpl;
   const timers = options.timers;
@@ -87,14 +92,19 @@ export function useConnection(options: ConnectionOptions, onMessage: (msg: Serve
       pongTimeoutMs: o.pongTimeoutMs,
       random: o.random,
       WebSocket: impl,
+      transport: o.transport,
+      sseUrl: o.sseUrl,
+      // the latest function, as getToken
+      fetch: typeof o.fetch === 'function' ? (url, init) => latest.current.options.fetch!(url, init) : undefined,
       location: o.location,
       timers,
     });
     svc.onStateChange((state, prev) => {
-      setStatus({ status: state, attempt: svc.attempt });
+      setStatus({ status: state, attempt: svc.attempt, transport: svc.transport });
       latest.current.options.onStateChange?.(state, prev);
     });
-    svc.on('client:reconnecting', (d) => setStatus({ status: svc.state, attempt: d.attempt }));
+    svc.on('client:reconnecting', (d) => setStatus({ status: svc.state, attempt: d.attempt, transport: svc.transport }));
+    svc.on('client:transport', (t) => setStatus({ status: svc.state, attempt: svc.attempt, transport: t }));
     svc.on('*', (_data, msg) => {
       latest.current.onMessage(msg);
       latest.current.options.onMessage?.(msg);
@@ -110,5 +120,5 @@ export function useConnection(options: ConnectionOptions, onMessage: (msg: Serve
   }, [enabled, connectionKey, impl, timers]);
 
   const retry = useCallback(() => { service?.retry(); }, [service]);
-  return { status: status.status, attempt: status.attempt, service, retry };
+  return { status: status.status, attempt: status.attempt, transport: status.transport, service, retry };
 }

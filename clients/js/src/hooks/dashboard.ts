@@ -69,6 +69,8 @@ export interface UseWebSocketResult<M = TutorMetrics, A = DashboardAlert, T = In
   status: Connection['status'];
   /** Reconnection attempts since the last healthy connection ("Reconnecting (3/10)"). */
   attempt: number;
+  /** The live transport: `websocket`, `sse` (the fallback through proxies that block WebSockets) or null when not connected. */
+  transport: Connection['transport'];
   /** Reconnect now (after giving up, or to skip the backoff wait). */
   retry: () => void;
   /** The underlying WebSocketService (null before the effect ran or while `enabled` is false). */
@@ -98,6 +100,7 @@ export function useWebSocket<M = TutorMetrics, A = DashboardAlert, T = Intervent
     updateInterventionStatus,
     status: conn.status,
     attempt: conn.attempt,
+    transport: conn.transport,
     retry: conn.retry,
     service: conn.service,
   };

@@ -16,6 +16,7 @@ import type {
   MetricsUpdateData,
   RecoveryData,
   ServerMessage,
+  Transport,
 } from '../types.js';
 import type { WebSocketService } from '../service.js';
 
@@ -30,6 +31,8 @@ export interface LiveState {
   state: ConnectionState;
   /** Reconnection attempts made since the last healthy connection (for "Reconnecting (3/10)"). */
   attempt: number;
+  /** The live transport: `websocket`, `sse` (the fallback) or null when not connected. */
+  transport: Transport | null;
   /** The latest `analytics_update` snapshot (`{}` before anything was published); null before the first. */
   analytics: AnalyticsData | null;
   /** Alerts received, newest first (at most `maxItems`). */
@@ -54,7 +57,7 @@ export interface UseDashboardStreamResult extends LiveState {
   retry: () => void;
 }
 
-type Data = Omit<LiveState, 'state' | 'attempt'>;
+type Data = Omit<LiveState, 'state' | 'attempt' | 'transport'>;
 
 const INITIAL: Data = {
   analytics: null,
@@ -102,12 +105,12 @@ function reducer(s: Data, a: { msg: ServerMessage; max: number }): Data {
 /**
  * Connect to the gateway while the component is mounted and return its live state, as
  * envelopes. Options that shape the connection (url, path, token, types, backoff,
- * heartbeat, the WebSocket implementation) reconnect when they change; callbacks may
- * change freely.
+ * heartbeat, transport, sseUrl, the WebSocket implementation) reconnect when they change;
+ * callbacks may change freely.
  */
 export function useDashboardStream(options: UseDashboardStreamOptions = {}): UseDashboardStreamResult {
   const [data, dispatch] = useReducer(reducer, INITIAL);
   const max = Math.max(1, options.maxItems ?? 100);
   const conn = useConnection(options, (msg) => dispatch({ msg, max }));
-  return { ...data, state: conn.status, attempt: conn.attempt, service: conn.service, retry: conn.retry };
+  return { ...data, state: conn.status, attempt: conn.attempt, transport: conn.transport, service: conn.service, retry: conn.retry };
 }
