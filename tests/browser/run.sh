@@ -47,6 +47,17 @@ if [ ! -x "$chromium" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y chromium
 fi
 
+# nginx, for the upgrade-refusing proxy of tests/transport.test.mjs
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "run.sh: nginx missing; installing it (apt-get)" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends nginx
+  # the package may start a system nginx on :80; the tests run their own
+  $sudo service nginx stop >/dev/null 2>&1 || true
+fi
+
 cd "$here"
 if [ ! -d node_modules/playwright-core ]; then
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi

@@ -16,7 +16,8 @@ after(async () => { if (browser) await browser.close(); });
 // one tab per test, in the shared browser; each test closes its own
 const newPage = () => browser.context.newPage();
 // what failing WebSocket handshakes and header polls log while a node is down
-const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/];
+// (and, with the WebSocket failing before it opens, the page's SSE fallback attempts)
+const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/, /\/sse\/dashboard/];
 
 test('the page and its assets are served; it connects with no console or page errors', async (t) => {
   const gw = await startGateway();

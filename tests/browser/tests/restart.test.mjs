@@ -8,7 +8,8 @@ import {
   trackProblems, waitForChildren, waitForStatus, waitForText,
 } from '../lib/harness.mjs';
 
-const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/];
+// (and, with the WebSocket failing before it opens, the page's SSE fallback attempts)
+const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/, /\/sse\/dashboard/];
 
 let browser;
 before(async () => { browser = await launchBrowser(); });

@@ -13,7 +13,8 @@ let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { if (browser) await browser.close(); });
 const newPage = () => browser.context.newPage();
-const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/];
+// (and, with the WebSocket failing before it opens, the page's SSE fallback attempts)
+const OUTAGE_NOISE = [/WebSocket connection to/, /ERR_CONNECTION_REFUSED/, /\/ws\/status/, /\/sse\/dashboard/];
 
 const ANALYTICS = {
   total_tutors: 120, active_tutors: 97,
