@@ -4,7 +4,7 @@
 //! one task that reads the hub's [`Ring`] and writes every event its clients
 //! want straight into their [`Outbox`]es: one non-blocking write per client
 //! per batch, and no client task woken while its socket keeps up (see
-//! `ws::outbox` for why).
+//! `transport::outbox` for why).
 //!
 //! Draining: a shard never sleeps while events wait and no fixed count caps
 //! a batch. When it wakes it takes everything the ring holds for it (up to

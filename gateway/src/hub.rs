@@ -1,8 +1,10 @@
-//! The hub: where bus payloads become frames, once per event, and fan out.
+//! The hub: where bus payloads become events, once per event, and fan out.
 //!
-//! A payload is decoded and validated here exactly once per node; the text
-//! frame it becomes is shared (reference-counted bytes) by every client, so
-//! fan-out costs no serialization and no copy per client.
+//! A payload is decoded and validated here exactly once per node; the
+//! [`Event`] it becomes carries its encodings (the WebSocket frame made
+//! here, the compressed frame and the SSE record made on first use), each
+//! shared (reference-counted bytes) by every client of it, so fan-out costs
+//! no serialization and no copy per client.
 //!
 //! Positions come from the history alone: an `id` is trusted only when it
 //! carries the current history's epoch and is not from the future. Any other
@@ -11,14 +13,14 @@
 //! hand a client a position the history does not hold. Payloads larger than
 //! `MAX_EVENT_BYTES` (plus the id the history adds) are dropped and counted.
 //!
-//! Each event is framed once (WebSocket header and payload: server frames
-//! are unmasked, so the bytes are the same for every client) and appended to
+//! Each event is framed once per encoding (server frames are unmasked, so
+//! the bytes are the same for every client of an encoding) and appended to
 //! the node's [`Ring`]. Live clients get it from [`crate::fanout`], written
 //! straight to their sockets without waiting for any of them; a client still
 //! being greeted or replayed is only a sequence number in the ring, and
 //! moves over to the fan-out when it goes live ([`Hub::go_live`]), taking
 //! what arrived meanwhile. A slow or dead client never delays the others:
-//! its outbox has a budget of bytes and age (`ws::outbox`).
+//! its outbox has a budget of bytes and age (`transport::outbox`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -701,6 +703,32 @@ mod tests {
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert!(Arc::ptr_eq(&fa, &fb), "one frame per event, not per client");
         assert_eq!(fa.kind, "alert");
+    }
+
+    #[test]
+    fn each_encoding_of_an_event_is_made_once_and_shared() {
+        let hub = hub(Arrival::InOrder);
+        let mut rx = rx(&hub);
+        let data = format!("{{\"note\":\"{}\"}}", "row ".repeat(100));
+        hub.dispatch(payload(Some("5-0"), "metrics_update", &data).as_bytes())
+            .unwrap();
+        let event = rx.try_recv().unwrap();
+        let deflate = Encoding::Deflate { min: 256 };
+        for encoding in [Encoding::WebSocket, deflate, Encoding::Sse] {
+            let (first, again) = (event.wire(encoding), event.wire(encoding));
+            assert_eq!(first.as_ptr(), again.as_ptr(), "{encoding:?}: built once");
+        }
+        assert_eq!(event.wire(deflate)[0], 0xC1, "compressed: FIN, RSV1, text");
+        assert!(event.wire(deflate).len() < event.wire(Encoding::WebSocket).len() / 2);
+        let sse = std::str::from_utf8(event.wire(Encoding::Sse)).unwrap();
+        assert!(
+            sse.starts_with(&format!("id: {EPOCH}:5-0\ndata: {{")),
+            "{sse}"
+        );
+        assert_eq!(
+            &sse[sse.find("data: ").unwrap() + 6..sse.len() - 2],
+            event.text()
+        );
     }
 
     #[test]

@@ -4,13 +4,19 @@
 //!
 //! # Layout
 //! - [`config`]: the one typed [`Config`], from flags and environment.
-//! - [`hub`]: bus payload → frame, once per event; hands it to the fan-out.
+//! - [`hub`]: bus payload → event (and its encodings, once each); hands it
+//!   to the fan-out.
 //! - [`fanout`]: the live clients; writes each event to their sockets.
 //! - [`bus`]: the [`bus::Bus`] trait; [`bus::local`] (in-process) and
 //!   [`bus::redis`] (Redis pub/sub, history stream, cluster counts).
 //! - [`admission`]: who may connect, how many, how fast (JWT, limits).
-//! - [`ws`]: the `/ws/dashboard` handshake; [`ws::session`] runs one client;
-//!   [`ws::outbox`] is its socket's write side, shared with the fan-out.
+//! - [`transport`]: the seam between the core and the transports: the
+//!   encodings, the [`transport::Transport`] trait, the outbox (a client's
+//!   write side, shared with the fan-out), permessage-deflate.
+//! - [`connect`]: the checks every dashboard connection passes, once.
+//! - [`session`]: one client from greeting to close, for every transport.
+//! - [`ws`]: the WebSocket transport (`/ws/dashboard`); [`sse`]: Server-Sent
+//!   Events (`/sse/dashboard`).
 //! - [`http`]: status, health, readiness, metrics, publish, page assets.
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`state`]: [`AppState`], what handlers share; [`error`]: `AppError`.

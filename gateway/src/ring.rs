@@ -13,7 +13,7 @@
 //!   (`fanout::Shard::run`);
 //! - once every shard has written it, an event stays for [`KEEP`] more, for
 //!   clients still being greeted or replayed; one slower than that re-reads
-//!   the history instead (`ws::session`).
+//!   the history instead (`session`).
 //!
 //! Appending never waits for a reader: publishing never waits for a client.
 

@@ -6,7 +6,7 @@
 //! per event (ring notify, `select!`, tungstenite framing, a timer, then the
 //! `send()`) costs as much again as the `send()` itself. Here the fan-out
 //! writes each batch's pre-framed bytes (one encoding per node, see
-//! [`crate::hub::Frame::wire`]) straight to every socket with a non-blocking
+//! [`crate::hub::Event::wire`]) straight to every socket with a non-blocking
 //! write, and no client task wakes at all while its socket keeps up.
 //!
 //! Order and atomicity: every write (broadcast batches from the fan-out, the
