@@ -147,6 +147,14 @@ pub struct Args {
     #[arg(long, default_value_t = 4096)]
     pub slow_rcvbuf: u32,
 
+    /// Offer permessage-deflate (`Sec-WebSocket-Extensions:
+    /// permessage-deflate; client_max_window_bits`, as Chrome does) and
+    /// inflate what the gateway compresses. The report says how many
+    /// clients the gateway accepted it for; the wire bytes it prints (with
+    /// or without this) are what the sockets read, before inflating.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// Client read buffer, bytes.
     #[arg(long, default_value_t = 8192)]
     pub read_buffer: usize,

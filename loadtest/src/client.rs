@@ -9,6 +9,9 @@
 //! A filtered client (`--filtered-clients`) subscribes to types that are
 //! never published: it only counts what it receives (nothing, if the
 //! gateway filters right) and whether the server closed it.
+//!
+//! Every client reads through a [`Wire`], which counts the bytes from the
+//! socket and, with `--deflate`, inflates permessage-deflate messages.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -24,6 +27,9 @@ use tokio_tungstenite::tungstenite::http::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::stats::{PublishCounts, Shard};
+use crate::wire::{self, Wire};
+
+type Ws = tokio_tungstenite::WebSocketStream<Wire<TcpStream>>;
 
 /// Where the run stands; clients watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +93,8 @@ pub struct Common {
     pub churn_pool: ChurnPool,
     /// `--burst N`: a reading client notes when it has all N.
     pub burst: Option<u64>,
+    /// `--deflate`: offer permessage-deflate.
+    pub deflate: bool,
 }
 
 pub async fn run(spec: ClientSpec, common: Common) {
@@ -114,6 +122,8 @@ pub async fn run(spec: ClientSpec, common: Common) {
     let owed_from = common.published.attempted.load(Ordering::Relaxed);
     {
         let mut counts = common.shard.lock();
+        counts.wire_bytes_connect += ws.get_ref().bytes_read();
+        counts.deflate_negotiated += u64::from(ws.get_ref().negotiated());
         let micros = started.elapsed().as_micros().max(1) as u64;
         if spec.filtered {
             counts.filtered_connected += 1;
@@ -202,6 +212,7 @@ pub async fn run(spec: ClientSpec, common: Common) {
     if let Some(kind) = churned {
         {
             let mut counts = common.shard.lock();
+            counts.wire_bytes += ws.get_ref().bytes_read();
             match kind {
                 Churn::Drop => counts.churned_drop += 1,
                 Churn::Close => counts.churned_close += 1,
@@ -291,12 +302,10 @@ pub async fn run(spec: ClientSpec, common: Common) {
     }
     // Close politely, without waiting long.
     let _ = timeout(Duration::from_millis(200), ws.close(None)).await;
+    common.shard.lock().wire_bytes += ws.get_ref().bytes_read();
 }
 
-async fn connect(
-    spec: &ClientSpec,
-    common: &Common,
-) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+async fn connect(spec: &ClientSpec, common: &Common) -> anyhow::Result<Ws> {
     let target = &spec.target;
     let socket = if target.addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -311,7 +320,11 @@ async fn connect(
     }
     let stream = socket.connect(target.addr).await?;
     stream.set_nodelay(true)?;
-    let request = Request::builder()
+    let mut request = Request::builder();
+    if common.deflate {
+        request = request.header("Sec-WebSocket-Extensions", wire::OFFER);
+    }
+    let request = request
         .uri(&target.url)
         .header("Host", target.addr.to_string())
         .header("Connection", "Upgrade")
@@ -325,8 +338,12 @@ async fn connect(
     let config = WebSocketConfig::default()
         .read_buffer_size(common.read_buffer)
         .write_buffer_size(0);
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        request,
+        Wire::new(stream, common.deflate),
+        Some(config),
+    )
+    .await?;
     // The greeting (`analytics_update`) comes first: the client is live.
     match ws.next().await {
         Some(Ok(Message::Text(_))) => Ok(ws),
@@ -360,7 +377,7 @@ fn fail(common: &Common, spec: &ClientSpec, reason: &str) {
 
 /// Whether a stalled client's connection was closed by the server: reads
 /// (and discards) what is buffered for up to a second.
-async fn probe_closed(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> bool {
+async fn probe_closed(ws: &mut Ws) -> bool {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {

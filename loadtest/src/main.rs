@@ -23,6 +23,7 @@ mod publish;
 mod report;
 mod series;
 mod stats;
+mod wire;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -140,6 +141,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             slow_rcvbuf: args.slow_rcvbuf,
             churn_pool: ChurnPool::default(),
             burst: args.bursting().then_some(args.burst),
+            deflate: args.deflate,
         };
         // Filtered clients come after the others (indices from `--clients`
         // on), dealt to the threads the same way.

@@ -153,6 +153,19 @@ impl Report {
         (self.window_delivered > 0).then(|| cpu * 1e6 / self.window_delivered as f64)
     }
 
+    /// Clients that got a greeting, of every kind.
+    fn greeted(&self) -> u64 {
+        self.counts.connected + self.counts.late_connected + self.counts.filtered_connected
+    }
+
+    /// Wire bytes per test event received, after the greetings (pings and
+    /// close frames included).
+    fn wire_per_event(&self) -> Option<f64> {
+        let c = &self.counts;
+        let after = c.wire_bytes.saturating_sub(c.wire_bytes_connect);
+        (c.received() > 0).then(|| after as f64 / c.received() as f64)
+    }
+
     /// Memory added per connection between before-connect and connected.
     fn rss_per_conn(&self, p: &ProcessReport) -> Option<f64> {
         let (a, b) = (p.rss_before?, p.rss_connected?);
@@ -199,6 +212,13 @@ impl Report {
             ms(c.connect_time.value_at_quantile(0.99)),
             ms(c.connect_time.max()),
         );
+        if args.deflate {
+            println!(
+                "  deflate     offered by every client; the gateway accepted permessage-deflate for {} of the {} that connected",
+                c.deflate_negotiated,
+                self.greeted(),
+            );
+        }
         if args.publishing() {
             println!(
                 "  published   {} ok of {} sent ({} scheduled), {} errors, publisher backlog max {}{}",
@@ -351,6 +371,23 @@ impl Report {
                 c.close_reasons.join("; ")
             );
         }
+        println!(
+            "  wire        wire bytes received {} (all clients, from the sockets{}; {} of them handshakes and greetings), {} per delivered event after those (event text {} each)",
+            c.wire_bytes,
+            if args.deflate {
+                ", before inflating"
+            } else {
+                ""
+            },
+            c.wire_bytes_connect,
+            self.wire_per_event()
+                .map_or("–".to_owned(), |b| format!("{b:.1} B")),
+            if c.received() > 0 {
+                format!("{:.1} B", c.bytes as f64 / c.received() as f64)
+            } else {
+                "–".to_owned()
+            },
+        );
         if args.filtered_clients > 0 {
             println!(
                 "  filtered    {} clients on ?types={}: {} connected, {} failed; {} closed by the server during the run, {} frames received after the greeting (both should be 0)",
@@ -434,6 +471,17 @@ impl Report {
                 "filtered_types": args.filtered_types,
                 "slow_share": args.slow_share,
                 "slow_after_s": args.slow_after.as_secs_f64(),
+                "deflate": args.deflate,
+            },
+            "deflate": {
+                "offered": args.deflate,
+                "negotiated": c.deflate_negotiated,
+                "connected": self.greeted(),
+            },
+            "wire": {
+                "bytes": c.wire_bytes,
+                "handshake_and_greeting_bytes": c.wire_bytes_connect,
+                "per_event": self.wire_per_event(),
             },
             "connect": {
                 "connected": c.connected,

@@ -43,7 +43,15 @@ pub struct Counts {
     pub slow_delivered: u64,
     /// Frames that are not test events (greetings, pongs...).
     pub other_frames: u64,
+    /// Text bytes of the test events received (inflated).
     pub bytes: u64,
+    /// Bytes read from the sockets (compressed, if deflate was on) by
+    /// connected clients, handshake included: in all, and of that up to
+    /// each one's greeting.
+    pub wire_bytes: u64,
+    pub wire_bytes_connect: u64,
+    /// Connected clients whose handshake accepted permessage-deflate.
+    pub deflate_negotiated: u64,
     /// Filled in when the run ends: events published but never received.
     pub lost: u64,
     pub slow_clients: u64,
@@ -102,6 +110,9 @@ impl Default for Counts {
             slow_delivered: 0,
             other_frames: 0,
             bytes: 0,
+            wire_bytes: 0,
+            wire_bytes_connect: 0,
+            deflate_negotiated: 0,
             lost: 0,
             slow_clients: 0,
             slow_closed: 0,
@@ -154,6 +165,9 @@ impl Counts {
         self.slow_delivered += other.slow_delivered;
         self.other_frames += other.other_frames;
         self.bytes += other.bytes;
+        self.wire_bytes += other.wire_bytes;
+        self.wire_bytes_connect += other.wire_bytes_connect;
+        self.deflate_negotiated += other.deflate_negotiated;
         self.lost += other.lost;
         self.slow_clients += other.slow_clients;
         self.slow_closed += other.slow_closed;

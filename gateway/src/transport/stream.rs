@@ -1,7 +1,8 @@
 //! The socket a client's [`super::outbox::Outbox`] writes to: the client's
-//! own TCP connection (`ws://`), or, for a TLS connection (`wss://` at the
-//! node), the near end of the Unix socket pair its relay task encrypts from
-//! (see [`super::upgrade`]). Both take the fan-out's shared bytes with the
+//! own TCP connection (`ws://`), or the near end of a Unix socket pair — for
+//! a TLS connection (`wss://` at the node), the pair its relay task encrypts
+//! from (see `ws::upgrade`); for an SSE stream, the pair its response body
+//! reads from (see `sse`). Both take the fan-out's shared bytes with the
 //! same non-blocking calls; this type only says which one it is.
 
 use std::io::{self, IoSlice};

@@ -1,7 +1,7 @@
 //! The WebSocket upgrade (RFC 6455 §4.2), done here instead of by axum's
 //! `WebSocketUpgrade`, which hides the TCP stream inside its own socket
 //! type: the fan-out needs the stream itself to write pre-framed events
-//! (see [`super::outbox`]). Checks and refusals are the same as axum's.
+//! (see [`crate::transport::outbox`]). Checks and refusals are the same as axum's.
 
 use std::future::Future;
 use std::sync::Arc;
