@@ -45,6 +45,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// best (often none: a short envelope has little to repeat) for a
 /// compression call per event.
 pub const DEFAULT_COMPRESSION_MIN_BYTES: usize = 256;
+/// Seconds of clock skew tolerated on a token's `exp` and `nbf`.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 10;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -147,7 +149,7 @@ pub struct Config {
     #[arg(long, env = "AUTH_JWT_ISSUER")]
     pub auth_jwt_issuer: Option<String>,
     /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
-    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", default_value_t = crate::admission::JWT_LEEWAY_SECS,
+    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     pub auth_jwt_leeway_secs: u64,
     /// Most connections per token `sub` on this node (0: no limit); more get 429.
@@ -277,7 +279,6 @@ impl Config {
             .filter(|o| !o.is_empty())
             .collect();
 
-        self.redis.target()?;
         self.wire.validate()?;
         // An event within MAX_EVENT_BYTES must never make a reader that
         // keeps up "too slow": room for a fan-out batch and two events.
@@ -290,9 +291,10 @@ impl Config {
         }
         self.tls_cert_file = self.tls_cert_file.filter(|p| !p.as_os_str().is_empty());
         self.tls_key_file = self.tls_key_file.filter(|p| !p.as_os_str().is_empty());
-        if let Some((cert, key)) = self.tls()? {
-            crate::tls::load_certified_key(&cert, &key).map_err(ConfigError::Tls)?;
-        }
+        // Only both or neither; the files themselves are read once, by
+        // `start` (as are the Redis target's, the public key file and the
+        // JWKS URL's syntax, by the bus and `Admission::new`).
+        self.tls()?;
         if let Some(id) = &self.node_id
             && !is_token(id)
         {
@@ -316,12 +318,6 @@ impl Config {
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
             .collect();
-        if let Some(url) = &self.auth_jwks_url {
-            crate::admission::Jwks::check_url(url)?;
-        }
-        if let Some(path) = &self.auth_jwt_public_key_file {
-            crate::admission::read_key_file(path)?;
-        }
         Ok(self)
     }
 
@@ -392,6 +388,16 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    /// What `start` says of `args`, when it refuses them (it reads the
+    /// files the settings name before it starts anything).
+    fn refused_at_start(args: &[&str]) -> String {
+        let config = parse(args).expect("valid syntax");
+        match crate::start(config, tokio_util::sync::CancellationToken::new()) {
+            Ok(_) => panic!("{args:?} should be refused"),
+            Err(err) => err.to_string(),
+        }
+    }
+
     #[test]
     fn defaults_match_the_spec() {
         let config = Config::default().validate().unwrap();
@@ -408,7 +414,7 @@ mod tests {
     fn bad_values_get_a_clear_error() {
         let err = parse(&["--bind-addr", "nowhere"]).unwrap_err();
         assert!(err.contains("--bind-addr"), "{err}");
-        let err = parse(&["--redis-url", "http://x"]).unwrap_err();
+        let err = refused_at_start(&["--redis-url", "http://x"]);
         assert!(err.contains("not a valid Redis URL"), "{err}");
         let err = parse(&["--channel-prefix", "a b"]).unwrap_err();
         assert!(err.contains("CHANNEL_PREFIX"), "{err}");
@@ -471,9 +477,9 @@ mod tests {
 
     #[test]
     fn auth_settings_are_checked_at_start() {
-        let err = parse(&["--auth-jwks-url", "ftp://idp/keys"]).unwrap_err();
+        let err = refused_at_start(&["--auth-jwks-url", "ftp://idp/keys"]);
         assert!(err.contains("AUTH_JWKS_URL"), "{err}");
-        let err = parse(&["--auth-jwt-public-key-file", "/nonexistent/key.pem"]).unwrap_err();
+        let err = refused_at_start(&["--auth-jwt-public-key-file", "/nonexistent/key.pem"]);
         assert!(err.contains("AUTH_JWT_PUBLIC_KEY_FILE"), "{err}");
         let err = parse(&["--auth-jwt-leeway-secs", "3600"]).unwrap_err();
         assert!(err.contains("--auth-jwt-leeway-secs"), "{err}");

@@ -154,12 +154,15 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     } else {
         None
     };
+    // First: metric handles taken before the recorder exists go nowhere.
+    let metrics = telemetry::metrics_handle();
+    // Everything that reads a file or parses a setting, before anything
+    // starts: a bad value stops `start` with nothing left running.
+    let admission = Arc::new(Admission::new(&config)?);
     let tls = match config.tls()? {
         Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(config::ConfigError::Tls)?),
         None => None,
     };
-    // First: metric handles taken before the recorder exists go nowhere.
-    let metrics = telemetry::metrics_handle();
     let node = Arc::new(Node::new(config.node_id.clone()));
     let redis = config.redis_target()?;
     let arrival = match redis.as_ref().map(RedisTarget::topology) {
@@ -193,7 +196,6 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     };
     hub.attach_history(bus.clone());
     tracker.spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
-    let admission = Arc::new(Admission::new(&config)?);
     if let Some(jwks) = admission.jwks() {
         tracker.spawn(jwks.run(shutdown.clone()));
     }

@@ -4,20 +4,10 @@
 //! node keeps its line there with a heartbeat (`bus::redis::status`).
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::bus::BusError;
 
-/// One node's line in `/ws/status`, as stored in Redis.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub node_id: String,
-    pub active_connections: u64,
-    pub ready: bool,
-    pub bus: String,
-    pub started_at: String,
-    pub updated_at: String,
-}
+pub use shared::status::NodeStatus;
 
 #[async_trait]
 pub trait Membership: Send + Sync + 'static {

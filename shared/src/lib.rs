@@ -15,12 +15,16 @@
 //! - [`keys`]: Redis channel and key names under a `CHANNEL_PREFIX`.
 //! - [`client`]: what a browser may send, and the frames the server answers
 //!   with (pong, error, recovery).
+//! - [`status`]: a node's line in the cluster count ([`status::NodeStatus`],
+//!   its TTL), as nodes write it and `/ws/status` and the Python package read
+//!   it.
 
 pub mod client;
 pub mod envelope;
 pub mod event_id;
 pub mod keys;
 pub mod kind;
+pub mod status;
 
 pub use envelope::{DecodeError, Decoded, encode, encode_with_id, insert_id};
 pub use event_id::{Epoch, EventId, Position};

@@ -162,3 +162,16 @@ def test_timestamps_are_utc_milliseconds():
     parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     assert len(stamp) == 24 and stamp.endswith("Z")
     assert abs((datetime.now(timezone.utc) - parsed).total_seconds()) < 5
+
+
+def test_the_node_ttl_is_the_one_the_gateway_writes_its_status_with():
+    """A node counts in get_connection_count() exactly as long as in /ws/status:
+    the TTL is the wire contract's (shared/src/status.rs), not a copy that may drift."""
+    import re
+
+    from conftest import REPO
+    from dashboard_gateway.publisher import NODE_TTL_MS
+
+    source = (REPO / "shared" / "src" / "status.rs").read_text()
+    secs = int(re.search(r"pub const NODE_TTL_SECS: u64 = (\d+);", source).group(1))
+    assert NODE_TTL_MS == secs * 1000

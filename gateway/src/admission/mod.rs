@@ -27,7 +27,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 use self::auth::Auth;
-pub use self::auth::{AuthFailure, Identity, JWT_LEEWAY_SECS, Jwks, read_key_file};
+pub use self::auth::{AuthFailure, Identity, Jwks};
 pub use self::limits::{IpLimits, IpPlace, SWEEP_EVERY, ip_key};
 use self::users::{UserLimits, UserPlace};
 use crate::config::{Config, ConfigError};

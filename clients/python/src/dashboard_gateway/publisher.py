@@ -37,7 +37,8 @@ from .wire import JsonDefault
 
 #: How long connecting to Redis, or one command, may take (as the Rust crate).
 REDIS_TIMEOUT_SECS = 5.0
-#: A gateway node counts while its last heartbeat is this recent (as `/ws/status`).
+#: A gateway node counts while its last heartbeat is this recent (as `/ws/status`):
+#: `shared::status::NODE_TTL_SECS` (a test checks they agree).
 NODE_TTL_MS = 5_000
 
 _Args = List[Union[str, bytes]]

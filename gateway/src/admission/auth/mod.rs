@@ -27,10 +27,6 @@ pub use self::jwks::Jwks;
 pub use self::keys::Key;
 use crate::config::{Config, ConfigError};
 
-/// Seconds of clock skew tolerated on a token's `exp` and `nbf` (the
-/// default of `AUTH_JWT_LEEWAY_SECS`).
-pub const JWT_LEEWAY_SECS: u64 = 10;
-
 /// Why a token was refused: the `cause` label of
 /// `gateway_handshakes_rejected_total{reason="auth"}`, and the 401's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

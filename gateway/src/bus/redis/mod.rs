@@ -69,7 +69,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often this node refreshes its status entry.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a node's entry outlives its last heartbeat.
-const NODE_TTL: Duration = Duration::from_secs(5);
+const NODE_TTL: Duration = Duration::from_secs(shared::status::NODE_TTL_SECS);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
