@@ -93,13 +93,8 @@ pub struct Awaiting {
 /// to it, whatever its transport. `frame_auth`: whether `?auth=frame` is
 /// possible on this transport (a stream the client cannot write to has no
 /// first frame).
-pub async fn check(
-    state: &AppState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    query: DashboardQuery,
-    frame_auth: bool,
-) -> Result<Checked, Response> {
+/// Whether the request's `Origin` may connect (see [`origin_allowed`]).
+pub fn origin_ok(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {
     // The page's own origin is https:// when this node serves TLS itself,
     // or when a trusted proxy says it terminated TLS.
     let behind_tls = state.tls.is_some()
@@ -108,7 +103,17 @@ pub async fn check(
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
-    if !origin_allowed(&state.config.cors_origins, headers, behind_tls) {
+    origin_allowed(&state.config.cors_origins, headers, behind_tls)
+}
+
+pub async fn check(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: DashboardQuery,
+    frame_auth: bool,
+) -> Result<Checked, Response> {
+    if !origin_ok(state, peer, headers) {
         log_refused_origin(headers);
         return Err(reject(
             "origin",

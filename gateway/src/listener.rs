@@ -101,11 +101,14 @@ pub(crate) async fn accept(listener: TcpListener, state: Arc<AppState>) {
             continue;
         };
         tune(&tcp);
+        let connection = Connection::new(permit);
+        let handle = connection.clone();
         let router = hyper_util::service::TowerToHyperService::new(router.clone());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
+            request.extensions_mut().insert(handle.clone());
             // One span per request: method, path (never the query: it may
             // hold a token) and peer on every line logged while serving it.
             let span = tracing::debug_span!(
@@ -121,8 +124,9 @@ pub(crate) async fn accept(listener: TcpListener, state: Arc<AppState>) {
         let handshake_timeout = state.config.handshake_timeout();
         let shutdown = shutdown.clone();
         state.tracker.spawn(async move {
+            let abort = &connection.abort;
             match tls {
-                None => serve_connection(&http, tcp, service, &shutdown).await,
+                None => serve_connection(&http, tcp, service, &shutdown, abort).await,
                 Some(acceptor) => {
                     // The TLS handshake runs here, in the connection's own
                     // task (never in the accept loop), under the same
@@ -134,7 +138,7 @@ pub(crate) async fn accept(listener: TcpListener, state: Arc<AppState>) {
                         () = shutdown.cancelled() => None,
                     } {
                         Some(Ok(Ok(stream))) => {
-                            serve_connection(&http, stream, service, &shutdown).await;
+                            serve_connection(&http, stream, service, &shutdown, abort).await;
                         }
                         Some(Ok(Err(err))) => {
                             metrics::counter!(telemetry::HANDSHAKES_REJECTED, "reason" => "tls")
@@ -150,7 +154,7 @@ pub(crate) async fn accept(listener: TcpListener, state: Arc<AppState>) {
                 }
             }
             // Served, closed, or handed over to a WebSocket session.
-            drop(permit);
+            connection.release_pending();
         });
     }
 }
@@ -162,6 +166,7 @@ async fn serve_connection<IO, S>(
     io: IO,
     service: S,
     shutdown: &CancellationToken,
+    abort: &CancellationToken,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -178,10 +183,42 @@ async fn serve_connection<IO, S>(
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}
+        // Dropped as it is: its response cannot be finished (a stalled
+        // reader of an SSE stream whose session ended).
+        () = abort.cancelled() => {}
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+    }
+}
+
+/// What a request's handler may do to the connection it came on (a request
+/// extension): give back its pending place once it is no longer a pending
+/// connection but a long-lived stream (`/sse/dashboard`), and drop the
+/// connection when the stream it served is over but cannot be finished.
+#[derive(Clone)]
+pub struct Connection {
+    pending: Arc<std::sync::Mutex<Option<PendingPlace>>>,
+    pub abort: CancellationToken,
+}
+
+impl Connection {
+    fn new(place: PendingPlace) -> Self {
+        Self {
+            pending: Arc::new(std::sync::Mutex::new(Some(place))),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// The connection stops counting toward the pending limits (idempotent).
+    pub fn release_pending(&self) {
+        drop(
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 }
 

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
@@ -42,10 +43,12 @@ use shared::Position;
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use tokio_util::io::ReaderStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::connect::{self, Checked, DashboardQuery};
 use crate::error::AppError;
+use crate::listener::Connection;
 use crate::session::{self, ended::Ended};
 use crate::state::AppState;
 use crate::transport::outbox::Outbox;
@@ -67,7 +70,7 @@ pub fn record(text: &str, id: Option<Position>) -> Bytes {
         out.put_slice(id.to_string().as_bytes());
         out.put_u8(b'\n');
     }
-    for line in text.split(['\n', '\r']) {
+    for line in text.split("\r\n").flat_map(|l| l.split(['\n', '\r'])) {
         out.put_slice(b"data: ");
         out.put_slice(line.as_bytes());
         out.put_u8(b'\n');
@@ -86,6 +89,9 @@ fn close_record(code: u16, reason: &str) -> Bytes {
 /// request, so all a session hears of it is its end.
 pub struct Sse {
     outbox: Arc<Outbox>,
+    /// Drops the client's HTTP connection: once the session is over, a
+    /// reader that stalled must not keep it (and hyper's buffers) forever.
+    abort: Option<CancellationToken>,
 }
 
 impl Transport for Sse {
@@ -106,20 +112,27 @@ impl Transport for Sse {
     }
 
     async fn close(&mut self, outbox: &Outbox, ended: Ended) {
-        let Some((code, reason)) = ended.close_code() else {
-            return;
-        };
-        if outbox.push_frame(close_record(code, reason)).is_ok() {
+        if let Some((code, reason)) = ended.close_code()
+            && outbox.push_frame(close_record(code, reason)).is_ok()
+        {
             let _ = timeout(CLOSE_TIMEOUT, outbox.drain()).await;
         }
-        // The outbox (our end of the pair) is dropped with the session:
-        // the body reads its end, and the response completes.
+        // The outbox (our end of the pair) is dropped with the session: the
+        // body reads its end, and the response completes. A client that
+        // does not read it gets that long, then its connection is dropped.
+        if let Some(abort) = self.abort.take() {
+            tokio::spawn(async move {
+                tokio::time::sleep(CLOSE_TIMEOUT).await;
+                abort.cancel();
+            });
+        }
     }
 }
 
 pub async fn dashboard(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     query: Result<Query<DashboardQuery>, QueryRejection>,
 ) -> Response {
@@ -146,8 +159,21 @@ pub async fn dashboard(
             return AppError::new(StatusCode::BAD_REQUEST, "bad_auth", "no ?auth= here")
                 .into_response();
         }
-        Err(refused) => return refused,
+        Err(mut refused) => {
+            // Readable by the page that asked (a 401 must reach the client
+            // to fetch a fresh token), unless its origin was the refusal.
+            if connect::origin_ok(&state, peer, &headers) {
+                allow_origin(&headers, refused.headers_mut());
+            }
+            return refused;
+        }
     };
+    // A stream, not a pending request: it no longer counts toward the
+    // listener's limits on connections that have not been answered (those
+    // would cap a NAT's dashboards at 128), but toward the session's own.
+    if let Some(Extension(connection)) = &connection {
+        connection.release_pending();
+    }
     let (near, far) = match socket_pair() {
         Ok(pair) => pair,
         Err(err) => {
@@ -167,6 +193,7 @@ pub async fn dashboard(
     let ctx = session::SessionContext::of(&state);
     let transport = Sse {
         outbox: outbox.clone(),
+        abort: connection.map(|Extension(c)| c.abort),
     };
     tokio::spawn(
         session::run(transport, outbox, ctx, params)
@@ -238,6 +265,11 @@ mod tests {
         let expected = format!("id: {id}\ndata: {{\"type\":\"alert\",\ndata: \"data\":1}}\n\n");
         assert_eq!(got, expected.as_bytes());
         assert_eq!(record("{}", None), &b"data: {}\n\n"[..]);
+        // A CRLF is one line break, as an SSE reader counts it.
+        assert_eq!(
+            record("{\"a\":\r\n1}", None),
+            &b"data: {\"a\":\ndata: 1}\n\n"[..]
+        );
     }
 
     #[test]

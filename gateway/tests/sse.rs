@@ -236,3 +236,23 @@ async fn a_page_on_another_origin_may_read_the_stream_with_its_bearer_header() {
         "CORS_ORIGINS applies as to a WebSocket"
     );
 }
+
+#[tokio::test]
+async fn many_streams_from_one_address_do_not_lock_it_out() {
+    // A school's dashboards behind one NAT: more open streams than the
+    // listener lets one address have unanswered requests (128).
+    let node = Node::default().await;
+    let mut streams = Vec::new();
+    for _ in 0..140 {
+        let mut stream = open(&node, "", &[]).await;
+        assert_eq!(stream.status, 200);
+        stream.next_json().await;
+        streams.push(stream);
+    }
+    let mut ws = node.client().await;
+    let id = node.publish("alert", json!({})).await;
+    assert_eq!(ws.next_json().await["id"], id.as_str());
+    for stream in &mut streams {
+        assert_eq!(stream.next_json().await.0.as_deref(), Some(id.as_str()));
+    }
+}

@@ -277,7 +277,8 @@ impl<T: Transport> Session<T> {
                 self.seam = self.seam.max(event.id);
                 if self.filter.allows(&event.kind) {
                     let position = Position::new(since.epoch, event.id);
-                    self.feed(self.encoding.encode(&event.text, Some(position)))?;
+                    let encoding = self.encoding.per_client();
+                    self.feed(encoding.encode(&event.text, Some(position)))?;
                     replayed += 1;
                 }
             }

@@ -33,28 +33,36 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const CHUNK: usize = 32 * 1024;
 
 const RESPONSE: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+const RESPONSE_WITH_WINDOW: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15";
 
 /// The response to a client's offer, if it offered permessage-deflate:
 /// "permessage-deflate; server_no_context_takeover; client_no_context_takeover".
 /// Accepts the first offer (over every Sec-WebSocket-Extensions value and comma-separated offer)
 /// whose name is permessage-deflate and whose parameters we can all honour.
+/// An offer that named `server_max_window_bits=15` gets it back (RFC 7692
+/// §7.1.2.1: a response to such an offer must carry it).
 pub fn negotiate(headers: &axum::http::HeaderMap) -> Option<axum::http::HeaderValue> {
-    headers
+    let window_named = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_EXTENSIONS)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(acceptable)
-        .then(|| axum::http::HeaderValue::from_static(RESPONSE))
+        .find_map(acceptable)?;
+    Some(axum::http::HeaderValue::from_static(if window_named {
+        RESPONSE_WITH_WINDOW
+    } else {
+        RESPONSE
+    }))
 }
 
-fn acceptable(offer: &str) -> bool {
+/// `Some(whether it names server_max_window_bits)` for an offer we accept.
+fn acceptable(offer: &str) -> Option<bool> {
     let mut parts = offer.split(';').map(str::trim);
     if !parts
         .next()
         .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
     {
-        return false;
+        return None;
     }
     let mut seen = [false; 4];
     for param in parts {
@@ -73,14 +81,14 @@ fn acceptable(offer: &str) -> bool {
             "client_max_window_bits" => (2, bits != Some(None)),
             // We compress with a 15-bit window and cannot promise a smaller one.
             "server_max_window_bits" => (3, bits == Some(Some(15))),
-            _ => return false,
+            _ => return None,
         };
         // RFC 7692 §7: an offer with a malformed or repeated parameter must be declined.
         if !ok || std::mem::replace(&mut seen[slot], true) {
-            return false;
+            return None;
         }
     }
-    true
+    Some(seen[3])
 }
 
 thread_local! {
@@ -409,7 +417,9 @@ impl Inflater {
         if total > self.max as u64 {
             return Err(InflateError::TooLarge);
         }
-        data.reserve_exact(len as usize);
+        // What arrives, not what a header claims: a 14-byte header may promise
+        // 64 KiB and send nothing more.
+        data.reserve_exact((len as usize).min(CHUNK));
         let key = h[head_len - 4..head_len].try_into().expect("4 bytes");
         self.state = State::Deflated {
             remaining: len,
@@ -591,7 +601,11 @@ mod tests {
         );
         let full = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
                     client_max_window_bits=\"10\"; server_max_window_bits=15";
-        assert!(negotiate(&offer(&[full])).is_some());
+        assert_eq!(
+            negotiate(&offer(&[full])).unwrap(),
+            RESPONSE_WITH_WINDOW,
+            "a named server window is echoed"
+        );
     }
 
     #[test]

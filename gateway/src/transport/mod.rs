@@ -61,6 +61,17 @@ impl Encoding {
         }
     }
 
+    /// The encoding for what one client gets alone (a replay page): a
+    /// compressed frame would be made per client there, which a resume of
+    /// thousands of events must not cost the node; a plain frame is valid
+    /// on a compressed connection.
+    pub fn per_client(self) -> Encoding {
+        match self {
+            Encoding::Deflate { .. } => Encoding::WebSocket,
+            other => other,
+        }
+    }
+
     /// This encoding's place in an event's cache.
     pub fn slot(self) -> usize {
         match self {

@@ -354,9 +354,40 @@ pub struct Io {
 #[derive(Debug)]
 struct Inflating {
     inflater: Inflater,
+    /// Bytes read from the socket the inflater has not been given yet,
+    /// from `raw_at`: it gets them a byte at a time and only while
+    /// tungstenite has nothing to read, so one read holds at most one
+    /// inflated message (a few bytes on the wire can inflate to the whole
+    /// inbound limit: a read of many of them must not inflate them all).
+    raw: Vec<u8>,
+    raw_at: usize,
     /// Inflated bytes tungstenite has not read yet, from `at`.
     ready: Vec<u8>,
     at: usize,
+}
+
+impl Inflating {
+    /// Hands the inflater raw bytes until it has output or none are left.
+    fn feed(&mut self) -> Result<(), InflateError> {
+        self.ready.clear();
+        self.at = 0;
+        while self.ready.is_empty() && self.raw_at < self.raw.len() {
+            let byte = self.raw_at;
+            self.raw_at += 1;
+            self.inflater
+                .push(&self.raw[byte..byte + 1], &mut self.ready)?;
+        }
+        if self.raw_at == self.raw.len() {
+            // Not kept at the size of a large first read for the
+            // connection's life.
+            if self.raw.capacity() > 4096 {
+                self.raw = Vec::new();
+            }
+            self.raw.clear();
+            self.raw_at = 0;
+        }
+        Ok(())
+    }
 }
 
 impl Io {
@@ -371,17 +402,18 @@ impl Io {
     /// inflated bytes (larger ones end the connection with 1009). `early`:
     /// what the client sent right after its request head (read already),
     /// inflated first.
-    pub fn inflating(outbox: Arc<Outbox>, max: usize, early: &[u8]) -> Result<Self, InflateError> {
-        let mut inflating = Inflating {
+    pub fn inflating(outbox: Arc<Outbox>, max: usize, early: Vec<u8>) -> Self {
+        let inflating = Inflating {
             inflater: Inflater::new(max),
+            raw: early,
+            raw_at: 0,
             ready: Vec::new(),
             at: 0,
         };
-        inflating.inflater.push(early, &mut inflating.ready)?;
-        Ok(Self {
+        Self {
             outbox,
             inflating: Some(Box::new(inflating)),
-        })
+        }
     }
 }
 
@@ -417,16 +449,16 @@ impl AsyncRead for Io {
         // Until the inflater has something for tungstenite (a partial
         // compressed frame yields nothing yet), or the peer is done.
         while inflating.at == inflating.ready.len() {
-            let mut raw = [0u8; 1024];
-            let n = ready!(poll_read_stream(stream, cx, &mut raw))?;
-            if n == 0 {
-                return Poll::Ready(Ok(()));
+            if inflating.raw_at == inflating.raw.len() {
+                let mut raw = [0u8; 1024];
+                let n = ready!(poll_read_stream(stream, cx, &mut raw))?;
+                if n == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                inflating.raw.extend_from_slice(&raw[..n]);
             }
-            inflating.ready.clear();
-            inflating.at = 0;
             inflating
-                .inflater
-                .push(&raw[..n], &mut inflating.ready)
+                .feed()
                 .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
         }
         let take = buf.remaining().min(inflating.ready.len() - inflating.at);
@@ -457,5 +489,51 @@ impl AsyncWrite for Io {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    /// A masked client frame, FIN + RSV1 + text, carrying `payload`.
+    fn compressed_frame(payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0xC1, 0x80 | 126];
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[tokio::test]
+    async fn one_read_holds_at_most_one_inflated_message_however_many_arrive_at_once() {
+        const MAX: usize = 64 * 1024;
+        let (near, mut far) = UnixStream::pair().unwrap();
+        let outbox = Arc::new(Outbox::new(Stream::Unix(near)));
+        // 60 KiB of spaces deflates to a few hundred bytes: forty of them
+        // in one write would be 2.4 MiB inflated at once.
+        let text = vec![b' '; 60 * 1024];
+        let body = super::super::deflate::text_frame(&text);
+        let frame = compressed_frame(&body[4..]);
+        let mut wire = Vec::new();
+        for _ in 0..40 {
+            wire.extend_from_slice(&frame);
+        }
+        assert!(wire.len() < 40 * 1024, "{} bytes on the wire", wire.len());
+        far.write_all(&wire).await.unwrap();
+        let mut io = Io::inflating(outbox, MAX, Vec::new());
+        let mut got = 0;
+        let mut buf = vec![0u8; 16 * 1024];
+        while got < 40 * (text.len() + 8) {
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got += n;
+            let held = io.inflating.as_ref().unwrap().ready.len();
+            assert!(held <= MAX + 14, "{held} bytes inflated and waiting");
+        }
+        assert_eq!(got, 40 * (text.len() + 8), "every message, rebuilt");
     }
 }

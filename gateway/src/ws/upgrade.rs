@@ -151,12 +151,10 @@ impl Upgrade {
                 },
             };
             let outbox = Arc::new(Outbox::new(stream));
+            // With deflate, what the client sent after its request head goes
+            // through the inflater too, as tungstenite reads it.
             let (io, early) = match inflate {
-                Some(max) => match Io::inflating(outbox.clone(), max, &early) {
-                    Ok(io) => (io, Vec::new()),
-                    // A first compressed frame that is a bomb or garbage.
-                    Err(_) => return,
-                },
+                Some(max) => (Io::inflating(outbox.clone(), max, early), Vec::new()),
                 None => (Io::new(outbox.clone()), early),
             };
             let socket =
