@@ -123,12 +123,7 @@ pub async fn http(
     body: &str,
 ) -> Result<HttpResponse> {
     use http_body_util::BodyExt;
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
+    let mut sender = http1(addr).await?;
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -157,6 +152,20 @@ pub async fn http(
         headers: head,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// An HTTP/1.1 connection to `addr` (hyper's client), ready for a request
+/// with a full body; its connection task runs until it closes.
+pub async fn http1(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 use crate::PATIENCE;
 
@@ -39,12 +38,7 @@ impl SseStream {
     /// Sends `GET path` with `headers`; returns at the response head,
     /// whatever its status.
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connect {addr}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
+        let mut sender = crate::http1(addr).await?;
         let mut request = hyper::Request::builder()
             .method("GET")
             .uri(path)
@@ -53,7 +47,7 @@ impl SseStream {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let request = request.body(http_body_util::Full::default())?;
         let response = tokio::time::timeout(PATIENCE, sender.send_request(request))
             .await
             .context("SSE response timed out")??;
