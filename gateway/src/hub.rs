@@ -118,6 +118,10 @@ impl Event {
     pub fn wire(&self, encoding: Encoding) -> &Bytes {
         match encoding {
             Encoding::WebSocket => &self.plain,
+            // Too short to compress: the plain frame itself, not a copy.
+            Encoding::Deflate { min } if self.plain.len() - usize::from(self.text_at) < min => {
+                &self.plain
+            }
             other => {
                 self.encoded[other.slot()].get_or_init(|| other.encode(self.text(), self.position))
             }
@@ -719,6 +723,12 @@ mod tests {
             assert_eq!(first.as_ptr(), again.as_ptr(), "{encoding:?}: built once");
         }
         assert_eq!(event.wire(deflate)[0], 0xC1, "compressed: FIN, RSV1, text");
+        let small = Encoding::Deflate { min: 100_000 };
+        assert_eq!(
+            event.wire(small).as_ptr(),
+            event.wire(Encoding::WebSocket).as_ptr(),
+            "under the minimum: the plain frame itself"
+        );
         assert!(event.wire(deflate).len() < event.wire(Encoding::WebSocket).len() / 2);
         let sse = std::str::from_utf8(event.wire(Encoding::Sse)).unwrap();
         assert!(
