@@ -22,155 +22,27 @@
 //! what arrived meanwhile. A slow or dead client never delays the others:
 //! its outbox has a budget of bytes and age (`transport::outbox`).
 
+use shared::envelope::ENVELOPE_GROWTH;
+use shared::{Epoch, EventId, Position, TypeFilter};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
-
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use metrics::{Counter, counter};
-use serde_json::value::RawValue;
-use shared::envelope::{ENVELOPE_GROWTH, IdField};
-use shared::{DecodeError, Epoch, EventId, Position, TypeFilter, kind};
-use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::bus::{Bus, ReplayEvent};
+use crate::bus::Bus;
 use crate::fanout::{Shard, Subscriber, concat};
 use crate::ring::{Read, Ring};
-use crate::telemetry::{
-    self, BROADCAST_LATENCY, BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, MESSAGES_SENT,
-};
+use crate::telemetry::BROADCAST_LATENCY;
 use crate::transport::Encoding;
 use crate::transport::outbox::{Budget, Outbox};
 
-/// How far ahead of this node's clock a history id may be: history ids are
-/// Redis's clock in ms, so anything further ahead was not assigned by it.
-const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
-/// How much of an untrusted payload a log line shows (escaped).
-const LOG_PREVIEW: usize = 120;
+mod event;
+mod intake;
 
-/// One event as the node delivers it: its envelope, where it stands, and
-/// its encodings, each made once per node (the WebSocket one at dispatch,
-/// the others the first time a subscriber of theirs needs it).
-#[derive(Debug)]
-pub struct Event {
-    /// The envelope as a WebSocket text frame (header and payload): the
-    /// encoding most clients take, made at dispatch; [`Self::text`] is a
-    /// slice of it.
-    plain: Bytes,
-    /// Where the envelope starts in `plain` (after the frame header).
-    text_at: u8,
-    /// The other encodings, by [`Encoding::slot`], made on first use.
-    encoded: [OnceLock<Bytes>; Encoding::COUNT],
-    /// This node's running number of the event: where a client moves from
-    /// the ring to the fan-out.
-    pub seq: u64,
-    pub kind: String,
-    /// The position the history gave it (`None`: live-only).
-    pub position: Option<Position>,
-    /// The position's id, compared on every delivery.
-    pub id: Option<EventId>,
-    pub published_at: DateTime<Utc>,
-    /// `gateway_messages_sent_total{type}`, looked up once per event.
-    pub sent: Counter,
-}
-
-impl Event {
-    /// An event read back from the history (a shard's recovery), numbered
-    /// `seq`.
-    pub(crate) fn of_history(event: &ReplayEvent, epoch: Epoch, seq: u64) -> Self {
-        let position = Position::new(epoch, event.id);
-        Self {
-            seq,
-            ..Self::new(&event.text, event.kind.clone(), Some(position), Utc::now())
-        }
-    }
-
-    fn new(
-        text: &str,
-        kind: String,
-        position: Option<Position>,
-        published_at: DateTime<Utc>,
-    ) -> Self {
-        let plain = Encoding::WebSocket.encode(text, position);
-        Self {
-            sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&kind)),
-            text_at: (plain.len() - text.len()) as u8,
-            plain,
-            encoded: Default::default(),
-            seq: 0,
-            kind,
-            position,
-            id: position.map(|p| p.id),
-            published_at,
-        }
-    }
-
-    /// The envelope (JSON).
-    pub fn text(&self) -> &str {
-        std::str::from_utf8(&self.plain[usize::from(self.text_at)..]).expect("built from a str")
-    }
-
-    /// The event in `encoding`: made the first time it is asked for, then
-    /// the same bytes for every subscriber of that encoding.
-    pub fn wire(&self, encoding: Encoding) -> &Bytes {
-        match encoding {
-            Encoding::WebSocket => &self.plain,
-            // Too short to compress: the plain frame itself, not a copy.
-            Encoding::Deflate { min } if self.plain.len() - usize::from(self.text_at) < min => {
-                &self.plain
-            }
-            other => {
-                self.encoded[other.slot()].get_or_init(|| other.encode(self.text(), self.position))
-            }
-        }
-    }
-
-    /// Bytes the ring counts for it: its plain encoding (the other
-    /// encodings, when made, are about that size again each).
-    pub fn weight(&self) -> usize {
-        self.plain.len()
-    }
-}
-
+pub use self::event::{Event, Snapshot};
+pub use self::intake::Dispatched;
 #[cfg(test)]
-impl Event {
-    pub fn for_test(seq: u64, kind: &str, id: Option<EventId>, text: &str) -> Self {
-        let position = id.map(|id| Position::new(Epoch(0), id));
-        Self {
-            seq,
-            ..Self::new(text, kind.to_owned(), position, Utc::now())
-        }
-    }
-}
-
-/// The latest `analytics_update`, kept to greet new connections.
-#[derive(Debug)]
-pub struct Snapshot {
-    data: Box<RawValue>,
-    published_at: DateTime<Utc>,
-}
-
-impl Snapshot {
-    /// The greeting frame: the snapshot's data, carrying `position` as its
-    /// id (the history position the snapshot is current to, so a client that
-    /// has seen nothing else can still resume from there).
-    pub fn frame(snapshot: Option<&Snapshot>, position: Option<Position>) -> String {
-        let (data, at): (&RawValue, _) = match snapshot {
-            Some(s) => (&s.data, s.published_at),
-            None => (&EMPTY_OBJECT, Utc::now()),
-        };
-        match position {
-            Some(id) => shared::encode_with_id(id, kind::ANALYTICS_UPDATE, data, at),
-            None => shared::encode(kind::ANALYTICS_UPDATE, data, at),
-        }
-    }
-}
-
-static EMPTY_OBJECT: std::sync::LazyLock<Box<RawValue>> =
-    std::sync::LazyLock::new(|| RawValue::from_string("{}".to_owned()).expect("valid JSON"));
+use self::intake::{Dropped, preview};
 
 /// How events arrive from the bus, which decides what counts as a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,54 +165,6 @@ pub struct Hub {
     /// Set when a payload named another epoch: the bus should check whether
     /// the history was created anew.
     foreign_epoch_seen: AtomicBool,
-}
-
-/// What [`Hub::dispatch`] did with a payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dispatched {
-    Sent(Option<EventId>),
-    /// Its id was at or before one already sent (a reconnect's catch-up
-    /// overlapping the live stream): dropped so nobody sees it twice.
-    Duplicate,
-}
-
-/// Why a bus payload reached no client.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum Dropped {
-    #[error(transparent)]
-    Malformed(#[from] DecodeError),
-    #[error("payload is {0} bytes, over MAX_EVENT_BYTES")]
-    TooLarge(usize),
-}
-
-impl Dropped {
-    fn label(&self) -> &'static str {
-        match self {
-            Dropped::Malformed(_) => "malformed",
-            Dropped::TooLarge(_) => "too_large",
-        }
-    }
-}
-
-/// Why an `id` was not trusted (the `reason` of `gateway_bus_rejected_ids_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Untrusted {
-    /// Not a position at all.
-    Malformed,
-    /// Another history's epoch (or none known yet).
-    ForeignEpoch,
-    /// Later than the history's clock could have made it.
-    Future,
-}
-
-impl Untrusted {
-    fn label(self) -> &'static str {
-        match self {
-            Untrusted::Malformed => "malformed",
-            Untrusted::ForeignEpoch => "foreign_epoch",
-            Untrusted::Future => "future",
-        }
-    }
 }
 
 impl Hub {
@@ -498,121 +322,6 @@ impl Hub {
     pub fn position(&self) -> Option<Position> {
         self.state().position()
     }
-
-    /// Starts at `position` if the node knows no history yet (a node
-    /// learning where the shared history stands when it first subscribes).
-    pub fn init(&self, position: Position) {
-        let mut state = self.state();
-        if state.epoch.is_none() {
-            state.epoch = Some(position.epoch);
-            state.head = Some(position.id);
-        }
-    }
-
-    /// Follows a history created anew: its ids start over, so nothing sent
-    /// under the old epoch counts as a duplicate any more.
-    pub fn adopt(&self, epoch: Epoch) {
-        let mut state = self.state();
-        state.epoch = Some(epoch);
-        state.head = None;
-        if let Some(recent) = &mut state.recent {
-            *recent = Recent::default();
-        }
-        state.analytics_id = None;
-    }
-
-    /// True (once) when a payload named an epoch other than the node's
-    /// since the last call: the history may have been created anew.
-    pub fn take_foreign_epoch_seen(&self) -> bool {
-        self.foreign_epoch_seen.swap(false, Ordering::Relaxed)
-    }
-
-    /// Decodes one bus payload and sends it to every subscriber. Malformed
-    /// or oversized payloads are counted, logged (escaped) and dropped: they
-    /// never reach a client. An `id` the history did not assign is taken out.
-    pub fn dispatch(&self, payload: &[u8]) -> Result<Dispatched, Dropped> {
-        self.try_dispatch(payload).inspect_err(|err| {
-            counter!(BUS_INVALID_PAYLOADS, "reason" => err.label()).increment(1);
-            tracing::warn!(%err, payload = ?preview(payload), "dropped a bus payload");
-        })
-    }
-
-    fn try_dispatch(&self, payload: &[u8]) -> Result<Dispatched, Dropped> {
-        if payload.len() > self.max_payload {
-            return Err(Dropped::TooLarge(payload.len()));
-        }
-        let mut decoded = shared::envelope::decode(payload, Utc::now())?;
-        let verdict = match decoded.id {
-            IdField::Absent => Ok(None),
-            IdField::Position(p) => self.state().trust(p).map(|()| Some(p)),
-            IdField::Malformed => Err(Untrusted::Malformed),
-        };
-        let trusted = match verdict {
-            Ok(id) => id,
-            Err(why) => {
-                decoded.text = self.untrusted(why, payload, &decoded.text)?;
-                None
-            }
-        };
-        let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
-            .then(|| snapshot_of(&decoded.text, decoded.published_at))
-            .flatten();
-        let mut frame = Event::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
-        let mut state = self.state();
-        if let Some(id) = frame.id {
-            let fresh = match &mut state.recent {
-                Some(recent) => recent.insert(id),
-                None => state.head.is_none_or(|head| id > head),
-            };
-            if !fresh {
-                return Ok(Dispatched::Duplicate);
-            }
-            state.head = state.head.max(Some(id));
-        }
-        // Out of order, an older analytics event must not replace a newer one.
-        if snapshot.is_some() && (frame.id.is_none() || frame.id >= state.analytics_id) {
-            state.analytics = snapshot.map(Arc::new);
-            state.analytics_id = frame.id.or(state.analytics_id);
-        }
-        frame.seq = state.next_seq;
-        state.next_seq += 1;
-        let id = frame.id;
-        // Under the state lock: ring order is `seq` order.
-        self.ring.push(Arc::new(frame));
-        Ok(Dispatched::Sent(id))
-    }
-
-    /// Counts and logs an untrusted id; the frame text without it.
-    fn untrusted(&self, why: Untrusted, payload: &[u8], text: &str) -> Result<String, Dropped> {
-        counter!(BUS_REJECTED_IDS, "reason" => why.label()).increment(1);
-        if why == Untrusted::ForeignEpoch {
-            self.foreign_epoch_seen.store(true, Ordering::Relaxed);
-        }
-        tracing::warn!(
-            reason = why.label(),
-            payload = ?preview(payload),
-            "a bus payload carried an id the history did not assign; sent live-only without it"
-        );
-        shared::envelope::strip_id(text).ok_or(Dropped::Malformed(DecodeError::NotAnObject))
-    }
-
-    /// Replaces the analytics snapshot (a node loading the shared one). One
-    /// over the size limit is ignored: it would greet every client.
-    pub fn set_snapshot(&self, payload: &str) {
-        if payload.len() > self.max_payload {
-            counter!(BUS_INVALID_PAYLOADS, "reason" => "too_large").increment(1);
-            tracing::warn!(
-                bytes = payload.len(),
-                "ignored an analytics snapshot over MAX_EVENT_BYTES"
-            );
-            return;
-        }
-        if let Ok(decoded) = shared::envelope::decode(payload.as_bytes(), Utc::now())
-            && let Some(snapshot) = snapshot_of(&decoded.text, decoded.published_at)
-        {
-            self.state().analytics = Some(Arc::new(snapshot));
-        }
-    }
 }
 
 impl Drop for Hub {
@@ -632,35 +341,6 @@ impl State {
         let epoch = self.epoch?;
         Some(Position::new(epoch, self.head.unwrap_or(EventId::ZERO)))
     }
-
-    /// Whether `p` can have been assigned by the history the node follows.
-    fn trust(&self, p: Position) -> Result<(), Untrusted> {
-        if self.epoch != Some(p.epoch) {
-            return Err(Untrusted::ForeignEpoch);
-        }
-        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
-        if p.id.ms > now_ms + MAX_CLOCK_AHEAD.as_millis() as u64 {
-            return Err(Untrusted::Future);
-        }
-        Ok(())
-    }
-}
-
-/// The start of an untrusted payload, for a log line: shown with `?`, so
-/// quotes, newlines and control characters are escaped and cannot forge a
-/// line of their own.
-pub fn preview(payload: &[u8]) -> String {
-    let end = payload.len().min(LOG_PREVIEW);
-    String::from_utf8_lossy(&payload[..end]).into_owned()
-}
-
-fn snapshot_of(text: &str, published_at: DateTime<Utc>) -> Option<Snapshot> {
-    let parts = shared::envelope::parts(text).ok()?;
-    let data = match parts.data {
-        Some(data) => data.to_owned(),
-        None => RawValue::NULL.to_owned(),
-    };
-    Some(Snapshot { data, published_at })
 }
 
 #[cfg(test)]
