@@ -17,7 +17,7 @@
 # passed.
 #
 # Needs the Rust binaries already built (`cargo build -p gateway -p publisher`):
-#   GATEWAY_BIN    default target/debug/gateway
+#   GATEWAY_BIN    default $CARGO_TARGET_DIR/debug/gateway (target/debug/gateway)
 #   SMOKE_CLIENTS  default 30
 #   SMOKE_KEEP=1   keep the temp dir (logs, nginx config) after the run
 # Installs nginx (apt-get) when it is not on PATH. Never touches port 6379 or any
@@ -29,7 +29,9 @@ cd "$ROOT"
 
 CHECKS=(connect origin broadcast status logs drain failover)
 N="${SMOKE_CLIENTS:-30}"
-GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/debug/gateway}"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+GATEWAY_BIN="${GATEWAY_BIN:-$TARGET/debug/gateway}"
 API_KEY=smoke-publish-key-0001
 TMP=""
 PIDS=()
