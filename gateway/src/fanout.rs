@@ -95,7 +95,7 @@ impl Subscriber {
     pub fn wants(&self, frame: &Event) -> bool {
         frame.seq >= self.from_seq
             && allows(self.filter.as_ref(), frame)
-            && frame.id.is_none_or(|id| id > self.seam)
+            && frame.id().is_none_or(|id| id > self.seam)
     }
 }
 
@@ -171,7 +171,7 @@ impl Registry {
     fn fan_out(&self, batch: &[Arc<Event>], now: Instant, delivered: &mut [u64]) {
         let budget = &self.budget;
         let Some(first) = batch.first() else { return };
-        let oldest_id = batch.iter().filter_map(|f| f.id).min();
+        let oldest_id = batch.iter().filter_map(|f| f.id()).min();
         let mut groups: Vec<Group<'_>> = Vec::new();
         for subscriber in self.slots.iter().flatten() {
             let whole =
@@ -296,12 +296,12 @@ impl Shard {
             let batch: Vec<Arc<Event>> = match recovered {
                 Some(upto) => {
                     // Once past what was recovered, nothing more to skip.
-                    if batch.iter().any(|f| f.id.is_some_and(|id| id > upto)) {
+                    if batch.iter().any(|f| f.id().is_some_and(|id| id > upto)) {
                         recovered = None;
                     }
                     batch
                         .into_iter()
-                        .filter(|f| f.id.is_none_or(|id| id > upto))
+                        .filter(|f| f.id().is_none_or(|id| id > upto))
                         .collect()
                 }
                 None => batch,
@@ -312,7 +312,11 @@ impl Shard {
                 let mut registry = self.registry();
                 registry.fan_out(&batch, Instant::now(), &mut delivered);
                 registry.next = last + 1;
-                registry.last_id = batch.iter().filter_map(|f| f.id).max().or(registry.last_id);
+                registry.last_id = batch
+                    .iter()
+                    .filter_map(|f| f.id())
+                    .max()
+                    .or(registry.last_id);
             }
             self.cursor.store(last + 1, Ordering::Release);
             let now = Utc::now();
@@ -392,7 +396,7 @@ impl Shard {
             {
                 let mut registry = self.registry();
                 registry.fan_out(&frames, Instant::now(), &mut delivered);
-                if let Some(id) = frames.iter().filter_map(|f| f.id).max() {
+                if let Some(id) = frames.iter().filter_map(|f| f.id()).max() {
                     registry.last_id = Some(id);
                     newest = Some(id);
                 }

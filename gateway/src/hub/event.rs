@@ -24,16 +24,16 @@ pub struct Event {
     plain: Bytes,
     /// Where the envelope starts in `plain` (after the frame header).
     text_at: u8,
-    /// The other encodings, by [`Encoding::slot`], made on first use.
-    encoded: [OnceLock<Bytes>; Encoding::COUNT],
+    /// The other encodings, by [`Encoding::slot`], made on first use;
+    /// boxed, so an event no client needs in another encoding (most of
+    /// them, on most nodes) carries one word for them, not three `Bytes`.
+    encoded: OnceLock<Box<[OnceLock<Bytes>; Encoding::COUNT]>>,
     /// This node's running number of the event: where a client moves from
     /// the ring to the fan-out.
     pub seq: u64,
     pub kind: String,
     /// The position the history gave it (`None`: live-only).
     pub position: Option<Position>,
-    /// The position's id, compared on every delivery.
-    pub id: Option<EventId>,
     pub published_at: DateTime<Utc>,
     /// `gateway_messages_sent_total{type}`, looked up once per event.
     pub sent: Counter,
@@ -61,13 +61,17 @@ impl Event {
             sent: counter!(MESSAGES_SENT, "type" => telemetry::type_label(&kind)),
             text_at: (plain.len() - text.len()) as u8,
             plain,
-            encoded: Default::default(),
+            encoded: OnceLock::new(),
             seq: 0,
             kind,
             position,
-            id: position.map(|p| p.id),
             published_at,
         }
+    }
+
+    /// Its position's id (`None`: live-only), compared on every delivery.
+    pub fn id(&self) -> Option<EventId> {
+        self.position.map(|p| p.id)
     }
 
     /// The envelope (JSON).
@@ -84,9 +88,8 @@ impl Event {
             Encoding::Deflate { min } if self.plain.len() - usize::from(self.text_at) < min => {
                 &self.plain
             }
-            other => {
-                self.encoded[other.slot()].get_or_init(|| other.encode(self.text(), self.position))
-            }
+            other => self.encoded.get_or_init(Box::default)[other.slot()]
+                .get_or_init(|| other.encode(self.text(), self.position)),
         }
     }
 

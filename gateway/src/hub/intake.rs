@@ -131,7 +131,7 @@ impl Hub {
             .flatten();
         let mut frame = Event::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
         let mut state = self.state();
-        if let Some(id) = frame.id {
+        if let Some(id) = frame.id() {
             let fresh = match &mut state.recent {
                 Some(recent) => recent.insert(id),
                 None => state.head.is_none_or(|head| id > head),
@@ -142,13 +142,13 @@ impl Hub {
             state.head = state.head.max(Some(id));
         }
         // Out of order, an older analytics event must not replace a newer one.
-        if snapshot.is_some() && (frame.id.is_none() || frame.id >= state.analytics_id) {
+        if snapshot.is_some() && (frame.id().is_none() || frame.id() >= state.analytics_id) {
             state.analytics = snapshot.map(Arc::new);
-            state.analytics_id = frame.id.or(state.analytics_id);
+            state.analytics_id = frame.id().or(state.analytics_id);
         }
         frame.seq = state.next_seq;
         state.next_seq += 1;
-        let id = frame.id;
+        let id = frame.id();
         // Under the state lock: ring order is `seq` order.
         self.ring.push(Arc::new(frame));
         Ok(Dispatched::Sent(id))

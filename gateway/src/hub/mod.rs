@@ -436,7 +436,7 @@ mod tests {
             Ok(Dispatched::Duplicate)
         );
         hub.dispatch(payload(None, "raw", "3").as_bytes()).unwrap();
-        assert_eq!(rx.try_recv().unwrap().id, Some(EventId::new(10, 0)));
+        assert_eq!(rx.try_recv().unwrap().id(), Some(EventId::new(10, 0)));
         assert_eq!(rx.try_recv().unwrap().kind, "raw");
         assert!(rx.try_recv().is_err());
     }
@@ -458,7 +458,7 @@ mod tests {
                 "{text}"
             );
             let frame = rx.try_recv().unwrap();
-            assert_eq!(frame.id, None);
+            assert_eq!(frame.id(), None);
             let value: serde_json::Value = serde_json::from_str(frame.text()).unwrap();
             assert!(
                 value.get("id").is_none(),
@@ -521,7 +521,7 @@ mod tests {
             let _ = hub.dispatch(payload(Some(id), "alert", "1").as_bytes());
         }
         let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|f| f.id.unwrap().to_string())
+            .map(|f| f.id().unwrap().to_string())
             .collect();
         assert_eq!(
             got,
