@@ -36,6 +36,8 @@ pub struct DashboardQuery {
     token: Option<String>,
     /// `frame`: the token comes as the first frame (WebSocket only: `ws::auth_frame`).
     auth: Option<String>,
+    /// `1`: the current keyed state after the greeting.
+    state: Option<String>,
 }
 
 /// What the client asked for, checked.
@@ -49,6 +51,9 @@ pub struct ClientParams {
     /// Whether the token lets the client see analytics: if not, its
     /// greeting carries `data: {}` (and still its position).
     pub sees_analytics: bool,
+    /// `?state=1`: the current keyed state after the greeting (or after a
+    /// resume that could not recover).
+    pub state: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,8 @@ pub struct Awaiting {
     /// `?types=`, parsed; bounded by the token's claim once it comes.
     pub asked: TypeFilter,
     pub resume: Resume,
+    /// `?state=1`.
+    pub state: bool,
     /// The node's and the address's places, taken at the handshake.
     pub admitted: Admitted,
     pub ip: IpAddr,
@@ -180,6 +187,20 @@ pub async fn check(
         None => Resume::Fresh,
         Some(since) => since.parse().map_or(Resume::Malformed, Resume::Since),
     };
+    let wants_state = match query.state.as_deref() {
+        None | Some("0" | "false" | "") => false,
+        Some("1" | "true") => true,
+        Some(_) => {
+            return Err(reject(
+                "bad_request",
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_state",
+                    "?state= is 1 (send the current state) or 0",
+                ),
+            ));
+        }
+    };
     let ip = state.admission.client_ip(peer, headers);
     let Some(identity) = identity else {
         let admitted = state
@@ -189,6 +210,7 @@ pub async fn check(
         return Ok(Checked::AwaitingToken(Awaiting {
             asked,
             resume,
+            state: wants_state,
             admitted,
             ip,
         }));
@@ -199,6 +221,7 @@ pub async fn check(
         resume,
         good_until: identity.good_until,
         sees_analytics: sees_analytics(identity.types.as_deref()),
+        state: wants_state,
     };
     let admitted = state
         .admission

@@ -171,12 +171,17 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
     };
     let hub = Arc::new(
         Hub::new(config.ring_bytes, arrival, config.wire.max_event_bytes)
-            .with_client_budget(config.client_budget()),
+            .with_client_budget(config.client_budget())
+            .with_state_ttl(config.wire.state().ttl),
     );
     let tracker = TaskTracker::new();
     let (bus, membership): (Arc<dyn Bus>, Arc<dyn Membership>) = match redis {
         None => (
-            Arc::new(LocalBus::new(hub.clone(), config.history())),
+            Arc::new(LocalBus::with_state(
+                hub.clone(),
+                config.history(),
+                config.wire.state(),
+            )),
             Arc::new(membership::Alone),
         ),
         Some(target) => {

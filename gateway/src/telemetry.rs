@@ -24,6 +24,10 @@ pub const BUS_INVALID_PAYLOADS: &str = "gateway_bus_invalid_payloads_total";
 pub const BUS_CATCHUP_GAPS: &str = "gateway_bus_catchup_gaps_total";
 pub const BUS_REJECTED_IDS: &str = "gateway_bus_rejected_ids_total";
 pub const BUS_HISTORY_RESETS: &str = "gateway_bus_history_resets_total";
+pub const STATE_KEYS: &str = "gateway_state_keys";
+pub const STATE_EVICTIONS: &str = "gateway_state_evictions_total";
+pub const STATE_READS: &str = "gateway_state_reads_total";
+pub const STATE_EVENTS_SENT: &str = "gateway_state_events_sent_total";
 pub const FANOUT_GAPS: &str = "gateway_fanout_gaps_total";
 pub const FANOUT_RECOVERED: &str = "gateway_fanout_recovered_events_total";
 pub const REPLAYS_DEFERRED: &str = "gateway_replays_deferred_total";
@@ -136,6 +140,19 @@ fn describe() {
     describe_counter!(
         BUS_REJECTED_IDS,
         "Bus payloads whose id the history did not assign (sent live-only without it), by reason"
+    );
+    describe_gauge!(
+        STATE_KEYS,
+        "Keys in this node's copy of the keyed state, all types (as of its last load from the history)"
+    );
+    describe_counter!(
+        STATE_EVICTIONS,
+        "Keys the publish script evicted from the state to stay within STATE_MAX_KEYS / STATE_TTL_SECS"
+    );
+    describe_counter!(STATE_READS, "Clients sent the current state (?state=1)");
+    describe_counter!(
+        STATE_EVENTS_SENT,
+        "Keyed events sent to clients as their current state"
     );
     describe_counter!(
         BUS_HISTORY_RESETS,

@@ -16,6 +16,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::kind;
+use shared::state::{Keyed, Keying};
 
 use crate::PublishError;
 
@@ -29,25 +30,86 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// --stdin`, the Python package's `publish_many`), unless told otherwise.
 pub const DEFAULT_BATCH_EVENTS: usize = 500;
 
-/// One event, encoded (`{"type","data","timestamp"}`, no id yet) and checked
-/// against `MAX_EVENT_BYTES`.
+/// An event to publish: its type and data, and, when the caller decides
+/// them rather than the state rules, its key and whether it removes it.
+#[derive(Debug)]
+pub struct Item<'a, D: ?Sized> {
+    pub kind: &'a str,
+    pub data: &'a D,
+    /// An explicit key (else the state rules derive one, or none).
+    pub key: Option<&'a str>,
+    /// Removes its key from the state (a tombstone).
+    pub removed: bool,
+}
+
+// By hand: `derive` would ask `D: Copy` of the data it only borrows.
+impl<D: ?Sized> Clone for Item<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D: ?Sized> Copy for Item<'_, D> {}
+
+impl<'a, D: ?Sized> Item<'a, D> {
+    pub fn new(kind: &'a str, data: &'a D) -> Self {
+        Self {
+            kind,
+            data,
+            key: None,
+            removed: false,
+        }
+    }
+
+    pub fn with_key(self, key: &'a str) -> Self {
+        Self {
+            key: Some(key),
+            ..self
+        }
+    }
+
+    pub fn removing(self) -> Self {
+        Self {
+            removed: true,
+            ..self
+        }
+    }
+}
+
+/// One event, encoded (`{"type","key"?,"removed"?,"data","timestamp"}`, no
+/// id yet) and checked against `MAX_EVENT_BYTES`.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     kind: String,
     payload: String,
+    keyed: Option<Keyed>,
 }
 
 impl Encoded {
-    /// Validates `kind`, encodes `data` stamped `at`, and checks the size.
+    /// Validates `kind`, encodes `data` stamped `at` (unkeyed), and checks
+    /// the size.
     pub fn new<D: Serialize + ?Sized>(
         kind: &str,
         data: &D,
         at: DateTime<Utc>,
         max_event_bytes: usize,
     ) -> Result<Self, PublishError> {
+        Self::keyed(&Item::new(kind, data), &Keying::none(), at, max_event_bytes)
+    }
+
+    /// Validates the item's type, keys it (its explicit key, else by
+    /// `keying`), encodes it stamped `at`, and checks the size.
+    pub fn keyed<D: Serialize + ?Sized>(
+        item: &Item<'_, D>,
+        keying: &Keying,
+        at: DateTime<Utc>,
+        max_event_bytes: usize,
+    ) -> Result<Self, PublishError> {
+        let kind = item.kind;
         shared::validate_kind(kind)?;
-        let data = serde_json::value::to_raw_value(data)?;
-        let payload = shared::encode(kind, &data, at);
+        let data = serde_json::value::to_raw_value(item.data)?;
+        let keyed = keying.key_for(kind, &data, item.key, item.removed)?;
+        let payload = shared::envelope::encode_keyed(kind, keyed.as_ref(), &data, at);
         if payload.len() > max_event_bytes {
             return Err(PublishError::TooLarge {
                 size: payload.len(),
@@ -57,11 +119,17 @@ impl Encoded {
         Ok(Self {
             kind: kind.to_owned(),
             payload,
+            keyed,
         })
     }
 
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+
+    /// Its key in the state, if it has one.
+    pub fn state_key(&self) -> Option<&Keyed> {
+        self.keyed.as_ref()
     }
 
     /// The envelope as the history stores it.
@@ -153,13 +221,31 @@ impl Batch {
         K: AsRef<str>,
         D: Serialize + ?Sized + 'd,
     {
+        let events: Vec<(K, &D)> = events.into_iter().collect();
+        let items = events
+            .iter()
+            .map(|(kind, data)| Item::new(kind.as_ref(), *data));
+        Self::encode_items(items, &Keying::none(), at, max_event_bytes)
+    }
+
+    /// The same for [`Item`]s, keyed by `keying` where they name no key.
+    pub fn encode_items<'a, D, I>(
+        items: I,
+        keying: &Keying,
+        at: DateTime<Utc>,
+        max_event_bytes: usize,
+    ) -> Result<Self, PublishError>
+    where
+        I: IntoIterator<Item = Item<'a, D>>,
+        D: Serialize + ?Sized + 'a,
+    {
         let mut batch = Self::new();
-        for (index, (kind, data)) in events.into_iter().enumerate() {
+        for (index, item) in items.into_iter().enumerate() {
             let in_batch = |source| PublishError::InBatch {
                 index,
                 source: Box::new(source),
             };
-            let event = Encoded::new(kind.as_ref(), data, at, max_event_bytes).map_err(in_batch)?;
+            let event = Encoded::keyed(&item, keying, at, max_event_bytes).map_err(in_batch)?;
             batch.push(event)?;
         }
         Ok(batch)

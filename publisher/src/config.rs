@@ -22,7 +22,11 @@ use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
 use thiserror::Error;
 
 use crate::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
-use crate::{HistoryPolicy, Topology, WireFormat};
+use crate::{HistoryPolicy, StatePolicy, Topology, WireFormat};
+use shared::state::{
+    DEFAULT_STATE_KEYS, DEFAULT_STATE_MAX_KEYS, DEFAULT_STATE_TOMBSTONES, DEFAULT_STATE_TTL_SECS,
+    Keying,
+};
 
 pub const DEFAULT_CHANNEL_PREFIX: &str = "ws";
 /// Where the publisher CLI and the load tool publish when no Redis is named
@@ -126,6 +130,23 @@ pub struct WireConfig {
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
           value_parser = parse_max_event_bytes, global = true)]
     pub max_event_bytes: usize,
+    /// Which events are keyed state, per type: `type=field[+field...]`,
+    /// comma separated (`none`: no keys derived).
+    #[arg(long, env = "STATE_KEYS", default_value = DEFAULT_STATE_KEYS,
+          value_parser = parse_state_keys, global = true)]
+    pub state_keys: String,
+    /// Which events remove their key: `type=field:value`, comma separated (`none`: none).
+    #[arg(long, env = "STATE_TOMBSTONES", default_value = DEFAULT_STATE_TOMBSTONES,
+          value_parser = parse_state_tombstones, global = true)]
+    pub state_tombstones: String,
+    /// Keys kept per type; at the bound the least recently updated key is evicted.
+    #[arg(long, env = "STATE_MAX_KEYS", default_value_t = DEFAULT_STATE_MAX_KEYS,
+          value_parser = parse_state_max_keys, global = true)]
+    pub state_max_keys: usize,
+    /// Seconds a key outlives its latest event (0: no age limit).
+    #[arg(long, env = "STATE_TTL_SECS", default_value_t = DEFAULT_STATE_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=YEAR_SECS), global = true)]
+    pub state_ttl_secs: u64,
 }
 
 impl Default for WireConfig {
@@ -135,8 +156,26 @@ impl Default for WireConfig {
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            state_keys: DEFAULT_STATE_KEYS.to_owned(),
+            state_tombstones: DEFAULT_STATE_TOMBSTONES.to_owned(),
+            state_max_keys: DEFAULT_STATE_MAX_KEYS,
+            state_ttl_secs: DEFAULT_STATE_TTL_SECS,
         }
     }
+}
+
+fn parse_state_keys(value: &str) -> Result<String, String> {
+    Keying::parse(value, "").map_err(|e| e.to_string())?;
+    Ok(value.to_owned())
+}
+
+fn parse_state_tombstones(value: &str) -> Result<String, String> {
+    Keying::parse("", value).map_err(|e| e.to_string())?;
+    Ok(value.to_owned())
+}
+
+fn parse_state_max_keys(value: &str) -> Result<usize, String> {
+    parse_within(value, 1..=100_000_000)
 }
 
 /// A path; an empty value (`REDIS_TLS_CA_FILE=`) is kept empty, and counts
@@ -186,10 +225,22 @@ impl WireConfig {
         }
     }
 
+    /// The keyed state's rules and bounds.
+    pub fn state(&self) -> StatePolicy {
+        StatePolicy {
+            // Each part was checked when parsed.
+            keying: Keying::parse(&self.state_keys, &self.state_tombstones)
+                .unwrap_or_else(|_| Keying::none()),
+            max_keys: self.state_max_keys,
+            ttl: Duration::from_secs(self.state_ttl_secs),
+        }
+    }
+
     /// The wire format these settings describe, on `topology`.
     pub fn wire_format(&self, topology: Topology) -> WireFormat {
         WireFormat::with_topology(&self.channel_prefix, self.history(), topology)
             .with_max_event_bytes(self.max_event_bytes)
+            .with_state(self.state())
     }
 }
 

@@ -62,12 +62,22 @@ pub enum HttpError {
 struct Body<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
     data: &'a RawValue,
 }
 
 /// The body `POST /api/publish` takes; `data` is copied in byte for byte.
 pub fn publish_body(kind: &str, data: &RawValue) -> String {
-    serde_json::to_string(&Body { kind, data }).expect("a str and a RawValue serialize")
+    serde_json::to_string(&Body {
+        kind,
+        key: None,
+        removed: false,
+        data,
+    })
+    .expect("a str and a RawValue serialize")
 }
 
 /// The body of a batch: a JSON array of [`publish_body`] objects, in order.
@@ -76,9 +86,27 @@ pub fn batch_body<K: AsRef<str>, D: AsRef<RawValue>>(events: &[(K, D)]) -> Strin
         .iter()
         .map(|(kind, data)| Body {
             kind: kind.as_ref(),
+            key: None,
+            removed: false,
             data: data.as_ref(),
         })
         .collect();
+    serde_json::to_string(&bodies).expect("strs and RawValues serialize")
+}
+
+fn line_body(line: &crate::lines::Line) -> Body<'_> {
+    Body {
+        kind: &line.kind,
+        key: line.key.as_deref(),
+        removed: line.removed,
+        data: &line.data,
+    }
+}
+
+/// The body of a batch of lines (`send --stdin`): their keys and removals
+/// too.
+pub fn lines_body(lines: &[crate::lines::Line]) -> String {
+    let bodies: Vec<Body<'_>> = lines.iter().map(line_body).collect();
     serde_json::to_string(&bodies).expect("strs and RawValues serialize")
 }
 
@@ -133,7 +161,34 @@ impl HttpPublisher {
         K: AsRef<str>,
         D: AsRef<RawValue>,
     {
-        let body = self.post(Bytes::from(batch_body(events))).await?;
+        self.publish_body(batch_body(events), events.len()).await
+    }
+
+    /// Publishes one line (`send`), with its key: one object, as for
+    /// [`Self::publish`].
+    pub async fn publish_line(&mut self, line: &crate::lines::Line) -> Result<String, HttpError> {
+        let body = serde_json::to_string(&line_body(line)).expect("a str and a RawValue serialize");
+        let body = self.post(Bytes::from(body)).await?;
+        Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_default())
+    }
+
+    /// Publishes lines (`send --stdin`) as one batch, with their keys.
+    pub async fn publish_lines(
+        &mut self,
+        lines: &[crate::lines::Line],
+    ) -> Result<Vec<String>, HttpError> {
+        self.publish_body(lines_body(lines), lines.len()).await
+    }
+
+    async fn publish_body(
+        &mut self,
+        body: String,
+        events: usize,
+    ) -> Result<Vec<String>, HttpError> {
+        let body = self.post(Bytes::from(body)).await?;
         let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
@@ -144,10 +199,10 @@ impl HttpPublisher {
                     .collect()
             })
             .unwrap_or_default();
-        if ids.len() != events.len() {
+        if ids.len() != events {
             return Err(HttpError::Answer {
                 url: self.target.url.clone(),
-                expected: events.len(),
+                expected: events,
                 message: error_message(&body),
             });
         }

@@ -19,6 +19,9 @@
 //!   event to the bounded history, keeps the analytics snapshot and publishes
 //!   it live (on a Redis Cluster: the history script, then a sharded
 //!   publish). The gateway's `/api/publish` uses it too.
+//!   Events are keyed by [`StatePolicy`] (`STATE_KEYS`, `STATE_TOMBSTONES`):
+//!   the script keeps the latest event per key beside the history
+//!   ([`Publisher::publish_keyed`], [`Publisher::remove`] for explicit ones).
 //! - [`batch`]: [`batch::Batch`], events encoded and checked for one round
 //!   trip of that script ([`Publisher::publish_many`], `send --stdin`), and
 //!   the bounds of a batch.
@@ -57,7 +60,7 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use batch::{Batch, Encoded};
+pub use batch::{Batch, Encoded, Item};
 pub use config::{ConfigError, RedisConfig, RedisTarget, WireConfig, redact_url};
 pub use connection::Connection;
 pub use connector::Connector;
@@ -67,7 +70,7 @@ use serde::Serialize;
 use shared::kind;
 pub use shared::{EventId, Position};
 use thiserror::Error;
-pub use wire::{HistoryPolicy, Topology, WireFormat};
+pub use wire::{HistoryPolicy, StatePolicy, Topology, WireFormat};
 
 /// How long connecting to Redis, or one command, may take before it fails.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,6 +94,8 @@ pub enum PublishError {
     BadId(String),
     #[error("event is {size} bytes encoded, over MAX_EVENT_BYTES ({max})")]
     TooLarge { size: usize, max: usize },
+    #[error("invalid state key: {0}")]
+    Key(#[from] shared::state::KeyError),
     #[error("data does not serialize to JSON: {0}")]
     Data(#[from] serde_json::Error),
     /// One event of a batch is bad; nothing of the batch was sent.
@@ -260,6 +265,30 @@ impl Publisher {
         data: &D,
     ) -> Result<Position, PublishError> {
         let batch = Batch::one(self.wire.encode(kind, data)?);
+        Ok(self.publish_batch(&batch).await?[0])
+    }
+
+    /// Publishes an event under an explicit state key (it replaces the
+    /// key's previous event in the state; see `STATE_KEYS` for keys
+    /// derived from the data instead).
+    pub async fn publish_keyed<D: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        key: &str,
+        data: &D,
+    ) -> Result<Position, PublishError> {
+        let item = Item::new(kind, data).with_key(key);
+        let batch = Batch::one(self.wire.encode_item(&item)?);
+        Ok(self.publish_batch(&batch).await?[0])
+    }
+
+    /// Removes `key` of `kind` from the state: a tombstone event (its data
+    /// `{}`) that goes live and into the history like any other, so every
+    /// dashboard drops the key.
+    pub async fn remove(&self, kind: &str, key: &str) -> Result<Position, PublishError> {
+        let data = serde_json::json!({});
+        let item = Item::new(kind, &data).with_key(key).removing();
+        let batch = Batch::one(self.wire.encode_item(&item)?);
         Ok(self.publish_batch(&batch).await?[0])
     }
 

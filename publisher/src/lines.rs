@@ -12,6 +12,10 @@ use thiserror::Error;
 pub struct Line {
     pub kind: String,
     pub data: Box<RawValue>,
+    /// Its state key, when the line gives one (else the rules derive it).
+    pub key: Option<String>,
+    /// A removal of its key (a tombstone).
+    pub removed: bool,
 }
 
 #[derive(Debug, Error)]
@@ -30,6 +34,10 @@ struct Object {
     kind: String,
     /// Optional, as for `/api/publish`: no `data` is `null`.
     data: Option<Box<RawValue>>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    removed: bool,
 }
 
 /// The longest line worth reading for events of at most `max_event_bytes`
@@ -50,6 +58,8 @@ pub fn parse(line: &[u8]) -> Result<Option<Line>, LineError> {
     Ok(Some(Line {
         kind: object.kind,
         data: object.data.unwrap_or_else(|| RawValue::NULL.to_owned()),
+        key: object.key,
+        removed: object.removed,
     }))
 }
 
@@ -66,6 +76,11 @@ mod tests {
         assert_eq!(line.data.get(), r#"{"z": 1.50, "a":[1e3]}"#);
         let bare = parse(br#"{"type":"ping_me"}"#).unwrap().unwrap();
         assert_eq!(bare.data.get(), "null");
+        assert_eq!((bare.key, bare.removed), (None, false));
+        let keyed = parse(br#"{"type":"a","key":"k","removed":true,"data":1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((keyed.key.as_deref(), keyed.removed), (Some("k"), true));
     }
 
     #[test]

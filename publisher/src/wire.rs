@@ -35,10 +35,11 @@ use chrono::Utc;
 use redis::aio::ConnectionLike;
 use serde::Serialize;
 use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
+use shared::state::{DEFAULT_STATE_MAX_KEYS, DEFAULT_STATE_TTL_SECS, Keying};
 use shared::{Epoch, Position, keys, kind};
 
 use crate::PublishError;
-use crate::batch::{Batch, Encoded};
+use crate::batch::{Batch, Encoded, Item};
 
 pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
@@ -57,6 +58,26 @@ impl Default for HistoryPolicy {
         Self {
             max_len: DEFAULT_HISTORY_SIZE,
             ttl: DEFAULT_HISTORY_TTL,
+        }
+    }
+}
+
+/// The keyed state's rules ([`Keying`]: which events have a key, which
+/// remove it) and bounds (most keys per type, the age of a key's latest
+/// event), passed to the publish script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePolicy {
+    pub keying: Keying,
+    pub max_keys: usize,
+    pub ttl: Duration,
+}
+
+impl Default for StatePolicy {
+    fn default() -> Self {
+        Self {
+            keying: Keying::default(),
+            max_keys: DEFAULT_STATE_MAX_KEYS,
+            ttl: Duration::from_secs(DEFAULT_STATE_TTL_SECS),
         }
     }
 }
@@ -84,6 +105,7 @@ pub struct WireFormat {
     history: HistoryPolicy,
     topology: Topology,
     max_event_bytes: usize,
+    state: StatePolicy,
     script: redis::Script,
 }
 
@@ -98,6 +120,7 @@ impl WireFormat {
             history,
             topology,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            state: StatePolicy::default(),
             script: redis::Script::new(PUBLISH_SCRIPT),
         }
     }
@@ -118,6 +141,19 @@ impl WireFormat {
         self.max_event_bytes
     }
 
+    /// Sets the keyed state's rules and bounds (`STATE_*`).
+    pub fn with_state(mut self, state: StatePolicy) -> Self {
+        self.state = StatePolicy {
+            max_keys: state.max_keys.max(1),
+            ..state
+        };
+        self
+    }
+
+    pub fn state(&self) -> &StatePolicy {
+        &self.state
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -126,14 +162,23 @@ impl WireFormat {
         self.history
     }
 
-    /// Encodes `data` as an envelope of `kind`, stamped now, and checks it
-    /// (type, `MAX_EVENT_BYTES`): nothing is sent.
+    /// Encodes `data` as an envelope of `kind`, stamped now, keyed by the
+    /// state rules, and checks it (type, `MAX_EVENT_BYTES`): nothing is
+    /// sent.
     pub fn encode<D: Serialize + ?Sized>(
         &self,
         kind: &str,
         data: &D,
     ) -> Result<Encoded, PublishError> {
-        Encoded::new(kind, data, Utc::now(), self.max_event_bytes)
+        self.encode_item(&Item::new(kind, data))
+    }
+
+    /// The same for an [`Item`] (an explicit key or removal, if it has one).
+    pub fn encode_item<D: Serialize + ?Sized>(
+        &self,
+        item: &Item<'_, D>,
+    ) -> Result<Encoded, PublishError> {
+        Encoded::keyed(item, &self.state.keying, Utc::now(), self.max_event_bytes)
     }
 
     /// Encodes and checks a whole batch (see [`Batch::encode`]): nothing is
@@ -144,7 +189,24 @@ impl WireFormat {
         K: AsRef<str>,
         D: Serialize + ?Sized + 'd,
     {
-        Batch::encode(events, Utc::now(), self.max_event_bytes)
+        let events: Vec<(K, &D)> = events.into_iter().collect();
+        Batch::encode_items(
+            events
+                .iter()
+                .map(|(kind, data)| Item::new(kind.as_ref(), *data)),
+            &self.state.keying,
+            Utc::now(),
+            self.max_event_bytes,
+        )
+    }
+
+    /// Encodes and checks a batch of [`Item`]s (explicit keys and removals).
+    pub fn batch_items<'a, D, I>(&self, items: I) -> Result<Batch, PublishError>
+    where
+        I: IntoIterator<Item = Item<'a, D>>,
+        D: Serialize + ?Sized + 'a,
+    {
+        Batch::encode_items(items, &self.state.keying, Utc::now(), self.max_event_bytes)
     }
 
     /// Encodes `data` as an envelope of `kind`, stamped now, and publishes it
@@ -196,11 +258,24 @@ impl WireFormat {
             .arg(self.history.max_len.max(1))
             .arg(u64::try_from(self.history.ttl.as_millis()).unwrap_or(u64::MAX))
             .arg(new_epoch().to_string())
-            .arg(channels);
+            .arg(channels)
+            .arg(self.state.max_keys.max(1))
+            .arg(u64::try_from(self.state.ttl.as_millis()).unwrap_or(u64::MAX));
         for event in batch.events() {
             invocation.arg(event.payload());
         }
-        let raw: String = invocation.invoke_async(conn).await?;
+        // On a cluster the script also hands back the envelopes it changed
+        // (evictions named), which the live publish below must carry.
+        let (raw, changed): (String, Vec<(usize, String)>) = if cluster {
+            let (raw, pairs): (String, Vec<String>) = invocation.invoke_async(conn).await?;
+            let changed = pairs
+                .chunks_exact(2)
+                .filter_map(|p| Some((p[0].parse::<usize>().ok()?.checked_sub(1)?, p[1].clone())))
+                .collect();
+            (raw, changed)
+        } else {
+            (invocation.invoke_async(conn).await?, Vec::new())
+        };
         let ids = raw
             .split(',')
             .map(|id| id.parse().map_err(|_| PublishError::BadId(id.to_owned())))
@@ -213,7 +288,7 @@ impl WireFormat {
             )));
         }
         if cluster {
-            self.publish_sharded(conn, batch, &ids).await?;
+            self.publish_sharded(conn, batch, &ids, &changed).await?;
         }
         Ok(ids)
     }
@@ -226,15 +301,20 @@ impl WireFormat {
         conn: &mut C,
         batch: &Batch,
         ids: &[Position],
+        changed: &[(usize, String)],
     ) -> Result<(), PublishError>
     where
         C: ConnectionLike + Send,
     {
         let mut registered: Vec<&str> = Vec::new();
-        for (event, &id) in batch.events().iter().zip(ids) {
+        for (index, (event, &id)) in batch.events().iter().zip(ids).enumerate() {
             let kind = event.kind();
-            let live = shared::insert_id(event.payload(), id)
-                .expect("an encoded envelope is a non-empty object");
+            let stored = changed
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or(event.payload(), |(_, envelope)| envelope);
+            let live =
+                shared::insert_id(stored, id).expect("an encoded envelope is a non-empty object");
             if event.is_analytics() {
                 redis::cmd("SET")
                     .arg(keys::analytics_key(&self.prefix))

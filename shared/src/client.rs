@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::Position;
 use crate::envelope::encode;
-use crate::kind::{ANALYTICS_UPDATE, ERROR, RECOVERY};
+use crate::kind::{ANALYTICS_UPDATE, ERROR, RECOVERY, STATE};
 
 /// `code` values of `error` frames.
 pub mod codes {
@@ -61,9 +62,32 @@ pub fn recovery(recovered: bool, replayed: usize, at: DateTime<Utc>) -> String {
     )
 }
 
+/// `{"id":"<position>","type":"state","data":{"complete":true,"count":N},…}`:
+/// the end of a client's current state (`?state=1`), `count` keyed events
+/// after its greeting; what follows is live from `position` on.
+pub fn state_complete(count: usize, position: Option<Position>, at: DateTime<Utc>) -> String {
+    let data = json!({"complete": true, "count": count});
+    match position {
+        Some(position) => crate::encode_with_id(position, STATE, &data, at),
+        None => encode(STATE, &data, at),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_marker_carries_its_position_first() {
+        let at = DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let p: Position = "0000000a:5-1".parse().unwrap();
+        assert_eq!(
+            state_complete(3, Some(p), at),
+            r#"{"id":"0000000a:5-1","type":"state","data":{"complete":true,"count":3},"timestamp":"2026-12-02T10:00:00.000Z"}"#
+        );
+    }
 
     #[test]
     fn only_ping_is_a_command() {

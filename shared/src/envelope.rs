@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::event_id::Position;
 use crate::kind::{KindError, validate_kind};
+use crate::state::Keyed;
 
 /// `MAX_EVENT_BYTES` unless configured: the largest encoded envelope (without
 /// the `id` the history adds) a publisher may send. Dashboard events are a
@@ -40,6 +41,10 @@ struct Outgoing<'a, D: Serialize + ?Sized> {
     id: Option<String>,
     #[serde(rename = "type")]
     kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
     data: &'a D,
     timestamp: String,
 }
@@ -47,7 +52,19 @@ struct Outgoing<'a, D: Serialize + ?Sized> {
 /// Encodes an envelope without an id (live-only, or before the history path
 /// assigns one).
 pub fn encode<D: Serialize + ?Sized>(kind: &str, data: &D, at: DateTime<Utc>) -> String {
-    encode_inner(None, kind, data, at)
+    encode_inner(None, kind, None, data, at)
+}
+
+/// Encodes an envelope without an id that carries its state key (see
+/// [`crate::state`]): `{"type","key","removed"?,"data","timestamp"}`, in that
+/// order, which the publish script reads the key from.
+pub fn encode_keyed<D: Serialize + ?Sized>(
+    kind: &str,
+    keyed: Option<&Keyed>,
+    data: &D,
+    at: DateTime<Utc>,
+) -> String {
+    encode_inner(None, kind, keyed, data, at)
 }
 
 /// Encodes an envelope that carries `id`.
@@ -57,18 +74,21 @@ pub fn encode_with_id<D: Serialize + ?Sized>(
     data: &D,
     at: DateTime<Utc>,
 ) -> String {
-    encode_inner(Some(id), kind, data, at)
+    encode_inner(Some(id), kind, None, data, at)
 }
 
 fn encode_inner<D: Serialize + ?Sized>(
     id: Option<Position>,
     kind: &str,
+    keyed: Option<&Keyed>,
     data: &D,
     at: DateTime<Utc>,
 ) -> String {
     let envelope = Outgoing {
         id: id.map(|id| id.to_string()),
         kind,
+        key: keyed.map(|k| k.key.as_str()),
+        removed: keyed.is_some_and(|k| k.removed),
         data,
         timestamp: format_timestamp(at),
     };
@@ -127,6 +147,19 @@ pub struct Decoded {
     /// The frame to send: the payload as published, or with a `timestamp`
     /// put in front when the publisher left it out.
     pub text: String,
+    /// Its place in the keyed state, if it names one (whether to trust it
+    /// is the gateway's call, as for the id).
+    pub state: Option<StateChange>,
+}
+
+/// What an event does to the keyed state: sets (or, `removed`, deletes)
+/// `key` of its type, and deletes the `evicted` keys the publish script
+/// dropped to stay within its bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub key: String,
+    pub removed: bool,
+    pub evicted: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +170,30 @@ struct Head<'a> {
     timestamp: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     id: Option<&'a RawValue>,
+    // Raw: a member of another shape (a raw publish's own `key`) makes the
+    // event unkeyed, never undeliverable.
+    #[serde(default, borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    removed: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    evicted: Option<&'a RawValue>,
+}
+
+impl Head<'_> {
+    fn state(&self) -> Option<StateChange> {
+        let key: String = serde_json::from_str(self.key?.get()).ok()?;
+        let removed = self.removed.is_some_and(|r| r.get() == "true");
+        let evicted = self
+            .evicted
+            .and_then(|e| serde_json::from_str(e.get()).ok())
+            .unwrap_or_default();
+        Some(StateChange {
+            key,
+            removed,
+            evicted,
+        })
+    }
 }
 
 /// Validates one payload from the bus. `received_at` stamps payloads that
@@ -153,6 +210,7 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
     }
     let head: Head<'_> =
         serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let state = head.state();
     let kind = head.kind.ok_or(DecodeError::MissingType)?;
     validate_kind(&kind).map_err(DecodeError::BadType)?;
     let id = match head.id {
@@ -179,6 +237,7 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
         id,
         published_at,
         text,
+        state,
     })
 }
 
@@ -261,6 +320,38 @@ mod tests {
 
     fn pos(ms: u64, seq: u64) -> Position {
         Position::new(Epoch(0xabcdef01), EventId::new(ms, seq))
+    }
+
+    #[test]
+    fn a_keyed_envelope_names_its_key_after_the_type_and_decodes_back() {
+        let keyed = Keyed {
+            key: "t-1|7day".into(),
+            removed: true,
+        };
+        let text = encode_keyed("alert", Some(&keyed), &serde_json::json!({"a": 1}), at());
+        assert!(
+            text.starts_with(r#"{"type":"alert","key":"t-1|7day","removed":true,"data":{"a":1}"#),
+            "{text}"
+        );
+        let plain = encode_keyed("alert", None, &serde_json::json!({"a": 1}), at());
+        assert_eq!(plain, encode("alert", &serde_json::json!({"a": 1}), at()));
+        let decoded = decode(text.as_bytes(), at()).unwrap();
+        assert_eq!(
+            decoded.state,
+            Some(StateChange {
+                key: "t-1|7day".into(),
+                removed: true,
+                evicted: vec![]
+            })
+        );
+        let evicting = r#"{"type":"a","key":"k","evicted":["x","y"],"data":1,"timestamp":"2026-12-02T10:00:00Z"}"#;
+        let state = decode(evicting.as_bytes(), at()).unwrap().state.unwrap();
+        assert_eq!(state.evicted, ["x", "y"]);
+        assert!(!state.removed);
+        // Another shape of `key` (a raw publish's own) is no state, and
+        // still delivered.
+        let odd = r#"{"type":"a","key":{"k":1},"removed":"yes","data":1}"#;
+        assert_eq!(decode(odd.as_bytes(), at()).unwrap().state, None);
     }
 
     #[test]

@@ -29,6 +29,29 @@ pub fn epoch_key(prefix: &str) -> String {
     format!("{{{prefix}:history}}:epoch")
 }
 
+/// `{{prefix}:history}`: the hash tag the keyed state shares with the
+/// history (one cluster slot: the publish script writes them together).
+fn history_tag(prefix: &str) -> String {
+    format!("{{{prefix}:history}}")
+}
+
+/// `{{prefix}:history}:keyed`: the set of types that have keyed state.
+pub fn keyed_types_key(prefix: &str) -> String {
+    format!("{}:keyed", history_tag(prefix))
+}
+
+/// `{{prefix}:history}:state:{type}`: hash of key → the latest event of
+/// that key (the envelope with its id).
+pub fn state_key(prefix: &str, kind: &str) -> String {
+    format!("{}:state:{kind}", history_tag(prefix))
+}
+
+/// `{{prefix}:history}:state-age:{type}`: sorted set of key → ms of its
+/// latest event, for the bounds.
+pub fn state_age_key(prefix: &str, kind: &str) -> String {
+    format!("{}:state-age:{kind}", history_tag(prefix))
+}
+
 /// `{prefix}:types`: the set of custom types published so far. On a Redis
 /// Cluster, where sharded pub/sub has no patterns, nodes subscribe to the
 /// channels of the known types plus these.
@@ -61,5 +84,8 @@ mod tests {
         assert_eq!(node_key("ws", "a"), "{ws:nodes}:a");
         assert_eq!(epoch_key("ws"), "{ws:history}:epoch");
         assert_eq!(nodes_index_key("ws"), "{ws:nodes}");
+        assert_eq!(keyed_types_key("ws"), "{ws:history}:keyed");
+        assert_eq!(state_key("ws", "alert"), "{ws:history}:state:alert");
+        assert_eq!(state_age_key("ws", "alert"), "{ws:history}:state-age:alert");
     }
 }

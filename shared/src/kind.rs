@@ -16,6 +16,8 @@ pub const KNOWN: [&str; 4] = [METRICS_UPDATE, ALERT, INTERVENTION, ANALYTICS_UPD
 pub const RECOVERY: &str = "recovery";
 /// Sent by the server only: a reply to input it does not understand.
 pub const ERROR: &str = "error";
+/// Sent by the server only: the end of a client's current state (`?state=1`).
+pub const STATE: &str = "state";
 
 pub const MAX_KIND_LEN: usize = 64;
 /// Most types one `?types=` may name: enough for any dashboard, and it keeps
@@ -52,7 +54,7 @@ pub fn validate_kind(kind: &str) -> Result<(), KindError> {
     {
         return Err(KindError::BadCharacter(kind.to_owned()));
     }
-    if kind == RECOVERY || kind == ERROR {
+    if kind == RECOVERY || kind == ERROR || kind == STATE {
         return Err(KindError::Reserved(kind.to_owned()));
     }
     Ok(())

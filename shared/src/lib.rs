@@ -15,6 +15,8 @@
 //! - [`keys`]: Redis channel and key names under a `CHANNEL_PREFIX`.
 //! - [`client`]: what a browser may send, and the frames the server answers
 //!   with (pong, error, recovery).
+//! - [`state`]: keyed state: which events a publisher keys
+//!   (`STATE_KEYS`), which remove their key (`STATE_TOMBSTONES`), its bounds.
 //! - [`status`]: a node's line in the cluster count ([`status::NodeStatus`],
 //!   its TTL), as nodes write it and `/ws/status` and the Python package read
 //!   it.
@@ -24,6 +26,7 @@ pub mod envelope;
 pub mod event_id;
 pub mod keys;
 pub mod kind;
+pub mod state;
 pub mod status;
 
 pub use envelope::{DecodeError, Decoded, encode, encode_with_id, insert_id};

@@ -38,6 +38,7 @@ mod redis_cluster;
 pub mod redis_sentinel;
 mod redis_tls;
 pub mod sse;
+pub mod state;
 pub mod tls;
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::RedisSentinel;

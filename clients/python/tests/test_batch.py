@@ -74,7 +74,8 @@ def test_publish_many_writes_every_event_in_order_one_round_trip_per_batch(fresh
     assert script_runs(fresh) - runs == 3, "1,200 events: three batches of 500"
     assert ids == positions(fresh), "every event in the history, in order, with its id"
     stored = history(fresh)
-    assert stored[7][1].startswith('{"type":"alert","data":{"id": "a-1", "score": 1.50},')
+    # Passed through byte for byte, and keyed by its id (STATE_KEYS' alert=id).
+    assert stored[7][1].startswith('{"type":"alert","key":"a-1","data":{"id": "a-1", "score": 1.50},')
     assert json.loads(stored[1199][1])["data"] == {"tutor_id": "t-1199", "n": 1199}
 
     live = []

@@ -1,6 +1,7 @@
 """Python-published events through real gateway nodes to real WebSocket
-clients: order and ids alongside the Rust CLI, resume with `?since=`, and the
-TutorMax drop-in's broadcast and cluster count."""
+clients: order and ids alongside the Rust CLI, resume with `?since=`, the
+TutorMax drop-in's broadcast and cluster count, and the keyed state a
+dashboard opening with `?state=1` gets."""
 
 import asyncio
 import json
@@ -144,3 +145,32 @@ def test_the_tutormax_manager_broadcasts_to_and_counts_the_whole_cluster(redis_s
     for dashboard in dashboards:
         dashboard.close()
     manager.sync_publisher.close()
+
+
+def test_a_dashboard_opening_with_state_gets_what_python_keyed_then_live(redis_server, nodes):
+    """`?state=1`: the current keyed events Python published (a tombstoned key
+    gone), as the state hash holds them, then the marker, then live."""
+    a, b = nodes
+    rules = {"state_keys": "py_room=room_id", "state_tombstones": "py_room=open:false"}
+    with Publisher(redis_server.url, **rules) as publisher:
+        publisher.publish("py_room", {"room_id": "r1", "open": True})
+        publisher.publish("py_room", {"room_id": "r2", "open": True})
+        publisher.publish("py_room", {"room_id": "r1", "open": False})  # a tombstone
+        last = publisher.publish("py_room", {"n": 1}, key='r"3')
+        current = redis_server.client.hgetall("{ws:history}:state:py_room")
+        assert set(current) == {"r2", 'r\\"3'}
+
+        dashboard = Dashboard(f"{b.ws_url}?types=py_room,analytics_update&state=1")
+        greeting = dashboard.recv()
+        assert greeting["type"] == "analytics_update" and "id" not in greeting
+        sent = sorted(dashboard.recv_texts(2))
+        assert sent == sorted(current.values()), "each key once, byte for byte as kept"
+        marker = dashboard.recv()
+        assert (marker["type"], marker["data"]) == ("state", {"complete": True, "count": 2})
+        assert marker["id"] == last, "the live stream goes on from the newest position"
+
+        removal = publisher.remove("py_room", "r2")
+        live = dashboard.recv()
+        assert (live["id"], live["key"], live["removed"]) == (removal, "r2", True)
+    dashboard.nothing_more()
+    dashboard.close()

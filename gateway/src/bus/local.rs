@@ -1,14 +1,16 @@
 //! The in-process bus: one node, no Redis. Publishing hands the event
 //! straight to the hub; the history is a bounded in-memory ring with the
-//! same rules (size and age) and the same ids as the Redis stream.
+//! same rules (size and age) and the same ids as the Redis stream, and the
+//! keyed state's bounds are kept as the publish script keeps them (its
+//! evictions named in the event, so the hub applies the same thing).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use publisher::{Batch, Encoded, HistoryPolicy};
+use publisher::{Batch, Encoded, HistoryPolicy, Item, StatePolicy};
 use serde_json::value::RawValue;
 use shared::{Epoch, EventId, Position};
 
@@ -34,22 +36,92 @@ struct History {
     max_deleted: EventId,
 }
 
+/// What publish.lua keeps in Redis to bound a type's state: each key's
+/// latest id, and the keys by it (oldest first).
+#[derive(Debug, Default)]
+struct Ages {
+    by_key: HashMap<String, EventId>,
+    oldest: BTreeSet<(EventId, String)>,
+}
+
+impl Ages {
+    fn remove(&mut self, key: &str) {
+        if let Some(id) = self.by_key.remove(key) {
+            self.oldest.remove(&(id, key.to_owned()));
+        }
+    }
+
+    fn set(&mut self, key: &str, id: EventId) {
+        self.remove(key);
+        self.by_key.insert(key.to_owned(), id);
+        self.oldest.insert((id, key.to_owned()));
+    }
+
+    /// The keys to drop before `key` is written at `now_ms`, as publish.lua
+    /// picks them: too old (up to 64 at a time), then the least recently
+    /// updated while a new key would exceed `policy.max_keys`.
+    fn evictions(
+        &mut self,
+        key: &str,
+        removal: bool,
+        now_ms: u64,
+        policy: &StatePolicy,
+    ) -> Vec<String> {
+        let mut gone = Vec::new();
+        let ttl = u64::try_from(policy.ttl.as_millis()).unwrap_or(u64::MAX);
+        if ttl > 0 {
+            let cutoff = now_ms.saturating_sub(ttl);
+            gone.extend(
+                self.oldest
+                    .iter()
+                    .take_while(|(id, _)| id.ms < cutoff)
+                    .take(64)
+                    .filter(|(_, k)| k != key)
+                    .map(|(_, k)| k.clone()),
+            );
+            for k in &gone {
+                self.remove(k);
+            }
+        }
+        if !removal && !self.by_key.contains_key(key) {
+            while self.by_key.len() >= policy.max_keys.max(1) {
+                let Some((_, k)) = self.oldest.pop_first() else {
+                    break;
+                };
+                self.by_key.remove(&k);
+                gone.push(k);
+            }
+        }
+        gone
+    }
+}
+
 #[derive(Debug)]
 pub struct LocalBus {
     hub: Arc<Hub>,
     policy: HistoryPolicy,
+    state: StatePolicy,
+    ages: Mutex<HashMap<String, Ages>>,
     /// This process's history: a restarted node's is a new one.
     epoch: Epoch,
     history: Mutex<History>,
 }
 
 impl LocalBus {
+    /// With the default state rules (tests).
+    #[cfg(test)]
     pub fn new(hub: Arc<Hub>, policy: HistoryPolicy) -> Self {
+        Self::with_state(hub, policy, StatePolicy::default())
+    }
+
+    pub fn with_state(hub: Arc<Hub>, policy: HistoryPolicy, state: StatePolicy) -> Self {
         let epoch = publisher::wire::new_epoch();
         hub.init(Position::new(epoch, EventId::ZERO));
         Self {
             hub,
             policy,
+            state,
+            ages: Mutex::default(),
             epoch,
             history: Mutex::default(),
         }
@@ -64,12 +136,25 @@ impl LocalBus {
     /// and no reader sees part of the batch.
     fn append(&self, batch: &Batch) -> Vec<Position> {
         let mut history = self.history();
+        let mut ages = self.ages.lock().unwrap_or_else(|p| p.into_inner());
         let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
         let mut positions = Vec::with_capacity(batch.len());
         for event in batch.events() {
             let position = Position::new(self.epoch, history.last.next(now_ms));
-            let text =
-                shared::insert_id(event.payload(), position).expect("an envelope is an object");
+            let mut payload = std::borrow::Cow::Borrowed(event.payload());
+            if let Some(keyed) = event.state_key() {
+                let ages = ages.entry(event.kind().to_owned()).or_default();
+                let gone = ages.evictions(&keyed.key, keyed.removed, now_ms, &self.state);
+                if keyed.removed {
+                    ages.remove(&keyed.key);
+                } else {
+                    ages.set(&keyed.key, position.id);
+                }
+                if !gone.is_empty() {
+                    payload = std::borrow::Cow::Owned(name_evictions(event, &gone));
+                }
+            }
+            let text = shared::insert_id(&payload, position).expect("an envelope is an object");
             history.last = position.id;
             history.added += 1;
             history.events.push_back(Stored {
@@ -103,6 +188,24 @@ impl LocalBus {
     }
 }
 
+/// `event`'s envelope with `"evicted":[...]` after its key (and removal),
+/// where publish.lua puts it.
+fn name_evictions(event: &Encoded, gone: &[String]) -> String {
+    let payload = event.payload();
+    let keyed = event.state_key().expect("a keyed event");
+    let mut head = format!(
+        "{{\"type\":\"{}\",\"key\":{}",
+        event.kind(),
+        serde_json::to_string(&keyed.key).expect("a string serializes")
+    );
+    if keyed.removed {
+        head.push_str(",\"removed\":true");
+    }
+    debug_assert!(payload.starts_with(&head), "{payload}");
+    let evicted = serde_json::to_string(gone).expect("strings serialize");
+    format!("{head},\"evicted\":{evicted}{}", &payload[head.len()..])
+}
+
 #[async_trait]
 impl Bus for LocalBus {
     fn name(&self) -> &'static str {
@@ -114,13 +217,20 @@ impl Bus for LocalBus {
     }
 
     async fn publish(&self, kind: &str, data: &RawValue) -> Result<Position, BusError> {
-        let event = Encoded::new(kind, data, Utc::now(), self.hub.max_event_bytes())?;
+        let item = Item::new(kind, data);
+        let event = Encoded::keyed(
+            &item,
+            &self.state.keying,
+            Utc::now(),
+            self.hub.max_event_bytes(),
+        )?;
         Ok(self.append(&Batch::one(event))[0])
     }
 
-    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError> {
-        let batch = Batch::encode(
+    async fn publish_many(&self, events: &[Item<'_, RawValue>]) -> Result<Vec<Position>, BusError> {
+        let batch = Batch::encode_items(
             events.iter().copied(),
+            &self.state.keying,
             Utc::now(),
             self.hub.max_event_bytes(),
         )?;
@@ -210,7 +320,11 @@ mod tests {
         let (a, b, c) = (data(1), data(2), data(3));
         let start = bus.hub.position().unwrap();
         let ids = bus
-            .publish_many(&[("alert", &a), ("metrics_update", &b), ("alert", &c)])
+            .publish_many(&[
+                Item::new("alert", &*a),
+                Item::new("metrics_update", &*b),
+                Item::new("alert", &*c),
+            ])
             .await
             .unwrap();
         assert!(ids.windows(2).all(|w| w[1].is_after(&w[0])), "{ids:?}");
@@ -228,7 +342,7 @@ mod tests {
         assert_eq!(got, want);
 
         let err = bus
-            .publish_many(&[("alert", &a), ("bad type", &b)])
+            .publish_many(&[Item::new("alert", &*a), Item::new("bad type", &*b)])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("events[1]: "), "{err}");

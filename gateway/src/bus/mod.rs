@@ -13,6 +13,7 @@ pub mod local;
 pub mod redis;
 
 use async_trait::async_trait;
+use publisher::Item;
 use serde_json::value::RawValue;
 use shared::{Epoch, EventId, Position};
 use thiserror::Error;
@@ -135,7 +136,8 @@ pub trait Bus: Send + Sync + 'static {
     /// is checked first; a bad one refuses the batch
     /// ([`publisher::PublishError::InBatch`] names its index), as does one
     /// over the batch bounds ([`publisher::batch`]). The positions, in order.
-    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError>;
+    /// Keys: an item's own, else the state rules derive one (`STATE_KEYS`).
+    async fn publish_many(&self, events: &[Item<'_, RawValue>]) -> Result<Vec<Position>, BusError>;
 
     /// Up to `limit` retained events after `after` (and no later than
     /// `until`), in order, with the [`Standing`] of `after` read in the same

@@ -29,8 +29,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use metrics::counter;
-use publisher::PublishError;
 use publisher::batch::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use publisher::{Item, PublishError};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -87,6 +87,23 @@ struct EventBody<'a> {
     /// Optional: an event may carry no data (`null`).
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    /// Its state key (else `STATE_KEYS` derives one from `data`).
+    #[serde(default)]
+    key: Option<String>,
+    /// Removes its key from the state.
+    #[serde(default)]
+    removed: bool,
+}
+
+impl<'a> EventBody<'a> {
+    fn item(&self) -> Item<'_, RawValue> {
+        Item {
+            kind: &self.kind,
+            data: self.data.unwrap_or(RawValue::NULL),
+            key: self.key.as_deref(),
+            removed: self.removed,
+        }
+    }
 }
 
 /// What was published: one event or a batch.
@@ -199,15 +216,23 @@ async fn publish_inner(
             .enumerate()
             .map(|(index, raw)| event(raw.get().as_bytes()).map_err(|e| in_batch(index, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let events: Vec<(&str, &RawValue)> = events
-            .iter()
-            .map(|(kind, data)| (kind.as_str(), *data))
-            .collect();
-        let ids = state.bus.publish_many(&events).await.map_err(bus_refusal)?;
+        let items: Vec<Item<'_, RawValue>> = events.iter().map(EventBody::item).collect();
+        let ids = state.bus.publish_many(&items).await.map_err(bus_refusal)?;
         Ok(Published::Many(ids))
     } else {
-        let (kind, data) = event(&body)?;
-        let id = state.bus.publish(&kind, data).await.map_err(bus_refusal)?;
+        let event = event(&body)?;
+        let ids = state
+            .bus
+            .publish_many(&[event.item()])
+            .await
+            .map_err(bus_refusal)?;
+        let id = ids.into_iter().next().ok_or_else(|| {
+            Refusal::from(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "bus_unavailable",
+                "the bus returned no position; retry",
+            ))
+        })?;
         Ok(Published::One(id))
     }
 }
@@ -282,9 +307,9 @@ async fn read_body(
     }
 }
 
-/// One `{"type", "data"}` object, its type checked (its size is the bus's
-/// to check, against the envelope it encodes).
-fn event(bytes: &[u8]) -> Result<(String, &RawValue), AppError> {
+/// One `{"type", "data", "key"?, "removed"?}` object, its type checked (its
+/// size and key are the bus's to check, against the envelope it encodes).
+fn event(bytes: &[u8]) -> Result<EventBody<'_>, AppError> {
     let body: EventBody<'_> = serde_json::from_slice(bytes).map_err(|e| {
         bad_body(&format!(
             "expected {{\"type\": \"...\", \"data\": ...}}: {e}"
@@ -292,7 +317,7 @@ fn event(bytes: &[u8]) -> Result<(String, &RawValue), AppError> {
     })?;
     shared::validate_kind(&body.kind)
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_type", &e.to_string()))?;
-    Ok((body.kind, body.data.unwrap_or(RawValue::NULL)))
+    Ok(body)
 }
 
 fn bad_body(message: &str) -> AppError {
@@ -313,6 +338,7 @@ fn bus_refusal(err: BusError) -> Refusal {
                 Some((StatusCode::PAYLOAD_TOO_LARGE, "too_large"))
             }
             PublishError::Kind(_) => Some((StatusCode::BAD_REQUEST, "bad_type")),
+            PublishError::Key(_) => Some((StatusCode::BAD_REQUEST, "bad_key")),
             _ => None,
         };
         if let Some((status, code)) = status {

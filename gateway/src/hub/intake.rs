@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use metrics::counter;
+use metrics::{counter, gauge};
 use shared::envelope::IdField;
 use shared::{DecodeError, Epoch, EventId, Position, kind};
 use thiserror::Error;
 
 use super::{Event, Hub, Recent, Snapshot, State};
-use crate::telemetry::{BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS};
+use crate::telemetry::{BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, STATE_EVICTIONS, STATE_KEYS};
 
 /// How far ahead of this node's clock a history id may be: history ids are
 /// Redis's clock in ms, so anything further ahead was not assigned by it.
@@ -91,6 +91,57 @@ impl Hub {
             *recent = Recent::default();
         }
         state.analytics_id = None;
+        // Nothing of the old history's state is current; the bus loads the
+        // new one's.
+        state.keyed.clear();
+    }
+
+    /// A load of the keyed state from the history begins (see
+    /// [`Self::load_state`]).
+    pub fn begin_state_load(&self) {
+        self.state().keyed.begin_load();
+    }
+
+    /// The load did not happen: the state stays as it is.
+    pub fn cancel_state_load(&self) {
+        self.state().keyed.cancel_load();
+    }
+
+    /// Replaces the keyed state with one read from the history (each
+    /// payload the latest event of its key, with its id) atomically with
+    /// `top`, where the history stood. Ignored when `epoch` is not the
+    /// history the node follows (it changed meanwhile: the next load
+    /// brings the right one). Returns how many keys were loaded.
+    pub fn load_state(&self, epoch: Epoch, top: EventId, payloads: &[String]) -> usize {
+        let mut events = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let Ok(decoded) = shared::envelope::decode(payload.as_bytes(), Utc::now()) else {
+                counter!(BUS_INVALID_PAYLOADS, "reason" => "malformed").increment(1);
+                continue;
+            };
+            let (IdField::Position(position), Some(change)) = (decoded.id, decoded.state) else {
+                continue;
+            };
+            if position.epoch != epoch || payload.len() > self.max_payload {
+                continue;
+            }
+            let event = Event::new(
+                &decoded.text,
+                decoded.kind,
+                Some(position),
+                decoded.published_at,
+            );
+            events.push((Arc::new(event), change.key));
+        }
+        let mut state = self.state();
+        if state.epoch != Some(epoch) {
+            state.keyed.cancel_load();
+            return 0;
+        }
+        state.keyed.replace(events, top);
+        let keys = state.keyed.len();
+        gauge!(STATE_KEYS).set(keys as f64);
+        keys
     }
 
     /// True (once) when a payload named an epoch other than the node's
@@ -129,6 +180,9 @@ impl Hub {
         let snapshot = (decoded.kind == kind::ANALYTICS_UPDATE)
             .then(|| Snapshot::of(&decoded.text, decoded.published_at))
             .flatten();
+        // Only an event the history placed is state: a raw publish is
+        // live-only, and cannot put keys into (or take them out of) it.
+        let change = decoded.state.filter(|_| trusted.is_some());
         let mut frame = Event::new(&decoded.text, decoded.kind, trusted, decoded.published_at);
         let mut state = self.state();
         if let Some(id) = frame.id() {
@@ -149,8 +203,16 @@ impl Hub {
         frame.seq = state.next_seq;
         state.next_seq += 1;
         let id = frame.id();
-        // Under the state lock: ring order is `seq` order.
-        self.ring.push(Arc::new(frame));
+        let frame = Arc::new(frame);
+        if let Some(change) = &change {
+            let evicted = state.keyed.apply(&frame, change);
+            if evicted > 0 {
+                counter!(STATE_EVICTIONS).increment(evicted as u64);
+            }
+        }
+        // Under the state lock: ring order is `seq` order, and the state
+        // is the state after the ring's last event.
+        self.ring.push(frame);
         Ok(Dispatched::Sent(id))
     }
 

@@ -38,11 +38,14 @@ use crate::transport::outbox::{Budget, Outbox};
 
 mod event;
 mod intake;
+mod keyed;
 
 pub use self::event::{Event, Snapshot};
 pub use self::intake::Dispatched;
 #[cfg(test)]
 use self::intake::{Dropped, preview};
+use self::keyed::Keyed;
+pub use self::keyed::View;
 
 /// How events arrive from the bus, which decides what counts as a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,8 @@ struct State {
     recent: Option<Recent>,
     analytics: Option<Arc<Snapshot>>,
     analytics_id: Option<EventId>,
+    /// The latest event per key of each type (`?state=1`).
+    keyed: Keyed,
     /// The `seq` of the next frame.
     next_seq: u64,
 }
@@ -106,6 +111,12 @@ pub struct Joined {
     /// The position of the last event sent before `next_seq`.
     pub position: Option<Position>,
     pub analytics: Option<Arc<Snapshot>>,
+    /// The keyed state at that moment.
+    pub state: View,
+    /// The position `state` is current to: `position`, or later when the
+    /// node loaded the state from a history that was ahead of it (the live
+    /// stream then brings events up to it that the state holds already).
+    pub state_position: Option<Position>,
     /// The `seq` of the first frame the client has not had.
     pub next_seq: u64,
 }
@@ -165,6 +176,8 @@ pub struct Hub {
     /// Set when a payload named another epoch: the bus should check whether
     /// the history was created anew.
     foreign_epoch_seen: AtomicBool,
+    /// `STATE_TTL_SECS`: keys whose latest event is older are not current.
+    state_ttl: std::time::Duration,
 }
 
 impl Hub {
@@ -185,7 +198,19 @@ impl Hub {
             max_event_bytes,
             max_payload: max_event_bytes + ENVELOPE_GROWTH,
             foreign_epoch_seen: AtomicBool::new(false),
+            state_ttl: std::time::Duration::from_secs(shared::state::DEFAULT_STATE_TTL_SECS),
         }
+    }
+
+    /// Keys whose latest event is older than `ttl` are not current
+    /// (`STATE_TTL_SECS`; zero: no age limit).
+    pub fn with_state_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.state_ttl = ttl;
+        self
+    }
+
+    pub fn state_ttl(&self) -> std::time::Duration {
+        self.state_ttl
     }
 
     /// How far behind a live client may fall (the default: 4 MiB, 10 s).
@@ -295,9 +320,16 @@ impl Hub {
     /// `next_seq`.
     pub fn subscribe(&self) -> Joined {
         let state = self.state();
+        let position = state.position();
+        let state_position = position.map(|p| Position {
+            id: p.id.max(state.keyed.floor().unwrap_or(EventId::ZERO)),
+            ..p
+        });
         Joined {
-            position: state.position(),
+            position,
             analytics: state.analytics.clone(),
+            state: state.keyed.view(),
+            state_position,
             next_seq: state.next_seq,
         }
     }

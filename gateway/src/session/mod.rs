@@ -14,7 +14,9 @@
 //! (not a reader and a writer) keeps idle connections small.
 //!
 //! Order on the wire, per the spec: the `analytics_update` greeting; with
-//! `?since=`, the replay and the `recovery` frame; then live. The client
+//! `?since=`, the replay and the `recovery` frame; with `?state=1` (fresh,
+//! or a resume that could not recover), the keyed state and its `state`
+//! marker; then live. The client
 //! joined the broadcast *before* the history was read, so nothing published
 //! meanwhile is lost; the `seam` (the last id the replay covered) drops the
 //! overlap, so nothing arrives twice.
@@ -59,12 +61,12 @@ use self::clock::{Clock, Due};
 use self::ended::Ended;
 use crate::bus::{Bus, PAGE, Standing};
 use crate::connect::{ClientParams, Resume};
-use crate::hub::{Behind, Hub, Snapshot};
+use crate::hub::{Behind, Hub, Snapshot, View};
 use crate::rate::{Bucket, burst_for};
 use crate::state::AppState;
 use crate::telemetry::{
     CLIENT_ERRORS, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, RECOVERIES_FAILED, REPLAYED_EVENTS,
-    REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, Throttle,
+    REPLAYS, REPLAYS_DEFERRED, SLOW_CLIENT_DISCONNECTS, STATE_EVENTS_SENT, STATE_READS, Throttle,
 };
 use crate::transport::outbox::{DrainError, Outbox, Status};
 use crate::transport::{Encoding, Inbound, Transport};
@@ -75,6 +77,9 @@ pub mod ended;
 /// How long a resume waits for one of the node's replay permits before it
 /// is told to come back (1013).
 const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Keyed events written to a client between waits for its socket: a
+/// client's state costs the node a page of frames at a time, however large.
+const STATE_PAGE: usize = 512;
 /// How many times a client about to go live reads the history again because
 /// the ring no longer held what arrived during its replay.
 const CATCH_UP_ROUNDS: usize = 3;
@@ -134,6 +139,7 @@ pub fn run<T: Transport>(
 ) -> impl Future<Output = ()> + Send {
     counter!(CONNECTIONS_OPENED, "transport" => transport.encoding().label()).increment(1);
     let resume = params.resume;
+    let wants_state = params.state;
     let mut session = Session {
         encoding: transport.encoding(),
         transport,
@@ -151,7 +157,7 @@ pub fn run<T: Transport>(
         ctx,
     };
     async move {
-        let ended = session.serve(resume).await;
+        let ended = session.serve(resume, wants_state).await;
         // Counted when decided, not after the closing handshake's wait.
         counter!(CONNECTIONS_CLOSED, "reason" => ended.label()).increment(1);
         if matches!(ended, Ended::SlowClient | Ended::WriteTimeout) {
@@ -185,10 +191,14 @@ struct Session<T> {
 }
 
 impl<T: Transport> Session<T> {
-    async fn serve(&mut self, resume: Resume) -> Ended {
-        let sub = self.ctx.hub.subscribe();
+    async fn serve(&mut self, resume: Resume, wants_state: bool) -> Ended {
+        let mut sub = self.ctx.hub.subscribe();
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
-        let greeting_id = sub.position.filter(|_| resume == Resume::Fresh);
+        // With state, the position comes with its end (the marker): a
+        // client cut off before it has no position to resume from.
+        let greeting_id = sub
+            .position
+            .filter(|_| resume == Resume::Fresh && !wants_state);
         let analytics = sub.analytics.as_deref().filter(|_| self.sees_analytics);
         let greeting = Snapshot::frame(analytics, greeting_id);
         if let Err(ended) = self.send_text(&greeting, greeting_id).await {
@@ -196,16 +206,64 @@ impl<T: Transport> Session<T> {
         }
         // Boxed, here and on the live loop's rarer paths: a future held
         // inline is held by every idle connection for its whole life.
-        if resume != Resume::Fresh
-            && let Err(ended) = Box::pin(self.replay(resume, sub.position)).await
-        {
-            return ended;
+        let needs_state = match resume {
+            Resume::Fresh => wants_state,
+            _ => match Box::pin(self.replay(resume, sub.position)).await {
+                // A resume that could not recover gets the state instead
+                // (when asked for), as of now: the client replaces what
+                // it had with it.
+                Ok(recovered) => wants_state && !recovered,
+                Err(ended) => return ended,
+            },
+        };
+        if needs_state {
+            if resume != Resume::Fresh {
+                sub = self.ctx.hub.subscribe();
+            }
+            let state = std::mem::take(&mut sub.state);
+            if let Err(ended) = Box::pin(self.send_state(state, sub.state_position)).await {
+                return ended;
+            }
         }
         self.live(sub.next_seq, sub.position).await
     }
 
-    /// `joined`: where the node stood when the client joined.
-    async fn replay(&mut self, resume: Resume, joined: Option<Position>) -> Result<(), Ended> {
+    /// Sends the keyed state of the client's types (as of when it joined,
+    /// current to `position`), page by page, then the marker
+    /// `{"type":"state","data":{"complete":true,"count":N},"id":position}`.
+    /// The live stream then starts right after `position`: the seam drops
+    /// what the state holds already.
+    ///
+    /// The state is the node's own (no Redis read, whatever the number of
+    /// clients asking at once); each event's frame is the one the fan-out
+    /// made, shared, so a page costs reference counts, not copies. Over SSE
+    /// the events carry no `id:` (theirs are old and in no order: a
+    /// reconnect must not resume from one); the marker does.
+    async fn send_state(&mut self, state: View, position: Option<Position>) -> Result<(), Ended> {
+        counter!(STATE_READS).increment(1);
+        self.seam = position.map_or(EventId::ZERO, |p| p.id);
+        let filter = self.filter.clone();
+        let ttl = self.ctx.hub.state_ttl();
+        let mut count = 0usize;
+        for event in state.events(&filter, ttl) {
+            let frame = match self.encoding {
+                Encoding::Sse => self.encoding.encode(event.text(), None),
+                encoding => event.wire(encoding).clone(),
+            };
+            self.feed(frame)?;
+            count += 1;
+            if count.is_multiple_of(STATE_PAGE) {
+                self.flush().await?;
+            }
+        }
+        counter!(STATE_EVENTS_SENT).increment(count as u64);
+        let marker = client::state_complete(count, position, Utc::now());
+        self.send_text(&marker, position).await
+    }
+
+    /// `joined`: where the node stood when the client joined. Whether every
+    /// event after the client's `since` was sent.
+    async fn replay(&mut self, resume: Resume, joined: Option<Position>) -> Result<bool, Ended> {
         counter!(REPLAYS).increment(1);
         let (recovered, replayed) = match resume {
             // Nothing after it yet: what comes next is in the ring (while
@@ -222,7 +280,8 @@ impl<T: Transport> Session<T> {
         }
         counter!(REPLAYED_EVENTS).increment(replayed as u64);
         self.send_text(&client::recovery(recovered, replayed, Utc::now()), None)
-            .await
+            .await?;
+        Ok(recovered)
     }
 
     /// Streams the history after `since` to the client, page by page, up to

@@ -91,6 +91,7 @@ pub async fn accept(
     let Awaiting {
         asked,
         resume,
+        state: wants_state,
         mut admitted,
         ..
     } = awaiting;
@@ -103,7 +104,10 @@ pub async fn accept(
         Ok(params) => Some(Accepted {
             socket,
             outbox,
-            params,
+            params: ClientParams {
+                state: wants_state,
+                ..params
+            },
             admitted,
         }),
         Err(verdict) => {
@@ -166,6 +170,7 @@ async fn judge(
         resume,
         good_until: identity.good_until,
         sees_analytics: sees_analytics(identity.types.as_deref()),
+        state: false,
     })
 }
 

@@ -10,9 +10,15 @@ from dashboard_gateway import Publisher, AsyncPublisher
 publisher = Publisher.from_env()     # REDIS_URL, CHANNEL_PREFIX, HISTORY_SIZE, ...
 publisher.alert({"tutor_id": "t-17", "severity": "critical"})
 publisher.publish_many([("metrics_update", m) for m in nightly_metrics])  # batches
+publisher.remove("alert", "a-17")    # a tombstone: the key leaves the state
 ```
 
-Layout: `wire` (types, envelope, Redis names; no I/O), `settings`
+Events of a keyed type (`STATE_KEYS`: by default alerts and interventions by
+`id`, metrics by `tutor_id` + `window`) are also kept as the latest per key,
+which dashboards opening with `?state=1` get first.
+
+Layout: `wire` (types, envelope, state keys, Redis names; no I/O), `state`
+(which events are keyed and removed; no I/O), `settings`
 (environment), `script` (the Lua source), `publisher` (`Publisher`,
 `AsyncPublisher`), `tutormax` (the drop-in `ConnectionManager`), `errors`.
 """
@@ -22,6 +28,7 @@ from .errors import (
     DataError,
     EventTooLargeError,
     GatewayError,
+    InvalidKeyError,
     InvalidTypeError,
     NotOnABusError,
     PoolExhaustedError,
@@ -31,6 +38,13 @@ from .errors import (
 )
 from .publisher import AsyncPublisher, Publisher
 from .settings import Settings
+from .state import (
+    DEFAULT_STATE_KEYS,
+    DEFAULT_STATE_MAX_KEYS,
+    DEFAULT_STATE_TOMBSTONES,
+    DEFAULT_STATE_TTL_SECS,
+    Keying,
+)
 from .tutormax import ConnectionManager, get_connection_manager
 from .wire import (
     ALERT,
@@ -40,9 +54,12 @@ from .wire import (
     KNOWN_TYPES,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
+    MAX_KEY_BYTES,
     METRICS_UPDATE,
+    Keyed,
     RawJSON,
     encode_envelope,
+    validate_key,
     validate_type,
 )
 
@@ -55,14 +72,22 @@ __all__ = [
     "ConfigError",
     "ConnectionManager",
     "DEFAULT_BATCH_EVENTS",
+    "DEFAULT_STATE_KEYS",
+    "DEFAULT_STATE_MAX_KEYS",
+    "DEFAULT_STATE_TOMBSTONES",
+    "DEFAULT_STATE_TTL_SECS",
     "DataError",
     "EventTooLargeError",
     "GatewayError",
     "INTERVENTION",
+    "InvalidKeyError",
     "InvalidTypeError",
     "KNOWN_TYPES",
+    "Keyed",
+    "Keying",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "MAX_KEY_BYTES",
     "METRICS_UPDATE",
     "NotOnABusError",
     "PoolExhaustedError",
@@ -74,5 +99,6 @@ __all__ = [
     "Settings",
     "encode_envelope",
     "get_connection_manager",
+    "validate_key",
     "validate_type",
 ]

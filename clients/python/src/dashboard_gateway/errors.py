@@ -26,6 +26,12 @@ class InvalidTypeError(PublishError, ValueError):
     """The message type is not 1-64 characters of [A-Za-z0-9_.-], or is reserved."""
 
 
+class InvalidKeyError(PublishError, ValueError):
+    """A state key given by the caller is empty, over 256 bytes (UTF-8) or
+    holds a control character; or a removal has no key (none given, none
+    derived from the data). Raised before Redis is touched."""
+
+
 class EventTooLargeError(PublishError, ValueError):
     """The encoded envelope is over MAX_EVENT_BYTES. Raised before Redis is touched."""
 

@@ -8,6 +8,11 @@ published live with its `id` in front -- atomically, so history order is live
 order. `publish_many` sends a list the same way, one `EVALSHA` per batch of up
 to `DEFAULT_BATCH_EVENTS` events (each batch atomic, in order).
 
+A keyed event (its key given, or derived by `STATE_KEYS`, see `state`) names
+its key in the envelope, and the same script keeps it as the latest event of
+that key (a removal deletes the key), within `STATE_MAX_KEYS` keys per type
+and `STATE_TTL_SECS`.
+
 A publish is never retried by this package: when a connection dies after the
 command was sent, Redis may have run it, and a retry would publish the event
 twice. The caller gets `RedisUnavailableError` and decides.
@@ -42,6 +47,10 @@ REDIS_TIMEOUT_SECS = 5.0
 NODE_TTL_MS = 5_000
 
 _Args = List[Union[str, bytes]]
+#: The script's arguments before the envelopes (ARGV[1..6], see `publish.lua`).
+_POLICY_ARGS = 6
+#: What `publish_many` takes in an event given as a mapping.
+_EVENT_FIELDS = ("type", "data", "key", "removed")
 
 
 class _Core:
@@ -60,28 +69,37 @@ class _Core:
     def settings(self) -> Settings:
         return self._settings
 
-    def _encode(self, message_type: str, data: Any) -> bytes:
-        """Validates and encodes one event; raises before any I/O when it is bad."""
-        envelope = wire.encode_envelope(message_type, data, json_default=self._json_default)
+    def _encode(self, message_type: str, data: Any, key: Optional[str] = None,
+                removed: bool = False) -> bytes:
+        """Validates, keys and encodes one event; raises before any I/O when
+        it is bad."""
+        envelope = wire.encode_envelope(
+            message_type, data, json_default=self._json_default, key=key, removed=removed,
+            keying=self._settings.keying,
+        )
         wire.check_size(envelope, self._settings.max_event_bytes)
         return envelope
 
     def _args(self, envelopes: Sequence[bytes]) -> _Args:
         """The script's arguments for one batch (see `publish.lua`): the
-        history policy, the live channels' prefix, then one envelope per
-        event (each names its type first, where the script reads it)."""
+        history policy, the live channels' prefix, the state's bounds, then
+        one envelope per event (each names its type first, then any key,
+        where the script reads them)."""
         args: _Args = [
             str(self._settings.history_size),
             str(self._settings.history_ttl_secs * 1000),
             secrets.token_hex(4),
             wire.events_channel(self._settings.channel_prefix, ""),
+            str(self._settings.state_max_keys),
+            str(self._settings.state_ttl_secs * 1000),
         ]
         args.extend(envelopes)
         return args
 
-    def _prepare(self, message_type: str, data: Any) -> _Args:
+    def _prepare(self, message_type: str, data: Any, key: Optional[str] = None,
+                 removed: bool = False) -> _Args:
         """One event as a batch of one; raises before any I/O when it is bad."""
-        return self._args([self._encode(message_type, data)])
+        return self._args([self._encode(message_type, data, key, removed)])
 
     def _batches(self, events: Iterable[Any], batch_size: int) -> List[_Args]:
         """Every event encoded and checked first (the first bad one raises,
@@ -99,19 +117,15 @@ class _Core:
         # One JSON encoder and one timestamp for the whole list, as the Rust
         # crate stamps a batch: the per-event cost is the JSON itself.
         encoder = wire.Encoder(self._json_default)
+        keying = self._settings.keying
         max_bytes = self._settings.max_event_bytes
         batches: List[List[bytes]] = []
         current: List[bytes] = []
         size = 0
         for index, event in enumerate(events):
+            message_type, data, key, removed = _event(index, event)
             try:
-                message_type, data = event
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"events[{index}] is not a (type, data) pair: {type(event).__name__}"
-                ) from None
-            try:
-                envelope = encoder.envelope(message_type, data)
+                envelope = encoder.envelope(message_type, data, key, removed, keying)
                 wire.check_size(envelope, max_bytes)
             except PublishError as err:
                 raise _in_batch(err, index) from None
@@ -137,7 +151,7 @@ class _Core:
     def _positions(cls, reply: Any, args: _Args) -> List[str]:
         """The script's answer for a batch: one position per event, in order,
         joined by ','."""
-        expected = len(args) - 4
+        expected = len(args) - _POLICY_ARGS
         text = reply.decode("utf-8") if isinstance(reply, bytes) else reply
         ids = text.split(",") if isinstance(text, str) else []
         if len(ids) != expected:
@@ -179,6 +193,34 @@ class _Core:
             if isinstance(count, int) and not isinstance(count, bool):
                 total += count
         return total
+
+
+def _event(index: int, event: Any) -> Tuple[Any, Any, Optional[str], bool]:
+    """One item of a `publish_many` list: a `(type, data)` pair, or a mapping
+    `{"type", "data", "key"?, "removed"?}` (a removal's data defaults to {})."""
+    if isinstance(event, Mapping):
+        unknown = [name for name in event if name not in _EVENT_FIELDS]
+        if unknown or "type" not in event or ("data" not in event and not event.get("removed")):
+            wrong = f"unknown {unknown!r}" if unknown else "no 'type' or 'data'"
+            raise TypeError(
+                f"events[{index}] is a mapping with {wrong}: it takes 'type', 'data' "
+                "(optional for a removal), and optionally 'key' and 'removed'"
+            )
+        key, removed = event.get("key"), event.get("removed", False)
+        if (key is not None and not isinstance(key, str)) or not isinstance(removed, bool):
+            raise TypeError(
+                f"events[{index}]: 'key' must be a str and 'removed' a bool "
+                f"(got {type(key).__name__} and {type(removed).__name__})"
+            )
+        return event["type"], event.get("data", {}), key, removed
+    try:
+        message_type, data = event
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"events[{index}] is not a (type, data) pair or a mapping with 'type' and "
+            f"'data': {type(event).__name__}"
+        ) from None
+    return message_type, data, None, False
 
 
 def _text(value: Any) -> str:
@@ -339,7 +381,7 @@ class Publisher(_Core):
     ) -> "Publisher":
         """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
         + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
-        `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
+        `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`, `STATE_*`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),
             client=client,
@@ -350,24 +392,37 @@ class Publisher(_Core):
     def client(self) -> "redis.Redis":
         return self._client
 
-    def publish(self, message_type: str, data: Any) -> str:
+    def publish(self, message_type: str, data: Any, *, key: Optional[str] = None,
+                removed: bool = False) -> str:
         """Publishes `data` (anything `json.dumps` takes, or a `RawJSON`) as an
         event of `message_type`; returns its position (`id`) once Redis has it.
 
-        Raises `InvalidTypeError`, `DataError` or `EventTooLargeError` before
-        touching Redis; `RedisUnavailableError`, `RedisCommandError` or
-        `PoolExhaustedError` after."""
-        return self._run(self._prepare(message_type, data))[0]
+        Its state key is `key`, or else the one `STATE_KEYS` derives from
+        `data` (none: the event is not part of the state). `removed=True`
+        (or a `STATE_TOMBSTONES` rule) makes it a removal of its key.
+
+        Raises `InvalidTypeError`, `InvalidKeyError`, `DataError` or
+        `EventTooLargeError` before touching Redis; `RedisUnavailableError`,
+        `RedisCommandError` or `PoolExhaustedError` after."""
+        return self._run(self._prepare(message_type, data, key, removed))[0]
+
+    def remove(self, message_type: str, key: str, data: Any = None) -> str:
+        """Publishes a removal of `key` of `message_type` (a tombstone: live
+        and in the history, and the key leaves the state), with `data`
+        (default `{}`); returns its id."""
+        return self.publish(message_type, {} if data is None else data, key=key, removed=True)
 
     def publish_many(
-        self, events: Iterable[Tuple[str, Any]], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
+        self, events: Iterable[Any], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
     ) -> List[str]:
-        """Publishes `events`, (type, data) pairs, in order; returns their ids
-        in the same order.
+        """Publishes `events` in order; returns their ids in the same order.
+        An event is a `(type, data)` pair, or a mapping
+        `{"type": ..., "data": ..., "key": ..., "removed": ...}` (`key` and
+        `removed` optional, as for `publish`; a removal's `data` too).
 
         Every event is checked first: a bad one raises (`InvalidTypeError`,
-        `DataError`, `EventTooLargeError`, its message starting `events[3]: `
-        and its `index` set) and nothing is sent. Then one Redis call per
+        `InvalidKeyError`, `DataError`, `EventTooLargeError`, its message
+        starting `events[3]: ` and its `index` set) and nothing is sent. Then one Redis call per
         batch of `batch_size` events (at most `MAX_BATCH_EVENTS`; a batch also
         ends at `MAX_BATCH_BYTES`), each atomic: all of its events in the
         history and live, in order, or none. When a later batch fails, the
@@ -378,7 +433,7 @@ class Publisher(_Core):
             try:
                 ids += self._run(args)
             except PublishError as err:
-                count = len(args) - 4
+                count = len(args) - _POLICY_ARGS
                 raise _partly_published(err, ids, number, len(batches), len(ids), count)
         return ids
 
@@ -391,14 +446,14 @@ class Publisher(_Core):
                 raise _translate(err, self._address, self._gate) from err
         return self._positions(reply, args)
 
-    def metrics_update(self, data: Any) -> str:
-        return self.publish(wire.METRICS_UPDATE, data)
+    def metrics_update(self, data: Any, *, key: Optional[str] = None, removed: bool = False) -> str:
+        return self.publish(wire.METRICS_UPDATE, data, key=key, removed=removed)
 
-    def alert(self, data: Any) -> str:
-        return self.publish(wire.ALERT, data)
+    def alert(self, data: Any, *, key: Optional[str] = None, removed: bool = False) -> str:
+        return self.publish(wire.ALERT, data, key=key, removed=removed)
 
-    def intervention(self, data: Any) -> str:
-        return self.publish(wire.INTERVENTION, data)
+    def intervention(self, data: Any, *, key: Optional[str] = None, removed: bool = False) -> str:
+        return self.publish(wire.INTERVENTION, data, key=key, removed=removed)
 
     def analytics_update(self, data: Any) -> str:
         """Also becomes the snapshot every new dashboard connection is greeted with."""
@@ -507,7 +562,7 @@ class AsyncPublisher(_Core):
     ) -> "AsyncPublisher":
         """Configured like the Rust CLI, from `REDIS_URL` (or `REDIS_SENTINELS`
         + `REDIS_SENTINEL_MASTER`), `REDIS_TLS_*`, `CHANNEL_PREFIX`,
-        `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`."""
+        `HISTORY_SIZE`, `HISTORY_TTL_SECS`, `MAX_EVENT_BYTES`, `STATE_*`."""
         return cls(
             settings=Settings.from_env(environ, **overrides),
             client=client,
@@ -519,13 +574,20 @@ class AsyncPublisher(_Core):
         """The redis.asyncio client (created on first use when not passed in)."""
         return self._redis()
 
-    async def publish(self, message_type: str, data: Any) -> str:
+    async def publish(self, message_type: str, data: Any, *, key: Optional[str] = None,
+                      removed: bool = False) -> str:
         """See `Publisher.publish`. Publishes beyond `pool_size` at once (an
         `asyncio.gather` of thousands) wait their turn for a connection."""
-        return (await self._run(self._prepare(message_type, data)))[0]
+        return (await self._run(self._prepare(message_type, data, key, removed)))[0]
+
+    async def remove(self, message_type: str, key: str, data: Any = None) -> str:
+        """See `Publisher.remove`."""
+        return await self.publish(
+            message_type, {} if data is None else data, key=key, removed=True
+        )
 
     async def publish_many(
-        self, events: Iterable[Tuple[str, Any]], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
+        self, events: Iterable[Any], *, batch_size: int = wire.DEFAULT_BATCH_EVENTS
     ) -> List[str]:
         """See `Publisher.publish_many`: the batches go out one after the
         other, in order."""
@@ -535,7 +597,7 @@ class AsyncPublisher(_Core):
             try:
                 ids += await self._run(args)
             except PublishError as err:
-                count = len(args) - 4
+                count = len(args) - _POLICY_ARGS
                 raise _partly_published(err, ids, number, len(batches), len(ids), count)
         return ids
 
@@ -549,14 +611,17 @@ class AsyncPublisher(_Core):
                 raise _translate(err, self._address, self._gate) from err
         return self._positions(reply, args)
 
-    async def metrics_update(self, data: Any) -> str:
-        return await self.publish(wire.METRICS_UPDATE, data)
+    async def metrics_update(self, data: Any, *, key: Optional[str] = None,
+                             removed: bool = False) -> str:
+        return await self.publish(wire.METRICS_UPDATE, data, key=key, removed=removed)
 
-    async def alert(self, data: Any) -> str:
-        return await self.publish(wire.ALERT, data)
+    async def alert(self, data: Any, *, key: Optional[str] = None,
+                    removed: bool = False) -> str:
+        return await self.publish(wire.ALERT, data, key=key, removed=removed)
 
-    async def intervention(self, data: Any) -> str:
-        return await self.publish(wire.INTERVENTION, data)
+    async def intervention(self, data: Any, *, key: Optional[str] = None,
+                           removed: bool = False) -> str:
+        return await self.publish(wire.INTERVENTION, data, key=key, removed=removed)
 
     async def analytics_update(self, data: Any) -> str:
         return await self.publish(wire.ANALYTICS_UPDATE, data)

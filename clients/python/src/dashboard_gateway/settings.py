@@ -15,8 +15,13 @@ once into a checked, immutable `Settings`.
 | `MAX_EVENT_BYTES`       | `65536`                  | largest encoded envelope, 256..=16777216       |
 | `REDIS_POOL_SIZE`       | `50`                     | Python only: Redis connections in use at once  |
 | `REDIS_POOL_TIMEOUT_SECS` | `10`                   | Python only: longest wait for a free one     |
+| `STATE_KEYS`            | see `state`              | `type=field[+field...]`, comma separated       |
+| `STATE_TOMBSTONES`      | see `state`              | `type=field:value`, comma separated            |
+| `STATE_MAX_KEYS`        | `100000`                 | keys kept per type, 1..=100000000              |
+| `STATE_TTL_SECS`        | `604800`                 | age limit of a key, 0 (none)..=31622400        |
 
-Empty variables count as unset, as for the gateway. The pool settings are
+Empty variables count as unset, as for the gateway, except `STATE_KEYS` and
+`STATE_TOMBSTONES`: set and empty (or `none`), they mean no rules. The pool settings are
 the Python package's own (the Rust crate multiplexes one connection): a
 publish beyond `REDIS_POOL_SIZE` at once waits for a connection, up to
 `REDIS_POOL_TIMEOUT_SECS`, then raises `PoolExhaustedError`. The Redis
@@ -34,6 +39,13 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
+from .state import (
+    DEFAULT_STATE_KEYS,
+    DEFAULT_STATE_MAX_KEYS,
+    DEFAULT_STATE_TOMBSTONES,
+    DEFAULT_STATE_TTL_SECS,
+    Keying,
+)
 from .wire import rust_debug_str
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
@@ -50,6 +62,10 @@ DEFAULT_POOL_TIMEOUT_SECS = 10.0
 MAX_POOL_SIZE = 10_000
 MAX_POOL_TIMEOUT_SECS = 3600.0
 MIN_MAX_EVENT_BYTES = 256
+#: The Rust CLI's bounds of STATE_MAX_KEYS and STATE_TTL_SECS (366 days):
+#: past them a value is a typo.
+MAX_STATE_MAX_KEYS = 100_000_000
+MAX_STATE_TTL_SECS = 366 * 24 * 3600
 MAX_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -104,6 +120,10 @@ class Settings:
     redis_tls_key_file: Optional[str] = None
     pool_size: int = DEFAULT_POOL_SIZE
     pool_timeout_secs: float = DEFAULT_POOL_TIMEOUT_SECS
+    state_keys: str = DEFAULT_STATE_KEYS
+    state_tombstones: str = DEFAULT_STATE_TOMBSTONES
+    state_max_keys: int = DEFAULT_STATE_MAX_KEYS
+    state_ttl_secs: int = DEFAULT_STATE_TTL_SECS
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -190,6 +210,14 @@ class Settings:
                 f"{MAX_POOL_TIMEOUT_SECS:g} (got {timeout!r})"
             )
         set_("pool_timeout_secs", float(timeout))
+        for name in ("state_keys", "state_tombstones"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(
+                    f"{name.upper()} must be a string, not {type(getattr(self, name)).__name__}"
+                )
+        set_("_keying", Keying.parse(self.state_keys, self.state_tombstones))
+        _check_int("STATE_MAX_KEYS", self.state_max_keys, 1, MAX_STATE_MAX_KEYS)
+        _check_int("STATE_TTL_SECS", self.state_ttl_secs, 0, MAX_STATE_TTL_SECS)
 
     def _check_tls_files(self) -> None:
         if self.redis_tls_ca_file is not None:
@@ -211,6 +239,11 @@ class Settings:
     def sentinel(self) -> Optional[SentinelTarget]:
         """The parsed Sentinel target, or None when publishing to `redis_url`."""
         return self._sentinel  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def keying(self) -> Keying:
+        """`state_keys` and `state_tombstones`, parsed: how events are keyed."""
+        return self._keying  # type: ignore[attr-defined,no-any-return]
 
     def tls_options(self) -> Dict[str, Any]:
         """redis-py keyword arguments for a TLS connection with these files:
@@ -254,11 +287,17 @@ class Settings:
         ):
             if var(name) is not None:
                 values[field] = var(name)
+        # Set and empty is a value here: no rules (as `none`).
+        for field, name in (("state_keys", "STATE_KEYS"), ("state_tombstones", "STATE_TOMBSTONES")):
+            if env.get(name) is not None:
+                values[field] = env[name]
         for field, name in (
             ("history_size", "HISTORY_SIZE"),
             ("history_ttl_secs", "HISTORY_TTL_SECS"),
             ("max_event_bytes", "MAX_EVENT_BYTES"),
             ("pool_size", "REDIS_POOL_SIZE"),
+            ("state_max_keys", "STATE_MAX_KEYS"),
+            ("state_ttl_secs", "STATE_TTL_SECS"),
         ):
             raw = var(name)
             if raw is not None:
@@ -279,10 +318,20 @@ class Settings:
             for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
             if getattr(self, name) is not None
         )
+        state = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, default in (
+                ("state_keys", DEFAULT_STATE_KEYS),
+                ("state_tombstones", DEFAULT_STATE_TOMBSTONES),
+                ("state_max_keys", DEFAULT_STATE_MAX_KEYS),
+                ("state_ttl_secs", DEFAULT_STATE_TTL_SECS),
+            )
+            if getattr(self, name) != default
+        )
         return (
             f"Settings({target}, channel_prefix={self.channel_prefix!r}, "
             f"history_size={self.history_size}, history_ttl_secs={self.history_ttl_secs}, "
-            f"max_event_bytes={self.max_event_bytes}{files})"
+            f"max_event_bytes={self.max_event_bytes}{files}{state})"
         )
 
     def redacted_url(self) -> str:

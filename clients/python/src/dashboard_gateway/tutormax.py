@@ -94,11 +94,18 @@ class ConnectionManager:
                 self._sync = Publisher(settings=self._settings, json_default=self._json_default)
             return self._sync
 
-    async def broadcast(self, message_type: str, data: Any) -> str:
+    async def broadcast(self, message_type: str, data: Any, *, key: Optional[str] = None,
+                        removed: bool = False) -> str:
         """Sends `{"type": message_type, "data": data, "timestamp": ...}` to every
         dashboard on every gateway node, through the history (so a dashboard
-        that was away gets it on resume). Returns the event's id."""
-        return await self.publisher.publish(message_type, data)
+        that was away gets it on resume). Returns the event's id.
+
+        Keyed by the settings' `STATE_KEYS` (by default an alert or
+        intervention by its `id`, metrics by `tutor_id` and `window`), so a
+        dashboard opening with `?state=1` gets the current ones; a resolved
+        alert or completed intervention (`STATE_TOMBSTONES`) removes its key.
+        `key` and `removed` are `AsyncPublisher.publish`'s."""
+        return await self.publisher.publish(message_type, data, key=key, removed=removed)
 
     def get_connection_count(self) -> int:
         """Dashboards connected to the whole cluster (what `/ws/status` sums).

@@ -1,7 +1,8 @@
-"""The wire contract, pure (no I/O): message types, the envelope, Redis names.
+"""The wire contract, pure (no I/O): message types, the envelope, state keys,
+Redis names.
 
 Every rule here mirrors the Rust crates (`shared::kind`, `shared::envelope`,
-`shared::keys`), so an event written from Python is byte-for-byte the event the
+`shared::state`, `shared::keys`), so an event written from Python is byte-for-byte the event the
 Rust publisher would write, and refused for the same reasons with the same words.
 """
 
@@ -9,9 +10,12 @@ import json
 import re
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Set, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Set, Union
 
-from .errors import DataError, EventTooLargeError, InvalidTypeError
+from .errors import DataError, EventTooLargeError, InvalidKeyError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from .state import Keying
 
 METRICS_UPDATE = "metrics_update"
 ALERT = "alert"
@@ -19,8 +23,9 @@ INTERVENTION = "intervention"
 ANALYTICS_UPDATE = "analytics_update"
 #: The four types every dashboard understands. Any other valid name works too.
 KNOWN_TYPES = (METRICS_UPDATE, ALERT, INTERVENTION, ANALYTICS_UPDATE)
-#: Sent by the server only; publishing them is refused.
-RESERVED_TYPES = ("recovery", "error")
+#: Sent by the server only; publishing them is refused (`state` ends a
+#: `?state=1` client's current state).
+RESERVED_TYPES = ("recovery", "error", "state")
 
 #: The bounds of one batch (one call of the script), as `publisher::batch`:
 #: at most this many events,
@@ -30,6 +35,8 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Events per round trip when `publish_many` splits a long list.
 DEFAULT_BATCH_EVENTS = 500
 MAX_TYPE_LEN = 64
+#: The longest state key, in UTF-8 bytes.
+MAX_KEY_BYTES = 256
 
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -123,6 +130,44 @@ def validate_type(message_type: str) -> None:
     raise InvalidTypeError(f"invalid message type: {reason}")
 
 
+class Keyed(NamedTuple):
+    """An event's place in the keyed state: its key, and whether it removes it."""
+
+    key: str
+    removed: bool = False
+
+
+_CONTROL = re.compile("[\x00-\x1f]")
+
+
+def validate_key(key: str) -> None:
+    """Raises `InvalidKeyError` unless `key` may be a state key: 1 to
+    `MAX_KEY_BYTES` bytes of UTF-8, no control characters (below U+0020).
+    The checks, their order and messages are `shared::state::validate_key`'s."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, not {type(key).__name__}")
+    if key == "":
+        raise InvalidKeyError("a state key is empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"a state key is longer than {MAX_KEY_BYTES} bytes")
+    if _CONTROL.search(key):
+        raise InvalidKeyError("a state key may not contain control characters")
+
+
+def explicit_key(key: Optional[str], removed: bool) -> Optional[Keyed]:
+    """A caller's own key and removal, checked, with no rules applied."""
+    if not isinstance(removed, bool):
+        raise TypeError(f"removed must be a bool, not {type(removed).__name__}")
+    if key is None:
+        if removed:
+            raise InvalidKeyError(
+                "a removal needs a key (none given, and none derived from the data)"
+            )
+        return None
+    validate_key(key)
+    return Keyed(key, removed)
+
+
 def format_timestamp(at: datetime) -> str:
     """RFC 3339, UTC, milliseconds (truncated): `2026-11-25T10:00:00.123Z`."""
     if at.tzinfo is None:
@@ -165,16 +210,40 @@ class Encoder:
         except (TypeError, ValueError, RecursionError) as err:
             raise DataError(f"data does not serialize to JSON: {err}") from None
 
-    def envelope(self, message_type: str, data: Any) -> bytes:
+    def envelope(
+        self,
+        message_type: str,
+        data: Any,
+        key: Optional[str] = None,
+        removed: bool = False,
+        keying: "Optional[Keying]" = None,
+    ) -> bytes:
         """See `encode_envelope`."""
         if type(message_type) is not str or message_type not in self._valid:
             validate_type(message_type)
             self._valid.add(message_type)
-        text = '{"type":"%s","data":%s,"timestamp":"%s"}' % (
-            message_type,
-            self.data(data),
-            self._stamp,
-        )
+        data_json = self.data(data)
+        if keying is not None:
+            if not isinstance(removed, bool):
+                raise TypeError(f"removed must be a bool, not {type(removed).__name__}")
+            keyed = keying.key_for(message_type, data_json, key, removed)
+        else:
+            keyed = explicit_key(key, removed)
+        if keyed is None:
+            text = '{"type":"%s","data":%s,"timestamp":"%s"}' % (
+                message_type,
+                data_json,
+                self._stamp,
+            )
+        else:
+            # The order the publish script reads: type, key, removed, data.
+            text = '{"type":"%s","key":%s%s,"data":%s,"timestamp":"%s"}' % (
+                message_type,
+                json.dumps(keyed.key, ensure_ascii=False),
+                ',"removed":true' if keyed.removed else "",
+                data_json,
+                self._stamp,
+            )
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError as err:
@@ -191,11 +260,21 @@ def encode_envelope(
     data: Any,
     at: Optional[datetime] = None,
     json_default: Optional[JsonDefault] = None,
+    *,
+    key: Optional[str] = None,
+    removed: bool = False,
+    keying: "Optional[Keying]" = None,
 ) -> bytes:
     """The envelope without an id, exactly as the Rust crate writes it:
     `{"type":"alert","data":{...},"timestamp":"2026-11-25T10:00:00.123Z"}`,
-    as UTF-8. Validates the type first."""
-    return Encoder(json_default, at).envelope(message_type, data)
+    as UTF-8. Validates the type first.
+
+    With a state key, it follows the type (as a JSON string), then
+    `"removed":true` for a removal:
+    `{"type":"alert","key":"a-17","removed":true,"data":{...},"timestamp":...}`.
+    The key is `key` (checked), or with `keying` (a `state.Keying`, as a
+    publisher's settings make it) the one its rules derive."""
+    return Encoder(json_default, at).envelope(message_type, data, key, removed, keying)
 
 
 def check_size(envelope: bytes, max_event_bytes: int) -> None:
@@ -221,6 +300,23 @@ def history_key(prefix: str) -> str:
 def epoch_key(prefix: str) -> str:
     """`{{prefix}:history}:epoch`: hash-tagged into the history's cluster slot."""
     return "{%s:history}:epoch" % prefix
+
+
+def keyed_types_key(prefix: str) -> str:
+    """`{{prefix}:history}:keyed`: the set of types that have keyed state."""
+    return "{%s:history}:keyed" % prefix
+
+
+def state_key(prefix: str, message_type: str) -> str:
+    """`{{prefix}:history}:state:<type>`: hash of escaped key -> the latest
+    event of that key, with its id."""
+    return "{%s:history}:state:%s" % (prefix, message_type)
+
+
+def state_age_key(prefix: str, message_type: str) -> str:
+    """`{{prefix}:history}:state-age:<type>`: sorted set of escaped key -> ms
+    of its latest event (for STATE_MAX_KEYS and STATE_TTL_SECS)."""
+    return "{%s:history}:state-age:%s" % (prefix, message_type)
 
 
 def nodes_index_key(prefix: str) -> str:

@@ -12,6 +12,12 @@ local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
+  -- The keyed state belonged to the old history (as in publish.lua).
+  local tag = string.match(KEYS[2], '^(.*):epoch$')
+  for _, kind in ipairs(redis.call('SMEMBERS', tag .. ':keyed')) do
+    redis.call('DEL', tag .. ':state:' .. kind, tag .. ':state-age:' .. kind)
+  end
+  redis.call('DEL', tag .. ':keyed')
   if redis.call('EXISTS', KEYS[1]) == 0 then
     -- An empty stream with nothing ever added (a consumer group's MKSTREAM,
     -- the group dropped again): last id 0-0, so "nothing trimmed" holds.

@@ -20,6 +20,11 @@ const PACE_MAX_WAIT: Duration = Duration::from_millis(250);
 
 static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_history.lua")));
+/// `read_state.lua`'s reply: the epoch, the stream's last id, the events.
+type StateRead = (Option<String>, Option<String>, Vec<String>);
+
+static STATE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_state.lua")));
 static ENSURE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("ensure_history.lua")));
 
@@ -43,6 +48,35 @@ impl RedisBus {
             .parse()
             .map_err(|e: shared::event_id::ParseEventIdError| BusError::Reply(e.to_string()))?;
         Ok(Position::new(epoch, last))
+    }
+
+    /// Loads the keyed state into the hub, read atomically with where the
+    /// history stands (`read_state.lua`): the stream after that point
+    /// brings everything later, and the hub keeps nothing it read before
+    /// twice. One read of every key, when the node (re)subscribes or finds
+    /// the history created anew, never per client.
+    pub(super) async fn load_state(&self) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        self.hub.begin_state_load();
+        let read: Result<StateRead, BusError> = bounded(
+            STATE_SCRIPT
+                .key(keys::history_key(self.prefix()))
+                .key(keys::epoch_key(self.prefix()))
+                .invoke_async(&mut conn),
+        )
+        .await;
+        let (epoch, top, events) = read.inspect_err(|_| self.hub.cancel_state_load())?;
+        let (Some(epoch), Some(top)) = (
+            epoch.and_then(|e| e.parse::<Epoch>().ok()),
+            top.and_then(|t| t.parse::<EventId>().ok()),
+        ) else {
+            // No history (nothing published since it went): nothing to load.
+            self.hub.cancel_state_load();
+            return Ok(());
+        };
+        let keys = self.hub.load_state(epoch, top, &events);
+        tracing::info!(keys, "loaded the keyed state");
+        Ok(())
     }
 
     /// One page after `after`, with its standing (see [`crate::bus::Bus::read_history`]).
@@ -79,6 +113,7 @@ impl RedisBus {
         let mut until = None;
         let mut first_page = true;
         let mut sent = 0usize;
+        let mut adopted = false;
         loop {
             let page = self.read_page(cursor, until, page_size).await?;
             match page.standing {
@@ -90,6 +125,7 @@ impl RedisBus {
                         "the history was created anew (Redis restarted empty, or the stream was deleted): following the new one from its start"
                     );
                     self.hub.adopt(epoch);
+                    adopted = true;
                     cursor = Position::new(epoch, EventId::ZERO);
                     until = None;
                     // What the new history lost before this node joined it is
@@ -127,6 +163,11 @@ impl RedisBus {
         }
         if sent > 0 {
             tracing::info!(sent, "caught up on events the live stream did not bring");
+        }
+        if adopted {
+            // The new history's state, which its events from the start may
+            // no longer all be in the stream for.
+            self.load_state().await?;
         }
         Ok(cursor)
     }

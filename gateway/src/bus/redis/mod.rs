@@ -47,7 +47,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool::managed::{Metrics, Pool, PoolConfig, RecycleResult, Timeouts};
 use metrics::{counter, gauge};
-use publisher::{Connector, RedisTarget, WireFormat};
+use publisher::{Connector, Item, RedisTarget, WireFormat};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -334,6 +334,9 @@ impl RedisBus {
         if let Some(position) = self.hub.position() {
             self.catch_up(position).await?;
         }
+        // After the catch-up: whatever it could not bring (a gap, a
+        // history created anew) the state read now has.
+        self.load_state().await?;
         self.set_ready(true);
         reconnect.succeeded();
         Ok(())
@@ -381,8 +384,8 @@ impl Bus for RedisBus {
     /// One call of the publisher's script for the whole batch (its wire
     /// format: the Rust crate's and the Python package's `publish_many`
     /// write the same), checked before a connection is taken.
-    async fn publish_many(&self, events: &[(&str, &RawValue)]) -> Result<Vec<Position>, BusError> {
-        let batch = self.wire.batch(events.iter().copied())?;
+    async fn publish_many(&self, events: &[Item<'_, RawValue>]) -> Result<Vec<Position>, BusError> {
+        let batch = self.wire.batch_items(events.iter().copied())?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -73,6 +73,12 @@ enum Command {
         /// The gateway's PUBLISH_API_KEY, sent as a bearer key (with --url).
         #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// The event's state key (else STATE_KEYS derives one from --data).
+        #[arg(long, conflicts_with = "stdin")]
+        state_key: Option<String>,
+        /// Remove the event's state key (a tombstone; needs a key).
+        #[arg(long, conflicts_with = "stdin")]
+        removed: bool,
     },
     /// Publish a realistic, continuous stream of tutor metrics, alerts,
     /// interventions and analytics until stopped.
@@ -149,6 +155,8 @@ async fn run(command: Command, target: Target) -> Result<()> {
             batch_size,
             url,
             key,
+            state_key,
+            removed,
         } => {
             // An empty variable counts as unset, as for the gateway.
             let key = key.filter(|key| !key.is_empty());
@@ -173,14 +181,25 @@ async fn run(command: Command, target: Target) -> Result<()> {
             // would sort keys and rewrite numbers.
             let data: Box<RawValue> =
                 serde_json::from_str(&data).context("--data is not valid JSON")?;
+            let line = publisher::lines::Line {
+                kind,
+                data,
+                key: state_key,
+                removed,
+            };
             let id = match url {
-                Some(url) => publisher::http::publish(&url, key.as_deref(), &kind, &data).await?,
-                None => target
-                    .connect()
-                    .await?
-                    .publish(&kind, &*data)
-                    .await?
-                    .to_string(),
+                Some(url) => {
+                    publisher::http::HttpPublisher::new(&url, key.as_deref())?
+                        .publish_line(&line)
+                        .await?
+                }
+                None => {
+                    let mut item = publisher::Item::new(&line.kind, &*line.data);
+                    item.key = line.key.as_deref();
+                    item.removed = line.removed;
+                    let batch = publisher::Batch::one(target.wire.encode_item(&item)?);
+                    target.connect().await?.publish_batch(&batch).await?[0].to_string()
+                }
             };
             println!("{id}");
             Ok(())

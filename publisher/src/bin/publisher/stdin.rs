@@ -15,8 +15,7 @@ use std::ops::RangeInclusive;
 use anyhow::{Context, Result, anyhow};
 use publisher::http::HttpPublisher;
 use publisher::lines::{self, LineError};
-use publisher::{Batch, Publisher, WireFormat};
-use serde_json::value::RawValue;
+use publisher::{Batch, Item, Publisher, WireFormat};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// Where batches go.
@@ -35,7 +34,7 @@ impl Sink {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            Sink::Http(publisher) => publisher.publish_many(&pending.raw).await?,
+            Sink::Http(publisher) => publisher.publish_lines(&pending.raw).await?,
         })
     }
 }
@@ -45,7 +44,7 @@ impl Sink {
 #[derive(Default)]
 struct Pending {
     batch: Batch,
-    raw: Vec<(String, Box<RawValue>)>,
+    raw: Vec<lines::Line>,
     lines: Option<RangeInclusive<u64>>,
 }
 
@@ -103,7 +102,7 @@ pub async fn send(mut sink: Sink, wire: &WireFormat, batch_size: usize) -> Resul
         } else {
             checked(wire, &buf)
         };
-        let (encoded, kind, data) = match event {
+        let (encoded, line) = match event {
             Ok(Some(event)) => event,
             Ok(None) => continue,
             Err(err) => {
@@ -122,7 +121,7 @@ pub async fn send(mut sink: Sink, wire: &WireFormat, batch_size: usize) -> Resul
             .batch
             .push(encoded)
             .expect("has_room said the event fits");
-        pending.raw.push((kind, data));
+        pending.raw.push(line);
         let first = pending
             .lines
             .as_ref()
@@ -135,15 +134,15 @@ pub async fn send(mut sink: Sink, wire: &WireFormat, batch_size: usize) -> Resul
 /// One line as an event checked against the wire format (type,
 /// `MAX_EVENT_BYTES`); `None` for a blank line.
 #[allow(clippy::type_complexity)]
-fn checked(
-    wire: &WireFormat,
-    line: &[u8],
-) -> Result<Option<(publisher::Encoded, String, Box<RawValue>)>> {
+fn checked(wire: &WireFormat, line: &[u8]) -> Result<Option<(publisher::Encoded, lines::Line)>> {
     let Some(line) = lines::parse(line)? else {
         return Ok(None);
     };
-    let encoded = wire.encode(&line.kind, &*line.data)?;
-    Ok(Some((encoded, line.kind, line.data)))
+    let mut item = Item::new(&line.kind, &*line.data);
+    item.key = line.key.as_deref();
+    item.removed = line.removed;
+    let encoded = wire.encode_item(&item)?;
+    Ok(Some((encoded, line)))
 }
 
 /// Publishes the pending batch, if any, and prints its ids.

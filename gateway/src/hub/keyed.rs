@@ -1,0 +1,253 @@
+//! The node's copy of the keyed state: the latest event per key of each
+//! type, as the history's publish script keeps it in Redis (or the
+//! in-process bus in memory).
+//!
+//! Updated by `dispatch` under the hub's lock, from the events themselves
+//! (their `key`, `removed` and `evicted` members), so it is always exactly
+//! the state after the last event in the ring: a client joining takes a
+//! [`View`] (persistent maps: O(1), however many keys) together with its
+//! place in the ring, and gets state and stream from one position, with
+//! nothing missing or doubled between them. Loaded from Redis whole when a
+//! node (re)subscribes ([`Keyed::replace`], the `floor` being where the
+//! history stood then); cleared when the history is created anew.
+//!
+//! Only events the history gave a position are kept: a raw `PUBLISH` is
+//! live-only, here as everywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use shared::envelope::StateChange;
+use shared::{EventId, TypeFilter};
+
+use super::Event;
+
+type Keys = imbl::HashMap<Arc<str>, Arc<Event>>;
+
+/// The state, per type.
+#[derive(Debug, Clone, Default)]
+pub struct Keyed {
+    types: imbl::HashMap<Arc<str>, Keys>,
+    /// Where the history stood when the state was loaded: events at or
+    /// before it are in it already (a catch-up or a late live copy of one
+    /// changes nothing).
+    floor: Option<EventId>,
+    /// While a load from the history is under way: what was applied
+    /// meanwhile, applied again on the loaded state where it is later than
+    /// the read (on a cluster, live events reach the hub during the read).
+    journal: Option<Vec<(Arc<Event>, StateChange)>>,
+}
+
+impl Keyed {
+    /// Applies one event with a position; the keys it evicted, counted.
+    pub fn apply(&mut self, event: &Arc<Event>, change: &StateChange) -> usize {
+        let Some(id) = event.id() else { return 0 };
+        if self.floor.is_some_and(|floor| id <= floor) {
+            return 0;
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.push((event.clone(), change.clone()));
+        }
+        let keys = self
+            .types
+            .entry(Arc::from(event.kind.as_str()))
+            .or_default();
+        for key in &change.evicted {
+            keys.remove(key.as_str());
+        }
+        if change.removed {
+            keys.remove(change.key.as_str());
+        } else {
+            keys.insert(Arc::from(change.key.as_str()), event.clone());
+        }
+        change.evicted.len()
+    }
+
+    /// A load from the history begins: remember what is applied until
+    /// [`Self::replace`].
+    pub fn begin_load(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    pub fn cancel_load(&mut self) {
+        self.journal = None;
+    }
+
+    /// The state loaded whole, current to `floor`; what was applied since
+    /// [`Self::begin_load`] and is later than `floor` is applied again.
+    pub fn replace(&mut self, events: Vec<(Arc<Event>, String)>, floor: EventId) {
+        let journal = self.journal.take().unwrap_or_default();
+        let mut types: imbl::HashMap<Arc<str>, Keys> = imbl::HashMap::new();
+        for (event, key) in events {
+            let keys = types.entry(Arc::from(event.kind.as_str())).or_default();
+            // Two copies of a key cannot come from one hash; keep the later.
+            if keys
+                .get(key.as_str())
+                .is_none_or(|had| had.id() < event.id())
+            {
+                keys.insert(Arc::from(key), event);
+            }
+        }
+        self.types = types;
+        self.floor = Some(floor);
+        for (event, change) in journal {
+            self.apply(&event, &change);
+        }
+    }
+
+    /// No state (a history created anew: nothing of the old one is current).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Where the state is current to, if loaded later than the last event
+    /// the node sent.
+    pub fn floor(&self) -> Option<EventId> {
+        self.floor
+    }
+
+    /// Keys in all.
+    pub fn len(&self) -> usize {
+        self.types.values().map(imbl::HashMap::len).sum()
+    }
+
+    /// A snapshot: O(1), and unaffected by later updates.
+    pub fn view(&self) -> View {
+        View {
+            types: self.types.clone(),
+        }
+    }
+}
+
+/// The state as it was when a client joined.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    types: imbl::HashMap<Arc<str>, Keys>,
+}
+
+impl View {
+    /// The events a client with `filter` gets: its types' keys, without
+    /// those whose latest event is older than `ttl` (a type nobody
+    /// published to lately keeps its keys in Redis until its next publish;
+    /// they are not current all the same). Zero `ttl`: no age limit.
+    pub fn events<'a>(
+        &'a self,
+        filter: &'a TypeFilter,
+        ttl: Duration,
+    ) -> impl Iterator<Item = &'a Arc<Event>> + 'a {
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        let cutoff = u64::try_from(ttl.as_millis())
+            .ok()
+            .filter(|&ttl| ttl > 0)
+            .map(|ttl| now_ms.saturating_sub(ttl));
+        self.types
+            .iter()
+            .filter(|(kind, _)| filter.allows(kind))
+            .flat_map(|(_, keys)| keys.values())
+            .filter(move |event| {
+                cutoff.is_none_or(|cutoff| event.id().is_some_and(|id| id.ms >= cutoff))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Position;
+
+    fn event(kind: &str, ms: u64) -> Arc<Event> {
+        let id = EventId { ms, seq: 0 };
+        let position = Position::new(shared::Epoch(1), id);
+        Arc::new(Event::new(
+            "{}",
+            kind.to_owned(),
+            Some(position),
+            Utc::now(),
+        ))
+    }
+
+    fn change(key: &str, removed: bool, evicted: &[&str]) -> StateChange {
+        StateChange {
+            key: key.into(),
+            removed,
+            evicted: evicted.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn ids(view: &View, filter: &TypeFilter) -> Vec<u64> {
+        let mut ids: Vec<u64> = view
+            .events(filter, Duration::ZERO)
+            .map(|e| e.id().unwrap().ms)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn the_latest_event_per_key_stays_and_removals_and_evictions_take_keys_out() {
+        let mut keyed = Keyed::default();
+        let all = TypeFilter::default();
+        keyed.apply(&event("alert", 1), &change("a", false, &[]));
+        keyed.apply(&event("alert", 2), &change("b", false, &[]));
+        let before = keyed.view();
+        keyed.apply(&event("alert", 3), &change("a", false, &[]));
+        keyed.apply(&event("metrics_update", 4), &change("a", false, &[]));
+        assert_eq!(ids(&keyed.view(), &all), [2, 3, 4]);
+        assert_eq!(ids(&before, &all), [1, 2], "a view does not change");
+        keyed.apply(&event("alert", 5), &change("b", true, &[]));
+        assert_eq!(
+            keyed.apply(&event("alert", 6), &change("c", false, &["a"])),
+            1
+        );
+        assert_eq!(ids(&keyed.view(), &all), [4, 6]);
+        let alerts = TypeFilter::parse("alert").unwrap();
+        assert_eq!(ids(&keyed.view(), &alerts), [6]);
+        assert_eq!(keyed.len(), 2);
+    }
+
+    #[test]
+    fn a_loaded_state_ignores_events_it_already_holds() {
+        let mut keyed = Keyed::default();
+        keyed.replace(
+            vec![(event("alert", 10), "a".into())],
+            EventId { ms: 10, seq: 0 },
+        );
+        keyed.apply(&event("alert", 9), &change("a", true, &[]));
+        keyed.apply(&event("alert", 10), &change("b", false, &[]));
+        assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [10]);
+        keyed.apply(&event("alert", 11), &change("b", false, &[]));
+        assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [10, 11]);
+        keyed.clear();
+        assert_eq!(keyed.len(), 0);
+    }
+
+    #[test]
+    fn what_arrives_during_a_load_and_is_later_than_it_survives_it() {
+        let mut keyed = Keyed::default();
+        keyed.begin_load();
+        keyed.apply(&event("alert", 5), &change("a", false, &[]));
+        keyed.apply(&event("alert", 12), &change("b", false, &[]));
+        keyed.apply(&event("alert", 13), &change("x", true, &[]));
+        let loaded = vec![
+            (event("alert", 5), "a".into()),
+            (event("alert", 8), "x".into()),
+        ];
+        keyed.replace(loaded, EventId { ms: 10, seq: 0 });
+        assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [5, 12]);
+    }
+
+    #[test]
+    fn keys_past_their_age_are_not_current() {
+        let mut keyed = Keyed::default();
+        let now = u64::try_from(Utc::now().timestamp_millis()).unwrap();
+        keyed.apply(&event("alert", now - 60_000), &change("old", false, &[]));
+        keyed.apply(&event("alert", now), &change("new", false, &[]));
+        let all = TypeFilter::default();
+        assert_eq!(
+            keyed.view().events(&all, Duration::from_secs(30)).count(),
+            1
+        );
+        assert_eq!(keyed.view().events(&all, Duration::ZERO).count(), 2);
+    }
+}
