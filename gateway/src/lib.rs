@@ -88,6 +88,10 @@ pub use crate::state::AppState;
 /// Replays one node runs at once: each holds one page of the history and
 /// a Redis connection while it runs.
 const MAX_CONCURRENT_REPLAYS: usize = 16;
+/// Clients one node writes their keyed state to at once: the rest wait
+/// their turn (costing nothing meanwhile), so 1,000 dashboards reconnecting
+/// together share the CPU with the live fan-out instead of crowding it out.
+const MAX_CONCURRENT_STATE_SENDS: usize = 32;
 /// How often histograms are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -225,6 +229,7 @@ pub fn start(config: Config, shutdown: CancellationToken) -> Result<Arc<AppState
         shutdown,
         tracker,
         replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
+        state_sends: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_STATE_SENDS)),
         demo_publish_key,
         tls,
     }))

@@ -29,6 +29,8 @@ pub struct AppState {
     pub(crate) tracker: TaskTracker,
     /// Replays (`?since=`) running at once; a resume waits for a permit.
     pub(crate) replays: Arc<tokio::sync::Semaphore>,
+    /// Clients being written their keyed state at once (`?state=1`).
+    pub(crate) state_sends: Arc<tokio::sync::Semaphore>,
     /// The `PUBLISH_API_KEY` a `--demo` node made for itself (none given).
     pub(crate) demo_publish_key: Option<String>,
     /// `TLS_CERT_FILE`: the accept loop speaks TLS first (`wss://`).

@@ -113,21 +113,26 @@ if next(keys) then
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
+-- Keys of `kind` older than the age limit, dropped once per type per
+-- call (at most 64 at a time) before its first event is written.
+local aged_out = {}
+local function expire(kind)
+  if aged_out[kind] or state_ttl <= 0 then return {} end
+  aged_out[kind] = true
+  local hash, ages = state_key(kind), age_key(kind)
+  local stale = redis.call('ZRANGEBYSCORE', ages, '-inf', '(' .. (now_ms - state_ttl) .. '000', 'LIMIT', 0, 64)
+  for _, k in ipairs(stale) do
+    redis.call('HDEL', hash, k)
+    redis.call('ZREM', ages, k)
+  end
+  return stale
+end
+
 -- The keys of `kind` to drop before `key` is written: too old, then the
 -- least recently updated ones while a new key would exceed the bound.
 local function evictions(kind, key, removal)
   local hash, ages = state_key(kind), age_key(kind)
-  local gone = {}
-  if state_ttl > 0 then
-    local stale = redis.call('ZRANGEBYSCORE', ages, '-inf', '(' .. (now_ms - state_ttl) .. '000', 'LIMIT', 0, 64)
-    for _, k in ipairs(stale) do
-      if k ~= key then gone[#gone + 1] = k end
-    end
-  end
-  for _, k in ipairs(gone) do
-    redis.call('HDEL', hash, k)
-    redis.call('ZREM', ages, k)
-  end
+  local gone = expire(kind)
   if (not removal) and redis.call('HEXISTS', hash, key) == 0 then
     local excess = redis.call('HLEN', hash) - max_keys + 1
     if excess > 0 then
@@ -142,6 +147,7 @@ local function evictions(kind, key, removal)
 end
 
 local ids = {}
+local registered = {}
 local stored = {}
 local changed = {}
 local last_sid = nil
@@ -169,7 +175,10 @@ for i = 1, events do
       -- As text: a Lua number would be written with 14 digits only.
       local ms, seq = string.match(last_sid, '^(%d+)-(%d+)$')
       redis.call('ZADD', ages, ms .. string.format('%03d', math.min(tonumber(seq), 999)), key)
-      redis.call('SADD', tag .. ':keyed', kinds[i])
+      if not registered[kinds[i]] then
+        registered[kinds[i]] = true
+        redis.call('SADD', tag .. ':keyed', kinds[i])
+      end
     end
   end
 end

@@ -58,8 +58,9 @@ impl Ages {
     }
 
     /// The keys to drop before `key` is written at `now_ms`, as publish.lua
-    /// picks them: too old (up to 64 at a time), then the least recently
-    /// updated while a new key would exceed `policy.max_keys`.
+    /// picks them: too old (up to 64 at a time; `key` itself too, written
+    /// again right after), then the least recently updated while a new key
+    /// would exceed `policy.max_keys`.
     fn evictions(
         &mut self,
         key: &str,
@@ -76,7 +77,6 @@ impl Ages {
                     .iter()
                     .take_while(|(id, _)| id.ms < cutoff)
                     .take(64)
-                    .filter(|(_, k)| k != key)
                     .map(|(_, k)| k.clone()),
             );
             for k in &gone {

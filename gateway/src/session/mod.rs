@@ -80,6 +80,9 @@ const REPLAY_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Keyed events written to a client between waits for its socket: a
 /// client's state costs the node a page of frames at a time, however large.
 const STATE_PAGE: usize = 512;
+/// How long a client's socket may take a page while the client holds a
+/// state permit.
+const STATE_PAGE_HOLD: Duration = Duration::from_millis(50);
 /// How many times a client about to go live reads the history again because
 /// the ring no longer held what arrived during its replay.
 const CATCH_UP_ROUNDS: usize = 3;
@@ -94,6 +97,7 @@ pub struct SessionContext {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub replays: Arc<Semaphore>,
+    pub state_sends: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     pub limits: SessionLimits,
 }
@@ -116,6 +120,7 @@ impl SessionContext {
             hub: state.hub.clone(),
             bus: state.bus.clone(),
             replays: state.replays.clone(),
+            state_sends: state.state_sends.clone(),
             shutdown: state.shutdown.clone(),
             limits: SessionLimits {
                 write_timeout: config.write_timeout(),
@@ -239,13 +244,27 @@ impl<T: Transport> Session<T> {
     /// made, shared, so a page costs reference counts, not copies. Over SSE
     /// the events carry no `id:` (theirs are old and in no order: a
     /// reconnect must not resume from one); the marker does.
+    ///
+    /// A page is written holding one of the node's state permits, and its
+    /// socket given [`STATE_PAGE_HOLD`] to take it with the permit held: a
+    /// client that reads is written its whole state in one turn, one that
+    /// does not lets go of the permit and waits on its own (the replay
+    /// rule: a socket that does not read holds nothing the others need).
     async fn send_state(&mut self, state: View, position: Option<Position>) -> Result<(), Ended> {
         counter!(STATE_READS).increment(1);
         self.seam = position.map_or(EventId::ZERO, |p| p.id);
         let filter = self.filter.clone();
         let ttl = self.ctx.hub.state_ttl();
+        let (permits, shutdown) = (self.ctx.state_sends.clone(), self.ctx.shutdown.clone());
+        let mut permit = None;
         let mut count = 0usize;
         for event in state.events(&filter, ttl) {
+            if permit.is_none() {
+                permit = tokio::select! {
+                    permit = permits.acquire() => permit.ok(),
+                    () = shutdown.cancelled() => return Err(Ended::Shutdown),
+                };
+            }
             let frame = match self.encoding {
                 Encoding::Sse => self.encoding.encode(event.text(), None),
                 encoding => event.wire(encoding).clone(),
@@ -253,9 +272,16 @@ impl<T: Transport> Session<T> {
             self.feed(frame)?;
             count += 1;
             if count.is_multiple_of(STATE_PAGE) {
-                self.flush().await?;
+                match timeout(STATE_PAGE_HOLD, self.flush()).await {
+                    Ok(flushed) => flushed?,
+                    Err(_) => {
+                        permit = None;
+                        self.flush().await?;
+                    }
+                }
             }
         }
+        drop(permit);
         counter!(STATE_EVENTS_SENT).increment(count as u64);
         let marker = client::state_complete(count, position, Utc::now());
         self.send_text(&marker, position).await
