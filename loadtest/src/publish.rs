@@ -380,7 +380,11 @@ impl Pipeline {
             } => {
                 let mut batch = publisher::Batch::new();
                 let built = seqs.into_iter().try_for_each(|seq| -> anyhow::Result<()> {
-                    let event = publisher::Encoded::new(kind, &*data(seq)?, at, *max_event_bytes)?;
+                    // Keyed as a backend job's would be (`STATE_KEYS`).
+                    let data = data(seq)?;
+                    let item = publisher::Item::new(kind, &*data);
+                    let keying = &publisher.wire().state().keying;
+                    let event = publisher::Encoded::keyed(&item, keying, at, *max_event_bytes)?;
                     Ok(batch.push(event)?)
                 });
                 match built {

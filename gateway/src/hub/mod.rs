@@ -111,8 +111,10 @@ pub struct Joined {
     /// The position of the last event sent before `next_seq`.
     pub position: Option<Position>,
     pub analytics: Option<Arc<Snapshot>>,
-    /// The keyed state at that moment.
-    pub state: View,
+    /// The keyed state at that moment, when asked for
+    /// ([`Hub::subscribe_with_state`]). Not kept otherwise: a view held
+    /// makes the next update of every map it shares copy its path.
+    pub state: Option<View>,
     /// The position `state` is current to: `position`, or later when the
     /// node loaded the state from a history that was ahead of it (the live
     /// stream then brings events up to it that the state holds already).
@@ -319,6 +321,15 @@ impl Hub {
     /// `position` and `analytics` are exactly what was sent before
     /// `next_seq`.
     pub fn subscribe(&self) -> Joined {
+        self.join(false)
+    }
+
+    /// The same, with a view of the keyed state as of that moment.
+    pub fn subscribe_with_state(&self) -> Joined {
+        self.join(true)
+    }
+
+    fn join(&self, with_state: bool) -> Joined {
         let state = self.state();
         let position = state.position();
         let state_position = position.map(|p| Position {
@@ -328,7 +339,7 @@ impl Hub {
         Joined {
             position,
             analytics: state.analytics.clone(),
-            state: state.keyed.view(),
+            state: with_state.then(|| state.keyed.view()),
             state_position,
             next_seq: state.next_seq,
         }

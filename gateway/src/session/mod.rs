@@ -197,7 +197,12 @@ struct Session<T> {
 
 impl<T: Transport> Session<T> {
     async fn serve(&mut self, resume: Resume, wants_state: bool) -> Ended {
-        let mut sub = self.ctx.hub.subscribe();
+        let hub = self.ctx.hub.clone();
+        let mut sub = if resume == Resume::Fresh && wants_state {
+            hub.subscribe_with_state()
+        } else {
+            hub.subscribe()
+        };
         self.seam = sub.position.map_or(EventId::ZERO, |p| p.id);
         // With state, the position comes with its end (the marker): a
         // client cut off before it has no position to resume from.
@@ -223,9 +228,9 @@ impl<T: Transport> Session<T> {
         };
         if needs_state {
             if resume != Resume::Fresh {
-                sub = self.ctx.hub.subscribe();
+                sub = hub.subscribe_with_state();
             }
-            let state = std::mem::take(&mut sub.state);
+            let state = sub.state.take().unwrap_or_default();
             if let Err(ended) = Box::pin(self.send_state(state, sub.state_position)).await {
                 return ended;
             }
