@@ -23,6 +23,14 @@
  *   ?max_attempts=N      reconnection attempts before giving up (default 10)
  *   ?heartbeat_ms=N      client ping interval (default 15000)
  *   ?transport=T         auto (default: WebSocket, falling back to SSE), websocket or sse
+ *   ?state=0             open live only; by default the page asks for the keyed state
+ *                        (?state=1) and opens on it: the tutor table, alert feed and
+ *                        intervention queue show what is current, then update live
+ *
+ * Test hooks on the connection indicator: data-status (connected | reconnecting |
+ * disconnected), data-transport (websocket | sse | ''), data-state (off | loading |
+ * complete: the keyed state; `complete` once the table, feed and queue show it) and
+ * data-state-count (how many state events the page opened with; '' before).
  */
 (function () {
   'use strict';
@@ -135,7 +143,8 @@
     maxAttempts: numParam('max_attempts'),
     heartbeatMs: numParam('heartbeat_ms'),
     pongTimeoutMs: numParam('pong_timeout_ms'),
-    transport: transportParam()
+    transport: transportParam(),
+    state: params.get('state') !== '0'
   });
 
   function transportParam() {
@@ -195,6 +204,12 @@
   // the state stays `reconnecting` from one attempt to the next: count each one
   service.on('client:reconnecting', function () { renderState(service.state); });
   service.on('client:transport', function () { renderState(service.state); });
+
+  // the keyed state: off | loading | complete (the page's hook for tests and tools)
+  function renderStatePhase() {
+    indicator.setAttribute('data-state', service.statePhase);
+  }
+  service.on('client:state_phase', renderStatePhase);
 
   retryButton.addEventListener('click', function () {
     hideNotice();
@@ -260,8 +275,14 @@
     }
   });
 
-  // The server could not replay what we missed: reset what can be reset.
+  // The server could not replay what we missed: with the keyed state, the current state
+  // follows and replaces what is shown; without it, reset what can be reset.
   service.on('client:resync', function () {
+    if (service.statePhase === 'loading') {
+      showNotice('info', 'Reconnected: the events missed meanwhile could not be replayed; ' +
+        'the current state replaces what was shown.', 6000);
+      return;
+    }
     tutors.forEach(function (t) { t.row.classList.add('is-stale'); });
     showNotice('warn', 'Reconnected, but the events missed meanwhile could not be replayed ' +
       '(history expired or the node restarted). Tutor rows are dimmed until their next update; ' +
@@ -543,11 +564,48 @@
     window.addEventListener('resize', scheduleChart);
   }
 
+  // ------------------------------------------------------------------ keyed state
+
+  // An event's envelope key (the keyed state's, `?state=1`); null for an unkeyed event.
+  function envKey(msg) {
+    return msg && typeof msg.key === 'string' && msg.key !== '' ? msg.key : null;
+  }
+  // The keys an event says the state dropped (its bounds): removed from its list too.
+  function evictedKeys(msg) {
+    if (!msg || !Array.isArray(msg.evicted)) return [];
+    return msg.evicted.filter(function (k) { return typeof k === 'string'; });
+  }
+  /**
+   * Removals a live event carries for `list` (evicted keys, then itself when it is a
+   * tombstone, `removed: true`, matched by its key or, for entries that came without one,
+   * by its data's id `id`). True for a tombstone: it removes, it shows nothing.
+   */
+  function applyRemovals(list, msg, id) {
+    evictedKeys(msg).forEach(function (k) { list.removeKey(k); });
+    if (!msg || msg.removed !== true) return false;
+    var key = envKey(msg);
+    if (key != null) list.removeKey(key);
+    if (id != null) list.removeId(id);
+    return true;
+  }
+  // Order of publication: by id (one history), else by timestamp.
+  function byPosition(a, b) {
+    var c = window.WebSocketService.compareIds(a.id, b.id);
+    if (c !== null) return c;
+    return msgTime(a).getTime() - msgTime(b).getTime();
+  }
+  /** The state's events of `type` (tombstones never are state), oldest first, the newest `max`. */
+  function stateOf(events, type, max) {
+    var list = events.filter(function (m) { return m.type === type && m.removed !== true; });
+    return list.length > max ? list.slice(list.length - max) : list;
+  }
+
   // ------------------------------------------------------------------ tutors
 
   // one row per tutor, or per (tutor, window) when the metrics carry a `window` (TutorMax
   // sends 7day and 30day figures for each tutor); the MAX_TUTOR_ROWS most recently updated
-  var tutors = new Map(); // row key -> {row, cells}, least recently updated first
+  var tutors = new Map(); // row key -> {row, cells, key}, least recently updated first
+  var tutorKeys = new Map(); // envelope key -> row key
   var rowKeys = []; // the row keys in table order (by tutor id), for a binary search
   var tutorsDropped = 0;
   var tutorBody = $('tutor-rows');
@@ -562,6 +620,24 @@
       if (c < 0 || (c === 0 && rowKeys[mid] < key)) lo = mid + 1; else hi = mid;
     }
     return lo;
+  }
+
+  function renderTutorCount() {
+    $('tutor-count').textContent = String(tutors.size);
+    var cap = $('tutor-cap');
+    cap.hidden = tutorsDropped === 0;
+    cap.textContent = 'the ' + MAX_TUTOR_ROWS + ' most recently updated';
+    $('tutors-empty').hidden = tutors.size > 0;
+  }
+
+  function dropTutorRow(key) {
+    var t = tutors.get(key);
+    if (!t) return;
+    tutorBody.removeChild(t.row);
+    tutors.delete(key);
+    if (t.key != null && tutorKeys.get(t.key) === key) tutorKeys.delete(t.key);
+    var i = rowIndex(key);
+    rowKeys.splice(rowKeys[i] === key ? i : rowKeys.indexOf(key), 1);
   }
 
   function newTutorRow(key, id, window_) {
@@ -593,36 +669,49 @@
     var next = at < rowKeys.length ? tutors.get(rowKeys[at]) : null;
     tutorBody.insertBefore(row, next ? next.row : null);
     rowKeys.splice(at, 0, key);
-    var entry = { row: row, cells: cells };
+    var entry = { row: row, cells: cells, key: null };
     tutors.set(key, entry);
     while (tutors.size > MAX_TUTOR_ROWS) {
-      var oldest = tutors.keys().next().value;
-      tutorBody.removeChild(tutors.get(oldest).row);
-      tutors.delete(oldest);
-      var i = rowIndex(oldest);
-      rowKeys.splice(rowKeys[i] === oldest ? i : rowKeys.indexOf(oldest), 1);
+      dropTutorRow(tutors.keys().next().value);
       tutorsDropped++;
     }
-    $('tutor-count').textContent = String(tutors.size);
-    var cap = $('tutor-cap');
-    cap.hidden = tutorsDropped === 0;
-    cap.textContent = 'the ' + MAX_TUTOR_ROWS + ' most recently updated';
-    $('tutors-empty').hidden = true;
+    renderTutorCount();
     return entry;
   }
 
-  service.on('metrics_update', function (data, msg) {
-    if (!isObject(data)) return;
+  /** the row key of a metrics_update's data: tutor id, and window when there is one */
+  function tutorRowKey(data) {
+    if (!isObject(data)) return null;
     var id = scalar(data.tutor_id) || scalar(data.name);
-    if (id == null || id === '') return;
+    if (id == null || id === '') return null;
     var window_ = scalar(data.window);
-    var key = window_ == null ? id : id + ' ' + window_;
+    return { key: window_ == null ? id : id + ' ' + window_, id: id, window_: window_ };
+  }
+
+  var tutorList = {
+    removeKey: function (k) { if (tutorKeys.has(k)) dropTutorRow(tutorKeys.get(k)); },
+    removeId: function (rowKey) {
+      var t = tutors.get(rowKey);
+      if (t && t.key == null) dropTutorRow(rowKey);
+    }
+  };
+
+  function showMetrics(data, msg, live) {
+    var rk = tutorRowKey(data);
+    if (!rk) return;
+    var key = rk.key, id = rk.id, window_ = rk.window_;
     var t = tutors.get(key);
     if (t) {
       tutors.delete(key); // to the most recent end
       tutors.set(key, t);
     } else {
       t = newTutorRow(key, id, window_);
+    }
+    var k = envKey(msg);
+    if (k != null && k !== t.key) {
+      if (t.key != null && tutorKeys.get(t.key) === key) tutorKeys.delete(t.key);
+      t.key = k;
+      tutorKeys.set(k, key);
     }
     var c = t.cells;
     var name = data.name != null ? data.name : data.tutor_name;
@@ -658,37 +747,112 @@
     }
     if (data.sessions_completed !== undefined) c.completed.textContent = fmtCount(data.sessions_completed);
     c.updated.textContent = hhmmss(msgTime(msg));
-    ['subject', 'rating', 'sessions', 'response', 'satisfaction', 'completed'].forEach(function (k) {
-      if (!c[k].textContent) c[k].textContent = '–';
+    ['subject', 'rating', 'sessions', 'response', 'satisfaction', 'completed'].forEach(function (f) {
+      if (!c[f].textContent) c[f].textContent = '–';
     });
     t.row.classList.remove('is-stale');
-    flash(t.row, 'is-updated');
+    if (live) flash(t.row, 'is-updated');
+  }
+
+  service.on('metrics_update', function (data, msg) {
+    var rk = tutorRowKey(data);
+    if (applyRemovals(tutorList, msg, rk && rk.key)) {
+      renderTutorCount();
+      return;
+    }
+    showMetrics(data, msg, true);
+    renderTutorCount();
   });
+
+  // ------------------------------------------------------------------ feeds
+
+  /**
+   * A feed (the alert feed, the intervention queue): newest first, at most `max` items.
+   * An item may stand for a key of the state (`key`: a later event of that key replaces
+   * it; a tombstone or an eviction of it removes it) and carries its data's id in
+   * `idAttr` (how a tombstone finds an item that came without a key). `byId`: an item
+   * with the same id replaces the older one as well (one per intervention).
+   */
+  // `history`: every event received stays an item (the intervention queue: one child per
+  // intervention received, the contract's test hook), earlier items of the same id dimmed;
+  // otherwise a later event of the same key replaces its item (and, with `byId`, of the
+  // same id).
+  function makeFeed(list, idAttr, max, empty, count, byId, history) {
+    var keyOfItem = new Map(); // li -> envelope key
+    function remove(li) {
+      keyOfItem.delete(li);
+      list.removeChild(li);
+    }
+    function items(test) {
+      return Array.prototype.filter.call(list.children, test);
+    }
+    function withId(id, unkeyedOnly) {
+      return items(function (li) {
+        return li.getAttribute(idAttr) === id && !(unkeyedOnly && keyOfItem.has(li));
+      });
+    }
+    function withKey(k) {
+      return items(function (li) { return keyOfItem.get(li) === k; });
+    }
+    var feed = {
+      add: function (li, key, id) {
+        if (history) {
+          if (id != null) withId(id, false).forEach(function (old) { old.classList.add('is-done'); });
+        } else {
+          if (key != null) withKey(key).forEach(remove);
+          if (byId && id != null) withId(id, false).forEach(remove);
+        }
+        if (key != null) keyOfItem.set(li, key);
+        list.insertBefore(li, list.firstChild);
+        while (list.children.length > max) remove(list.lastChild);
+      },
+      removeKey: function (k) { withKey(k).forEach(remove); },
+      // a tombstone's id: the items that came without a key (keyed ones go by their key)
+      removeId: function (id) { withId(id, true).forEach(remove); },
+      clear: function () {
+        while (list.firstChild) list.removeChild(list.firstChild);
+        keyOfItem.clear();
+      },
+      render: function () {
+        if (count) count.textContent = String(list.children.length);
+        empty.hidden = list.children.length > 0;
+      }
+    };
+    return feed;
+  }
 
   // ------------------------------------------------------------------ alerts
 
-  var alertCount = 0;
+  var alertCount = 0; // alerts that arrived live since the page loaded (not the state's)
   var criticalCount = 0;
   var alertFeed = $('alert-feed');
   var alertBadge = $('alert-badge');
   alertBadge.classList.add('is-zero');
+  var alerts = makeFeed(alertFeed, 'data-alert-id', MAX_ALERTS_SHOWN, $('alerts-empty'), null, false);
 
   // TutorMax's alerts carry `alert_type` (critical | warning | info) and a `severity` of
   // high | medium | low; other publishers send `severity` critical | warning | info.
   var SEVERITY_CLASS = { critical: 'critical', high: 'critical', warning: 'warning', medium: 'warning', info: 'info', low: 'info' };
 
-  service.on('alert', function (raw, msg) {
+  function alertIdOf(raw) {
+    return isObject(raw) ? scalar(raw.alert_id) || scalar(raw.id) : null;
+  }
+
+  /** An alert's feed item; `live`: it arrived now (counted, flashed), not with the state. */
+  function showAlert(raw, msg, live) {
     var data = isObject(raw) ? raw : { message: raw };
-    alertCount++;
     var label = scalar(data.alert_type) || scalar(data.severity) || 'info';
     var sev = own(SEVERITY_CLASS, token(label)) || token(label);
-    if (sev === 'critical') criticalCount++;
-    alertBadge.textContent = String(alertCount);
-    alertBadge.classList.remove('is-zero');
-    $('alert-critical').textContent = criticalCount ? criticalCount + ' critical' : '';
-
-    var li = el('li', 'feed-item is-new sev-' + sev);
-    if (replaying) li.classList.add('replayed');
+    if (live) {
+      alertCount++;
+      if (sev === 'critical') criticalCount++;
+      alertBadge.textContent = String(alertCount);
+      alertBadge.classList.remove('is-zero');
+      $('alert-critical').textContent = criticalCount ? criticalCount + ' critical' : '';
+    }
+    var li = el('li', 'feed-item sev-' + sev);
+    if (live) li.classList.add('is-new');
+    if (live && replaying) li.classList.add('replayed');
     if (data.resolved === true) li.classList.add('is-done');
     li.appendChild(el('span', 'pill', label));
     var title = [scalar(data.title) || scalar(data.kind), scalar(data.tutor_name) || scalar(data.tutor_id)]
@@ -696,27 +860,39 @@
     li.appendChild(el('span', 'item-title', title || 'alert'));
     li.appendChild(el('span', 'item-time', hhmmss(msgTime(msg))));
     li.appendChild(el('span', 'item-body', str(data.message, '')));
-    var alertId = scalar(data.alert_id) || scalar(data.id);
+    var alertId = alertIdOf(data);
     if (alertId != null) li.setAttribute('data-alert-id', alertId);
-    alertFeed.insertBefore(li, alertFeed.firstChild);
-    while (alertFeed.children.length > MAX_ALERTS_SHOWN) alertFeed.removeChild(alertFeed.lastChild);
-    $('alerts-empty').hidden = true;
+    alerts.add(li, envKey(msg), alertId);
+  }
+
+  service.on('alert', function (raw, msg) {
+    // a resolved alert's tombstone leaves the feed, as a page opened now would not show it
+    if (!applyRemovals(alerts, msg, alertIdOf(raw))) showAlert(raw, msg, true);
+    alerts.render();
   });
 
   // ------------------------------------------------------------------ interventions
 
-  // One child per intervention message received (the contract's test hook). When an
-  // intervention id comes again (a status change), the older entries are dimmed.
-  var latestByIntervention = new Map(); // intervention_id -> li
+  // One child per intervention received (the contract's test hook): a status change is a new
+  // item, the earlier ones of the same id dimmed; a completed task (a tombstone by the
+  // default rules) shows as done. The state at connect fills it with the current tasks;
+  // an explicit removal (no task in its data) or an eviction takes a task's items out.
   var queue = $('intervention-queue');
+  var interventions = makeFeed(queue, 'data-intervention-id', MAX_INTERVENTIONS_SHOWN, $('queue-empty'),
+    $('intervention-count'), true, true);
   var DONE = { done: 1, completed: 1, resolved: 1, dismissed: 1, cancelled: 1, canceled: 1, closed: 1 };
 
-  service.on('intervention', function (raw, msg) {
+  function interventionIdOf(raw) {
+    return isObject(raw) ? scalar(raw.intervention_id) || scalar(raw.id) : null;
+  }
+
+  function showIntervention(raw, msg, live) {
     var data = isObject(raw) ? raw : { reason: raw };
-    var key = scalar(data.intervention_id) || scalar(data.id);
+    var key = interventionIdOf(data);
     var prio = token(scalar(data.priority) || 'medium');
-    var li = el('li', 'feed-item is-new prio-' + prio);
-    if (replaying) li.classList.add('replayed');
+    var li = el('li', 'feed-item prio-' + prio);
+    if (live) li.classList.add('is-new');
+    if (live && replaying) li.classList.add('replayed');
     if (key != null) li.setAttribute('data-intervention-id', key);
     li.appendChild(el('span', 'pill', str(data.priority, 'medium')));
     // TutorMax's tasks: title, task_type, tutor_name, description; others: action, reason
@@ -728,20 +904,42 @@
     li.appendChild(el('span', 'item-tag', status + ' · ' + hhmmss(msgTime(msg))));
     li.appendChild(el('span', 'item-body', str(data.reason != null ? data.reason : data.description, '')));
     if (own(DONE, token(status))) li.classList.add('is-done');
-    if (key != null) {
-      var previous = latestByIntervention.get(key);
-      if (previous) previous.classList.add('is-done');
-      latestByIntervention.set(key, li);
+    interventions.add(li, envKey(msg), key);
+  }
+
+  service.on('intervention', function (raw, msg) {
+    var id = interventionIdOf(raw);
+    evictedKeys(msg).forEach(function (k) { interventions.removeKey(k); });
+    if (msg && msg.removed === true && id == null) applyRemovals(interventions, msg, null);
+    else showIntervention(raw, msg, true);
+    interventions.render();
+  });
+
+  // ------------------------------------------------------------------ the state at connect
+
+  // The connection opened on the keyed state (fresh, or after a resume that could not
+  // recover): it replaces what the table, the feed and the queue show, all at once. Its
+  // alerts are not counted in the badge: they did not arrive since the page loaded.
+  var stateCount = null;
+  service.on('state', function (st) {
+    var events = st && Array.isArray(st.events) ? st.events.slice().sort(byPosition) : [];
+    Array.from(tutors.keys()).forEach(dropTutorRow);
+    tutorsDropped = 0;
+    var metrics = events.filter(function (m) { return m.type === 'metrics_update' && m.removed !== true; });
+    if (metrics.length > MAX_TUTOR_ROWS) {
+      tutorsDropped = metrics.length - MAX_TUTOR_ROWS; // the table keeps the most recently updated
+      metrics = metrics.slice(tutorsDropped);
     }
-    queue.insertBefore(li, queue.firstChild);
-    while (queue.children.length > MAX_INTERVENTIONS_SHOWN) {
-      var old = queue.lastChild;
-      var oldKey = old.getAttribute('data-intervention-id');
-      if (oldKey != null && latestByIntervention.get(oldKey) === old) latestByIntervention.delete(oldKey);
-      queue.removeChild(old);
-    }
-    $('intervention-count').textContent = String(queue.children.length);
-    $('queue-empty').hidden = true;
+    metrics.forEach(function (m) { showMetrics(m.data, m, false); });
+    renderTutorCount();
+    alerts.clear();
+    stateOf(events, 'alert', MAX_ALERTS_SHOWN).forEach(function (m) { showAlert(m.data, m, false); });
+    alerts.render();
+    interventions.clear();
+    stateOf(events, 'intervention', MAX_INTERVENTIONS_SHOWN).forEach(function (m) { showIntervention(m.data, m, false); });
+    interventions.render();
+    stateCount = events.length;
+    indicator.setAttribute('data-state-count', String(stateCount));
   });
 
   // ------------------------------------------------------------------ go
@@ -749,7 +947,10 @@
   window.dashboard = {
     service: service,
     counts: function () {
-      return { alerts: alertCount, interventions: queue.children.length, tutors: tutors.size };
+      return {
+        alerts: alertCount, interventions: queue.children.length, tutors: tutors.size,
+        state: service.statePhase, stateEvents: stateCount
+      };
     }
   };
   window.addEventListener('pagehide', function () { service.disconnect(); });
@@ -757,5 +958,6 @@
     if (ev.persisted) service.connect(); // restored from the back/forward cache
   });
   renderState('connecting');
+  renderStatePhase();
   service.connect();
 })();

@@ -148,6 +148,10 @@
     const list = (Array.isArray(types) ? types : String(types).split(",")).map((t) => String(t).trim()).filter(Boolean);
     return list.length ? list : null;
   }
+  function idOf(msg) {
+    const id = msg.id;
+    return typeof id === "string" && id !== "" || typeof id === "number" ? String(id) : null;
+  }
   function isPong(msg) {
     const d = msg.data;
     return msg.type === "analytics_update" && d !== null && typeof d === "object" && !Array.isArray(d) && d.pong === true;
@@ -249,6 +253,8 @@
       this._awaitingToken = false;
       /** Bumped by disconnect(): a token that arrives after it opens nothing. */
       this._generation = 0;
+      /** The last fresh connection's greeting carried an id: its gateway sends no state. */
+      this._stateUnsupported = false;
       this._onOnline = () => {
         if (this._reconnectTimer != null && !this._conn && !this._stopped && !this._awaitingToken) {
           this._clearTimer("_reconnectTimer");
@@ -281,8 +287,10 @@
           clearTimeout: (h) => root.clearTimeout(h),
           setInterval: (fn, ms) => root.setInterval(fn, ms),
           clearInterval: (h) => root.clearInterval(h)
-        }
+        },
+        state: o.state !== false
       };
+      this._statePhase = this.options.state ? "loading" : "off";
       this.lastId = o.since ? String(o.since) : null;
       this._nextTransport = this.options.transport === "sse" ? "sse" : "websocket";
       if (typeof o.onStateChange === "function") this._stateHandlers.push(o.onStateChange);
@@ -290,6 +298,16 @@
     /** The live transport: `websocket` or `sse` while connected, else null. */
     get transport() {
       return this._transport;
+    }
+    /**
+     * Where the keyed state stands: `off` (not asked for, or not sent: a gateway without it,
+     * or a resume that recovered before any state came), `loading` (asked for and not
+     * complete: before the first marker, or after a `recovered: false` until the next one;
+     * also while reconnecting from a connection cut in that phase), `complete` (the marker
+     * came; live events apply on top of it).
+     */
+    get statePhase() {
+      return this._statePhase;
     }
     /** The transport the next connection attempt uses. */
     get nextTransport() {
@@ -497,7 +515,8 @@
         abort: null,
         reader: null,
         parser: null,
-        closeInfo: null
+        closeInfo: null,
+        stateEvents: null
       };
       this._conn = conn;
       this._awaitingGreeting = true;
@@ -708,6 +727,7 @@
       const q = [];
       if (o.types) q.push("types=" + o.types.map(encodeURIComponent).join(","));
       if (this.lastId) q.push("since=" + encodeURIComponent(this.lastId));
+      if (o.state) q.push("state=1");
       return q;
     }
     // Stop a connection's transport; no event of it is handled after this.
@@ -760,24 +780,25 @@
       const greeting = this._awaitingGreeting;
       if (greeting) {
         this._awaitingGreeting = false;
-        if (!this._awaitingRecovery) this._liveSince = Date.now();
         if (this._authFrame != null) this._setState("connected");
       }
-      let msg;
+      let msg = null;
       try {
         msg = JSON.parse(ev.data);
       } catch {
-        this._emit("client:invalid", ev.data, null);
-        return;
       }
       if (!msg || typeof msg !== "object" || typeof msg.type !== "string") {
+        if (greeting) this._greeted(conn, null);
         this._emit("client:invalid", ev.data, null);
         return;
       }
+      if (conn.stateEvents && this._collectState(conn, msg)) return;
+      if (greeting) this._greeted(conn, msg);
+      if (msg.type === "state") return;
       this.stats.received++;
       if (!greeting) this._noteProgress(msg);
-      if (typeof msg.id === "string" && msg.id !== "" || typeof msg.id === "number") {
-        const id = String(msg.id);
+      const id = idOf(msg);
+      if (id != null) {
         if (this._seen.has(id)) {
           this.stats.duplicates++;
           this._emit("client:duplicate", msg.data, msg);
@@ -799,14 +820,68 @@
         const d = msg.data || {};
         if (d.recovered === false) {
           this.stats.recoveriesFailed++;
+          if (this.options.state && !this._stateUnsupported) this._beginState(conn);
           this._emit("client:resync", d, msg);
         } else {
           this.stats.replayed += Number(d.replayed) || 0;
+          if (this._statePhase === "loading") this._setStatePhase("off");
           this._emit("client:recovered", d, msg);
         }
       }
       this._emit(msg.type, msg.data, msg);
       this._emit("*", msg.data, msg);
+    }
+    // The first message of a connection. A fresh one (no `?since=`) asked for state: what
+    // follows until the marker is the state, unless the greeting carries an id (the position
+    // a gateway without keyed state greets with; with state=1 the position is the marker's).
+    _greeted(conn, msg) {
+      if (this._awaitingRecovery) return;
+      if (this.options.state) {
+        this._stateUnsupported = msg != null && idOf(msg) != null;
+        if (!this._stateUnsupported) {
+          this._beginState(conn);
+          return;
+        }
+        this._setStatePhase("off");
+      }
+      this._liveSince = Date.now();
+    }
+    // The state phase begins: the position is none until the marker names one, so a
+    // connection cut before it is followed by a fresh one (state=1, no `?since=`).
+    _beginState(conn) {
+      conn.stateEvents = [];
+      this.lastId = null;
+      this._liveSince = null;
+      this._setStatePhase("loading");
+    }
+    // A message of the state phase: true when it was taken (a state event, or the marker).
+    // Pongs and `error` replies answer this client, whenever: not state, dispatched as ever.
+    _collectState(conn, msg) {
+      const events = conn.stateEvents;
+      if (!events || isPong(msg) || msg.type === "error") return false;
+      if (msg.type !== "state") {
+        events.push(msg);
+        return true;
+      }
+      conn.stateEvents = null;
+      const id = idOf(msg);
+      if (id != null) {
+        this.lastId = id;
+        if (!this._seen.has(id)) this._remember(id);
+      }
+      this._liveSince = Date.now();
+      const d = msg.data || {};
+      const count = typeof d.count === "number" && d.count >= 0 ? d.count : events.length;
+      const prev = this._statePhase;
+      this._statePhase = "complete";
+      this._emit("state", { events, count, id: id != null ? id : void 0 }, msg);
+      if (prev !== "complete") this._emit("client:state_phase", "complete", null);
+      return true;
+    }
+    _setStatePhase(next) {
+      if (this._statePhase === next) return;
+      this._statePhase = next;
+      this._emit("client:state_phase", next, null);
     }
     // A connection proves itself with its first live event: not the greeting, a pong, an
     // error reply or what a resume replays (everything before `recovery`).

@@ -29,13 +29,27 @@
  *    delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)), at most `maxAttempts`
  *    (10) attempts, then state `disconnected` and `client:gave_up` (call retry()).
  *    The attempt count goes back to 0 only once a connection proved itself: a live event
- *    arrived (after the greeting, and after the `recovery` when resuming), or it stayed up
- *    `healthyAfterMs` (5 s) past that point. A greeting alone proves nothing: a node that
- *    greets and then closes (1013, busy) is retried with a growing backoff, not hammered.
+ *    arrived (after the greeting, after the `recovery` when resuming, after the `state`
+ *    marker when the state was sent), or it stayed up `healthyAfterMs` (5 s) past that
+ *    point. A greeting alone proves nothing: a node that greets and then closes (1013,
+ *    busy) is retried with a growing backoff, not hammered.
  *  - Resume without loss: tracks the greatest `id` seen (ids of one history, `epoch:ms-seq`
  *    or plain `ms-seq`, order by ms then seq; across histories the latest received wins)
  *    and reconnects with `?since=<id>`; the server replays what was missed, then sends
  *    `recovery`. `recovered: false` also emits `client:resync`. Ids seen twice are dropped.
+ *  - Keyed state at connect (`state: true`, the default: `?state=1`): after the greeting of
+ *    a fresh connection (after a `recovery` with `recovered: false` on a resumed one) the
+ *    server sends the current event of every key, then the marker
+ *    `{"type":"state","data":{"complete":true,"count":N},"id":"<position>"}`, then live
+ *    from that position. The events before the marker are collected, not dispatched (nor
+ *    counted in `stats.received`, nor used as the resume position: their ids are old and in
+ *    no order), and handed over at the marker as ONE `state` event
+ *    (`{events, count, id}`); `lastId` becomes the marker's id. A connection cut before
+ *    the marker drops what it collected, and the next one starts fresh (`state=1`, no
+ *    `?since=`). `statePhase` (`off` | `loading` | `complete`, `client:state_phase` on each
+ *    change) says where it stands. Tombstones (`removed: true`) and `evicted` keys are
+ *    ordinary messages. A fresh connection whose greeting carries an `id` is from a gateway
+ *    without keyed state: `off`, everything live.
  *  - Fallback to Server-Sent Events (`transport: 'auto'`, the default): when a WebSocket
  *    attempt fails before it opened (a proxy that strips `Upgrade` answers 400: the browser
  *    reports 1006 before `open`), or opened and closed with 1006 before any server message,
@@ -62,6 +76,7 @@ import type {
   MessageDataMap,
   RecoveryData,
   ServerMessage,
+  StatePhase,
   Transport,
 } from './types.js';
 import { SseParser } from './sse.js';
@@ -191,6 +206,11 @@ export interface WebSocketServiceOptions {
   location?: LocationLike | null;
   /** Default the global timer functions. */
   timers?: Timers;
+  /**
+   * Open on the gateway's keyed state (`?state=1` on both transports), delivered as one
+   * `state` event before the live stream; false: live only. Default true.
+   */
+  state?: boolean;
   /** Called on every state change with (next, previous). */
   onStateChange?: StateHandler;
 }
@@ -218,6 +238,7 @@ export interface ResolvedOptions {
   fetch: FetchLike | undefined;
   location: LocationLike | null;
   timers: Timers;
+  state: boolean;
 }
 
 export interface ServiceStats {
@@ -304,6 +325,12 @@ function normalizeTypes(types: string[] | string | null | undefined): string[] |
     .map((t) => String(t).trim())
     .filter(Boolean);
   return list.length ? list : null;
+}
+
+/** An envelope's `id` as a string (a non-empty string, or a number); null when it has none. */
+function idOf(msg: { id?: unknown }): string | null {
+  const id = msg.id;
+  return (typeof id === 'string' && id !== '') || typeof id === 'number' ? String(id) : null;
 }
 
 /** The server's answer to `ping`: `{"type":"analytics_update","data":{"pong":true}}`. */
@@ -395,6 +422,12 @@ interface Connection {
   parser: SseParser | null;
   /** SSE: the `event: close` data, when it came. */
   closeInfo: { code: number; reason: string } | null;
+  /**
+   * In the state phase (after the greeting or a failed `recovery`, before the `state`
+   * marker): the state events collected so far. Null otherwise; a connection that ends
+   * takes what it collected with it.
+   */
+  stateEvents: Envelope[] | null;
 }
 
 interface Ending {
@@ -463,6 +496,10 @@ export class WebSocketService<X extends object = {}> {
   private _awaitingToken = false;
   /** Bumped by disconnect(): a token that arrives after it opens nothing. */
   private _generation = 0;
+  /** `statePhase`. */
+  private _statePhase: StatePhase;
+  /** The last fresh connection's greeting carried an id: its gateway sends no state. */
+  private _stateUnsupported = false;
 
   constructor(options: WebSocketServiceOptions = {}) {
     const o = options;
@@ -492,7 +529,9 @@ export class WebSocketService<X extends object = {}> {
         setInterval: (fn, ms) => root.setInterval(fn, ms),
         clearInterval: (h) => root.clearInterval(h),
       },
+      state: o.state !== false,
     };
+    this._statePhase = this.options.state ? 'loading' : 'off';
     this.lastId = o.since ? String(o.since) : null;
     this._nextTransport = this.options.transport === 'sse' ? 'sse' : 'websocket';
     if (typeof o.onStateChange === 'function') this._stateHandlers.push(o.onStateChange);
@@ -501,6 +540,17 @@ export class WebSocketService<X extends object = {}> {
   /** The live transport: `websocket` or `sse` while connected, else null. */
   get transport(): Transport | null {
     return this._transport;
+  }
+
+  /**
+   * Where the keyed state stands: `off` (not asked for, or not sent: a gateway without it,
+   * or a resume that recovered before any state came), `loading` (asked for and not
+   * complete: before the first marker, or after a `recovered: false` until the next one;
+   * also while reconnecting from a connection cut in that phase), `complete` (the marker
+   * came; live events apply on top of it).
+   */
+  get statePhase(): StatePhase {
+    return this._statePhase;
   }
 
   /** The transport the next connection attempt uses. */
@@ -720,6 +770,7 @@ export class WebSocketService<X extends object = {}> {
   private _newConnection(transport: Transport): Connection {
     const conn: Connection = {
       transport, opened: false, heard: false, ws: null, abort: null, reader: null, parser: null, closeInfo: null,
+      stateEvents: null,
     };
     this._conn = conn;
     this._awaitingGreeting = true;
@@ -944,6 +995,7 @@ export class WebSocketService<X extends object = {}> {
     const q: string[] = [];
     if (o.types) q.push('types=' + o.types.map(encodeURIComponent).join(','));
     if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
+    if (o.state) q.push('state=1');
     return q;
   }
 
@@ -992,25 +1044,27 @@ export class WebSocketService<X extends object = {}> {
     const greeting = this._awaitingGreeting;
     if (greeting) {
       this._awaitingGreeting = false;
-      if (!this._awaitingRecovery) this._liveSince = Date.now();
       if (this._authFrame != null) this._setState('connected'); // the token was accepted
     }
-    let msg: Envelope;
+    let msg: Envelope | null = null;
     try {
       msg = JSON.parse(ev.data as string);
-    } catch {
-      this._emit('client:invalid', ev.data, null);
-      return;
-    }
+    } catch { /* below */ }
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') {
+      if (greeting) this._greeted(conn, null);
       this._emit('client:invalid', ev.data, null);
       return;
     }
+    // before the greeting's own handling: the greeting is never a state event
+    if (conn.stateEvents && this._collectState(conn, msg)) return;
+    if (greeting) this._greeted(conn, msg);
+    // a reserved type: a marker outside the state phase is no message (and no `state` event)
+    if (msg.type === 'state') return;
     this.stats.received++;
     if (!greeting) this._noteProgress(msg);
 
-    if ((typeof msg.id === 'string' && msg.id !== '') || typeof msg.id === 'number') {
-      const id = String(msg.id);
+    const id = idOf(msg);
+    if (id != null) {
       if (this._seen.has(id)) {
         this.stats.duplicates++;
         this._emit('client:duplicate', msg.data, msg);
@@ -1034,15 +1088,75 @@ export class WebSocketService<X extends object = {}> {
       const d = (msg.data || {}) as RecoveryData;
       if (d.recovered === false) {
         this.stats.recoveriesFailed++;
+        // the server sends the state next (we asked): what we had is to be replaced
+        if (this.options.state && !this._stateUnsupported) this._beginState(conn);
         this._emit('client:resync', d, msg);
       } else {
         this.stats.replayed += Number(d.replayed) || 0;
+        // a resume that recovered gets no state: one never loaded is not coming
+        if (this._statePhase === 'loading') this._setStatePhase('off');
         this._emit('client:recovered', d, msg);
       }
     }
 
     this._emit(msg.type, msg.data, msg);
     this._emit('*', msg.data, msg);
+  }
+
+  // The first message of a connection. A fresh one (no `?since=`) asked for state: what
+  // follows until the marker is the state, unless the greeting carries an id (the position
+  // a gateway without keyed state greets with; with state=1 the position is the marker's).
+  private _greeted(conn: Connection, msg: Envelope | null): void {
+    if (this._awaitingRecovery) return; // resumed: live after `recovery` (or its state)
+    if (this.options.state) {
+      this._stateUnsupported = msg != null && idOf(msg) != null;
+      if (!this._stateUnsupported) {
+        this._beginState(conn);
+        return;
+      }
+      this._setStatePhase('off');
+    }
+    this._liveSince = Date.now();
+  }
+
+  // The state phase begins: the position is none until the marker names one, so a
+  // connection cut before it is followed by a fresh one (state=1, no `?since=`).
+  private _beginState(conn: Connection): void {
+    conn.stateEvents = [];
+    this.lastId = null;
+    this._liveSince = null; // live (and healthy) only after the marker
+    this._setStatePhase('loading');
+  }
+
+  // A message of the state phase: true when it was taken (a state event, or the marker).
+  // Pongs and `error` replies answer this client, whenever: not state, dispatched as ever.
+  private _collectState(conn: Connection, msg: Envelope): boolean {
+    const events = conn.stateEvents;
+    if (!events || isPong(msg) || msg.type === 'error') return false;
+    if (msg.type !== 'state') {
+      events.push(msg); // its id is old and in no order: neither a position nor deduped
+      return true;
+    }
+    conn.stateEvents = null;
+    const id = idOf(msg);
+    if (id != null) {
+      this.lastId = id; // the marker's id is the position, whatever came before
+      if (!this._seen.has(id)) this._remember(id);
+    }
+    this._liveSince = Date.now();
+    const d = (msg.data || {}) as { count?: unknown };
+    const count = typeof d.count === 'number' && d.count >= 0 ? d.count : events.length;
+    const prev = this._statePhase;
+    this._statePhase = 'complete'; // already, for the `state` handlers
+    this._emit('state', { events, count, id: id ?? undefined }, msg);
+    if (prev !== 'complete') this._emit('client:state_phase', 'complete', null);
+    return true;
+  }
+
+  private _setStatePhase(next: StatePhase): void {
+    if (this._statePhase === next) return;
+    this._statePhase = next;
+    this._emit('client:state_phase', next, null);
   }
 
   // A connection proves itself with its first live event: not the greeting, a pong, an

@@ -2,8 +2,9 @@
  * The gateway's wire contract (SPEC.md, "Messages, server -> client"), as types.
  *
  * Every frame is one JSON envelope `{type, data, timestamp}`; resumable events also carry
- * `id` (a Redis stream id such as `"1795574865260-0"`, opaque to most clients). Extra fields
- * are allowed and passed through.
+ * `id` (a Redis stream id such as `"1795574865260-0"`, opaque to most clients), and events
+ * of the keyed state (`?state=1`) their `key`, `removed` (a tombstone) and `evicted`. Extra
+ * fields are allowed and passed through.
  */
 
 /** One server -> client frame. `D` is the type of `data`. */
@@ -14,6 +15,15 @@ export interface Envelope<T extends string = string, D = unknown> {
   timestamp: string;
   /** Present on events published through the publisher crate, its CLI or /api/publish. */
   id?: string;
+  /**
+   * The event's key in the gateway's keyed state (by default TutorMax's: `tutor_id|window`
+   * for `metrics_update`, `id` for `alert` and `intervention`); absent on unkeyed events.
+   */
+  key?: string;
+  /** A tombstone: `key` leaves the state (e.g. a resolved alert, a completed task). */
+  removed?: boolean;
+  /** Keys of the same type the state dropped when this event was written (its bounds): remove them too. */
+  evicted?: string[];
   [extra: string]: unknown;
 }
 
@@ -99,6 +109,40 @@ export interface RecoveryData {
   [extra: string]: unknown;
 }
 
+/**
+ * `state`: the marker that ends the keyed state sent after the greeting (`?state=1`); its
+ * `id` is the position the live stream continues from. The client does not dispatch it as
+ * a message: it emits one `state` event (`StateData`) with every state event before it.
+ */
+export interface StateMarkerData {
+  complete: boolean;
+  /** How many state events the server sent before the marker. */
+  count: number;
+  [extra: string]: unknown;
+}
+
+/** The `state` event: the keyed state a connection opened with, all at once. */
+export interface StateData {
+  /**
+   * The current event of every key of the client's types (normal envelopes with their own
+   * `id`, `key`, `data`, `timestamp`), in no particular order, each key at most once.
+   * Replace what you hold with them.
+   */
+  events: Envelope[];
+  /** The marker's count (the number of events sent). */
+  count: number;
+  /** The marker's id: the position the live stream continues from (the new `lastId`). */
+  id: string | undefined;
+}
+
+/**
+ * Where the connection stands with the keyed state (`statePhase`): `off` (not asked for:
+ * `state: false`, or a gateway that does not send it), `loading` (asked for, not complete:
+ * the events before the marker are being collected), `complete` (the marker came; live
+ * events apply on top of it).
+ */
+export type StatePhase = 'off' | 'loading' | 'complete';
+
 /** `error`: the server did not understand a frame this client sent (the connection stays). */
 export interface ErrorData {
   code: string;
@@ -123,6 +167,7 @@ export type AlertMessage = Envelope<'alert', AlertData>;
 export type InterventionMessage = Envelope<'intervention', InterventionData>;
 export type AnalyticsUpdateMessage = Envelope<'analytics_update', AnalyticsData>;
 export type RecoveryMessage = Envelope<'recovery', RecoveryData>;
+export type StateMarkerMessage = Envelope<'state', StateMarkerData>;
 export type ErrorMessage = Envelope<'error', ErrorData>;
 
 /** Any frame: one of the known messages, or a publisher-chosen type with unknown data. */
@@ -140,7 +185,16 @@ export type ServerMessage =
  * apart from publisher-chosen types).
  */
 export interface ClientEventMap {
-  /** `recovery` said `recovered: false`: refetch or reset your state. */
+  /**
+   * The keyed state (`?state=1`) is complete: every state event the server sent before its
+   * marker, at once (the marker is the second argument). Emitted once per fresh connection,
+   * and after a `recovery` with `recovered: false`; not a `client:` name because it stands
+   * for the wire's reserved `state` type (never dispatched as a message itself).
+   */
+  state: StateData;
+  /** `statePhase` changed (`off` | `loading` | `complete`). */
+  'client:state_phase': StatePhase;
+  /** `recovery` said `recovered: false`: refetch or reset your state (with `state: true`, a `state` event follows). */
   'client:resync': RecoveryData;
   /** `recovery` said `recovered: true`. */
   'client:recovered': RecoveryData;

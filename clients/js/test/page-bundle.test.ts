@@ -38,7 +38,7 @@ describe('gateway/assets/ws-client.js', () => {
     expect(s.options.maxAttempts).toBe(10);
     expect(s.stats).toEqual({ received: 0, duplicates: 0, connects: 0, replayed: 0, recoveriesFailed: 0 });
     // the page's ?token= goes in the first frame, not in the socket's URL
-    expect(s.buildUrl()).toBe('ws://h:1/ws/dashboard?auth=frame&types=alert');
+    expect(s.buildUrl()).toBe('ws://h:1/ws/dashboard?auth=frame&types=alert&state=1'); // the keyed state by default
     expect(WSS.compareIds('2-0', '10-0')).toBe(-1);
   });
 });

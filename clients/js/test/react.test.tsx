@@ -134,14 +134,14 @@ describe('useDashboardStream', () => {
   it('reconnects when a connection option changes, not when a callback does', () => {
     const { result, rerender } = mount({ types: ['alert'] });
     const first = FakeWebSocket.last;
-    expect(first.url).toBe(`${URL}?types=alert`);
+    expect(first.url).toBe(`${URL}?types=alert&state=1`);
     act(() => first.open());
     rerender({ url: URL, WebSocket: FakeWebSocket, types: ['alert'], onMessage: () => undefined });
     expect(FakeWebSocket.sockets).toHaveLength(1);
     rerender({ url: URL, WebSocket: FakeWebSocket, types: ['alert', 'intervention'] });
     expect(first.closed?.code).toBe(1000);
     expect(FakeWebSocket.sockets).toHaveLength(2);
-    expect(FakeWebSocket.last.url).toBe(`${URL}?types=alert,intervention`);
+    expect(FakeWebSocket.last.url).toBe(`${URL}?types=alert,intervention&state=1`);
     expect(result.current.state).toBe('connecting');
     rerender({ url: URL, WebSocket: FakeWebSocket, types: ['alert', 'intervention'], enabled: false });
     expect(open()).toHaveLength(0);
@@ -178,7 +178,7 @@ describe('useDashboardStream', () => {
     const onResync = vi.fn();
     const { result } = mount({ onResync, since: '42-0' });
     const ws = FakeWebSocket.last;
-    expect(ws.url).toBe(`${URL}?since=42-0`);
+    expect(ws.url).toBe(`${URL}?since=42-0&state=1`);
     act(() => {
       ws.open();
       ws.msg(env('recovery', { recovered: false, replayed: 0 }));

@@ -55,7 +55,8 @@ describe('node restart', () => {
 
     gw = track(await startGateway({ redis, port }));
     await rec.waitFor('the recovery', () => rec.of('recovery').length === 1, 30000);
-    expect(rec.urls.at(-1)).toBe(`${gw.wsUrl}?since=${encodeURIComponent(before)}`);
+    // state=1 (the default): a resume that recovers gets no state
+    expect(rec.urls.at(-1)).toBe(`${gw.wsUrl}?since=${encodeURIComponent(before)}&state=1`);
 
     const after = rec.messages.slice(seenBeforeRestart);
     expect(after.map((m) => m.type)).toEqual([

@@ -15,8 +15,9 @@ import { FakeWebSocket, env } from './helpers/fake-ws.js';
 
 const URL = 'ws://gw.test/ws/dashboard';
 
+// The live-only protocol (`state: false`): the state phase has its own tests (state.test.ts).
 function service(opts: ConstructorParameters<typeof WebSocketService>[0] = {}) {
-  return new WebSocketService({ url: URL, WebSocket: FakeWebSocket, token: null, ...opts });
+  return new WebSocketService({ url: URL, WebSocket: FakeWebSocket, token: null, state: false, ...opts });
 }
 
 beforeEach(() => {
@@ -101,7 +102,7 @@ describe('URL', () => {
       WebSocket: FakeWebSocket,
       location: { protocol: 'https:', host: 'dash.example:8443', search: '?token=jwt&x=1' },
     });
-    expect(s.buildUrl()).toBe('wss://dash.example:8443/ws/dashboard?auth=frame');
+    expect(s.buildUrl()).toBe('wss://dash.example:8443/ws/dashboard?auth=frame&state=1'); // state: true by default
     s.connect();
     const ws = FakeWebSocket.last;
     expect(ws.url).not.toContain('jwt');

@@ -36,16 +36,16 @@ describe('transport in the hooks', () => {
     act(() => { vi.advanceTimersByTime(0); });
     act(() => FakeWebSocket.last.drop(1006)); // the retry fails before it opened: SSE
     act(() => { vi.advanceTimersByTime(0); });
-    expect(net.last.url).toBe('http://gw.test/sse/dashboard?since=1-0');
+    expect(net.last.url).toBe('http://gw.test/sse/dashboard?since=1-0&state=1');
     await act(() => flush());
     expect(result.current.transport).toBe('sse');
     expect(result.current.status).toBe('connected');
     net.last.push(sse(env('analytics_update', { total_tutors: 7 })));
     await act(() => flush());
     expect(result.current.state.analytics).toEqual({ total_tutors: 7 });
-    // the shape TutorMax's page reads is unchanged; transport is one more field
+    // the shape TutorMax's page reads is unchanged; transport (and statePhase) are more fields
     expect(Object.keys(result.current).sort()).toEqual(
-      ['attempt', 'resolveAlert', 'retry', 'service', 'state', 'status', 'transport', 'updateInterventionStatus']);
+      ['attempt', 'resolveAlert', 'retry', 'service', 'state', 'statePhase', 'status', 'transport', 'updateInterventionStatus']);
     const req = net.last;
     unmount();
     expect(req.aborted).toBe(true);

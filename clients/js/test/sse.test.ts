@@ -35,8 +35,9 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+// The live-only protocol (`state: false`): the state phase over SSE is in state.test.ts.
 function service(opts: WebSocketServiceOptions = {}) {
-  const s = new WebSocketService({ url: WS_URL, WebSocket: FakeWebSocket, fetch: net.fetch, token: null, ...opts });
+  const s = new WebSocketService({ url: WS_URL, WebSocket: FakeWebSocket, fetch: net.fetch, token: null, state: false, ...opts });
   const got: ServerMessage[] = [];
   const closes: unknown[] = [];
   const transports: (Transport | null)[] = [];
@@ -149,7 +150,7 @@ describe('the SSE URL', () => {
     expect(q.s.buildUrl()).toBe(SSE_URL);
     expect(service({ sseUrl: 'https://events.test/stream' }).s.buildUrl('sse')).toBe('https://events.test/stream');
     const page = new WebSocketService({ location: { protocol: 'https:', host: 'dash.example', search: '?token=t' } });
-    expect(page.buildUrl('sse')).toBe('https://dash.example/sse/dashboard');
+    expect(page.buildUrl('sse')).toBe('https://dash.example/sse/dashboard?state=1'); // state: true by default
   });
 
   it("transport: 'sse' needs fetch and an SSE URL, and says so at connect()", () => {
@@ -171,7 +172,7 @@ describe('the SSE URL', () => {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const WSS = sandbox.WebSocketService as any;
     const s = new WSS({ url: WS_URL, location: null, token: null });
-    expect(s.buildUrl('sse')).toBe(SSE_URL);
+    expect(s.buildUrl('sse')).toBe(`${SSE_URL}?state=1`); // state: true by default
     expect(s.transport).toBeNull();
     expect(touched).toEqual([]);
   });

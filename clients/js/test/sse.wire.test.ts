@@ -57,8 +57,9 @@ function refusingWebSocket(dialed: string[]) {
   };
 }
 
+// The live-only protocol (`state: false`); the state over SSE: state.wire.test.ts.
 function start(opts: WebSocketServiceOptions, target: Gateway = gw) {
-  const svc = new WebSocketService({ url: target.wsUrl, token: null, ...opts });
+  const svc = new WebSocketService({ url: target.wsUrl, token: null, state: false, ...opts });
   services.push(svc);
   const rec = record(svc);
   const transports: (string | null)[] = [];

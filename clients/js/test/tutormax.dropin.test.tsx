@@ -32,28 +32,28 @@ const msg = (type: string, data: unknown, id: string, s: number) => ({ ...env(ty
 describe('where useWebSocket() connects', () => {
   it('with no arguments and no NEXT_PUBLIC_WS_URL: ws://localhost:8000/ws/dashboard', () => {
     renderHook(() => useWebSocket());
-    expect(FakeWebSocket.last.url).toBe('ws://localhost:8000/ws/dashboard');
+    expect(FakeWebSocket.last.url).toBe('ws://localhost:8000/ws/dashboard?state=1'); // opens on the keyed state
     expect(DEFAULT_WS_URL).toBe('ws://localhost:8000/ws/dashboard');
   });
 
   it('with no arguments: NEXT_PUBLIC_WS_URL when set', () => {
     vi.stubEnv('NEXT_PUBLIC_WS_URL', 'wss://gw.example.com/ws/dashboard');
     renderHook(() => useWebSocket());
-    expect(FakeWebSocket.last.url).toBe('wss://gw.example.com/ws/dashboard');
+    expect(FakeWebSocket.last.url).toBe('wss://gw.example.com/ws/dashboard?state=1');
   });
 
   it('options override the URL and the rest', () => {
     vi.stubEnv('NEXT_PUBLIC_WS_URL', 'wss://ignored.example/ws/dashboard');
     renderHook(() => useWebSocket({ url: 'ws://gw.test/ws/dashboard', types: ['alert', 'intervention'], token: 'jwt' }));
     // the token goes in the first frame, not in the URL
-    expect(FakeWebSocket.last.url).toBe('ws://gw.test/ws/dashboard?auth=frame&types=alert,intervention');
+    expect(FakeWebSocket.last.url).toBe('ws://gw.test/ws/dashboard?auth=frame&types=alert,intervention&state=1');
     act(() => FakeWebSocket.last.open());
     expect(FakeWebSocket.last.sent).toEqual([JSON.stringify({ type: 'auth', token: 'jwt' })]);
   });
 
   it('`path` alone means the page host, as WebSocketService does', () => {
     renderHook(() => useWebSocket({ path: '/ws/dashboard', location: { protocol: 'https:', host: 'ops.example', search: '' } }));
-    expect(FakeWebSocket.last.url).toBe('wss://ops.example/ws/dashboard');
+    expect(FakeWebSocket.last.url).toBe('wss://ops.example/ws/dashboard?state=1');
   });
 });
 
@@ -181,7 +181,7 @@ describe('what it keeps from this client', () => {
     act(() => { vi.advanceTimersByTime(30_000); });
     const next = FakeWebSocket.last;
     expect(next).not.toBe(ws);
-    expect(next.url).toBe('ws://localhost:8000/ws/dashboard?since=e1%3A2-0');
+    expect(next.url).toBe('ws://localhost:8000/ws/dashboard?since=e1%3A2-0&state=1');
     act(() => {
       next.open();
       next.msg(msg('analytics_update', {}, undefined as unknown as string, 5));

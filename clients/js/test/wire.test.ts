@@ -15,8 +15,9 @@ beforeAll(async () => { gw = await startGateway(); });
 afterEach(() => { services.splice(0).forEach((s) => s.destroy()); });
 afterAll(async () => { await stop(gw); });
 
+// The live-only protocol (`state: false`); the state at connect: state.wire.test.ts.
 function connect(opts: WebSocketServiceOptions = {}) {
-  const svc = new WebSocketService({ url: gw.wsUrl, WebSocket, ...opts });
+  const svc = new WebSocketService({ url: gw.wsUrl, WebSocket, state: false, ...opts });
   services.push(svc);
   const rec = record(svc);
   svc.connect();

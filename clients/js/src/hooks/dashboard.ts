@@ -9,7 +9,10 @@
  * `ws://localhost:8000/ws/dashboard`, as TutorMax's hook did; options override the URL
  * and everything else. Unlike TutorMax's hook it resumes with `?since=` after a drop (so
  * nothing is missed), backs off with full jitter, sends heartbeats, never takes a pong for
- * analytics, and leaves no socket or timer behind on unmount.
+ * analytics, and leaves no socket or timer behind on unmount. It opens on the gateway's
+ * keyed state (`state: true`, the default): the current metrics, alerts and tasks arrive
+ * at once, from the same position as the live stream, so no REST prefetch is needed; a
+ * tombstone (`removed: true`) or an event's `evicted` keys remove their entries.
  */
 import { useCallback, useReducer } from 'react';
 import { useConnection, type Connection, type ConnectionOptions } from './connection.js';
@@ -67,6 +70,8 @@ export interface UseWebSocketResult<M = TutorMetrics, A = DashboardAlert, T = In
   updateInterventionStatus: (taskId: string, status: string) => void;
   /** `connecting` | `connected` | `reconnecting` | `disconnected` (finer than `state.connected`). */
   status: Connection['status'];
+  /** Where the keyed state stands: `loading` until it came (`complete`); `off` with `state: false`. */
+  statePhase: Connection['statePhase'];
   /** Reconnection attempts since the last healthy connection ("Reconnecting (3/10)"). */
   attempt: number;
   /** The live transport: `websocket`, `sse` (the fallback through proxies that block WebSockets) or null when not connected. */
@@ -87,18 +92,30 @@ export function useWebSocket<M = TutorMetrics, A = DashboardAlert, T = Intervent
   const [data, dispatch] = useReducer(dashboardReducer, EMPTY_DASHBOARD);
   const max = Math.max(1, options.maxItems ?? 1000);
   const url = options.url || (options.path ? undefined : defaultUrl());
-  const conn = useConnection({ ...options, url }, (msg: ServerMessage) => dispatch({ kind: 'message', msg, max }));
+  const conn = useConnection(
+    { ...options, url },
+    (msg: ServerMessage) => dispatch({ kind: 'message', msg, max }),
+    (st) => dispatch({ kind: 'state', events: st.events, max }), // one render for the whole state
+  );
   const resolveAlert = useCallback((id: string) => dispatch({ kind: 'resolveAlert', id: String(id) }), []);
   const updateInterventionStatus = useCallback(
     (id: string, status: string) => dispatch({ kind: 'interventionStatus', id: String(id), status }),
     [],
   );
-  const state = { ...data, connected: conn.status === 'connected' } as unknown as DashboardState<M, A, T, N>;
+  const state = {
+    connected: conn.status === 'connected',
+    analytics: data.analytics,
+    tutorMetrics: data.tutorMetrics,
+    alerts: data.alerts,
+    interventionTasks: data.interventionTasks,
+    lastUpdate: data.lastUpdate,
+  } as unknown as DashboardState<M, A, T, N>;
   return {
     state,
     resolveAlert,
     updateInterventionStatus,
     status: conn.status,
+    statePhase: conn.statePhase,
     attempt: conn.attempt,
     transport: conn.transport,
     retry: conn.retry,

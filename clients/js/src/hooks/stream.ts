@@ -4,18 +4,24 @@
  *   const { state, analytics, alerts, interventions, metrics } = useDashboardStream({ url });
  *
  * (Before the TutorMax drop-in this was `useWebSocket`; that name is now the drop-in.)
+ * With `state: true` (the default) the keyed state the connection opens with replaces
+ * `alerts`, `interventions` and `metrics` at once; live envelopes are then added as they
+ * come, tombstones (`removed: true`) included: this hook keeps envelopes, not a state.
  */
 import { useReducer } from 'react';
 import { useConnection, type ConnectionOptions } from './connection.js';
 import { isObject, scalarKey } from './util.js';
+import { compareIds } from '../service.js';
 import type {
   AlertMessage,
   AnalyticsData,
   ConnectionState,
+  Envelope,
   InterventionMessage,
   MetricsUpdateData,
   RecoveryData,
   ServerMessage,
+  StatePhase,
   Transport,
 } from '../types.js';
 import type { WebSocketService } from '../service.js';
@@ -33,6 +39,8 @@ export interface LiveState {
   attempt: number;
   /** The live transport: `websocket`, `sse` (the fallback) or null when not connected. */
   transport: Transport | null;
+  /** Where the keyed state stands: `off` | `loading` | `complete`. */
+  statePhase: StatePhase;
   /** The latest `analytics_update` snapshot (`{}` before anything was published); null before the first. */
   analytics: AnalyticsData | null;
   /** Alerts received, newest first (at most `maxItems`). */
@@ -57,7 +65,7 @@ export interface UseDashboardStreamResult extends LiveState {
   retry: () => void;
 }
 
-type Data = Omit<LiveState, 'state' | 'attempt' | 'transport'>;
+type Data = Omit<LiveState, 'state' | 'attempt' | 'transport' | 'statePhase'>;
 
 const INITIAL: Data = {
   analytics: null,
@@ -68,7 +76,36 @@ const INITIAL: Data = {
   recovery: null,
 };
 
-function reducer(s: Data, a: { msg: ServerMessage; max: number }): Data {
+type Action = { msg: ServerMessage; max: number } | { state: Envelope[]; max: number };
+
+const interventionKey = (m: Envelope) => (isObject(m.data) ? scalarKey(m.data.intervention_id) : null);
+
+/** The keyed state as the lists: newest first (by id), one intervention per id, metrics per tutor. */
+function fromState(s: Data, events: Envelope[], max: number): Data {
+  const newestFirst = events.slice().sort((a, b) => -(compareIds(a.id, b.id) ?? 0));
+  const alerts: AlertMessage[] = [];
+  const interventions: InterventionMessage[] = [];
+  const seen = new Set<string>();
+  const metrics: Record<string, MetricsUpdateData> = {};
+  for (const m of newestFirst) {
+    if (m.removed === true) continue;
+    if (m.type === 'alert') {
+      if (alerts.length < max) alerts.push(m as AlertMessage);
+    } else if (m.type === 'intervention') {
+      const key = interventionKey(m);
+      if (key != null && seen.has(key)) continue;
+      if (key != null) seen.add(key);
+      if (interventions.length < max) interventions.push(m as InterventionMessage);
+    } else if (m.type === 'metrics_update' && isObject(m.data)) {
+      const key = scalarKey(m.data.tutor_id) ?? scalarKey(m.data.name) ?? '';
+      if (!(key in metrics)) metrics[key] = m.data as MetricsUpdateData;
+    }
+  }
+  return { ...s, alerts, interventions, metrics };
+}
+
+function reducer(s: Data, a: Action): Data {
+  if ('state' in a) return fromState(s, a.state, a.max);
   const msg = a.msg;
   const next: Data = { ...s, lastMessage: msg };
   switch (msg.type) {
@@ -79,10 +116,8 @@ function reducer(s: Data, a: { msg: ServerMessage; max: number }): Data {
       next.alerts = [msg as AlertMessage, ...s.alerts].slice(0, a.max);
       break;
     case 'intervention': {
-      const key = isObject(msg.data) ? scalarKey(msg.data.intervention_id) : null;
-      const rest = key == null
-        ? s.interventions
-        : s.interventions.filter((m) => !isObject(m.data) || scalarKey(m.data.intervention_id) !== key);
+      const key = interventionKey(msg);
+      const rest = key == null ? s.interventions : s.interventions.filter((m) => interventionKey(m) !== key);
       next.interventions = [msg as InterventionMessage, ...rest].slice(0, a.max);
       break;
     }
@@ -111,6 +146,14 @@ function reducer(s: Data, a: { msg: ServerMessage; max: number }): Data {
 export function useDashboardStream(options: UseDashboardStreamOptions = {}): UseDashboardStreamResult {
   const [data, dispatch] = useReducer(reducer, INITIAL);
   const max = Math.max(1, options.maxItems ?? 100);
-  const conn = useConnection(options, (msg) => dispatch({ msg, max }));
-  return { ...data, state: conn.status, attempt: conn.attempt, transport: conn.transport, service: conn.service, retry: conn.retry };
+  const conn = useConnection(options, (msg) => dispatch({ msg, max }), (st) => dispatch({ state: st.events, max }));
+  return {
+    ...data,
+    state: conn.status,
+    attempt: conn.attempt,
+    transport: conn.transport,
+    statePhase: conn.statePhase,
+    service: conn.service,
+    retry: conn.retry,
+  };
 }
