@@ -137,6 +137,13 @@ async fn a_bad_event_refuses_the_whole_batch_and_the_answer_names_it() {
             "events[1]: event is 2065 bytes encoded",
         ),
         (format!("[{ok},]"), 400, "expected an array"),
+        // One object is refused as itself, not as a batch's event.
+        (big.clone(), 413, "event is 2065 bytes encoded"),
+        (
+            r#"{"type":"x","key":"","data":1}"#.to_owned(),
+            400,
+            "invalid state key: a state key is empty",
+        ),
         (
             format!("[{}]", vec![ok; 1001].join(",")),
             413,
@@ -151,6 +158,9 @@ async fn a_bad_event_refuses_the_whole_batch_and_the_answer_names_it() {
             .unwrap()
             .to_owned();
         assert!(said.contains(message), "{said:?} should say {message:?}");
+        if !body.starts_with('[') {
+            assert!(!said.contains("events["), "{said:?}");
+        }
     }
     assert_eq!(
         live.try_next_json(Duration::from_millis(300)).await,

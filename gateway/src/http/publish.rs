@@ -221,10 +221,18 @@ async fn publish_inner(
         Ok(Published::Many(ids))
     } else {
         let event = event(&body)?;
+        // A batch of one, so a key travels; refused as the event itself
+        // (no `events[0]:` for a body that was no array).
         let ids = state
             .bus
             .publish_many(&[event.item()])
             .await
+            .map_err(|err| match err {
+                BusError::Publish(PublishError::InBatch { source, .. }) => {
+                    BusError::Publish(*source)
+                }
+                other => other,
+            })
             .map_err(bus_refusal)?;
         let id = ids.into_iter().next().ok_or_else(|| {
             Refusal::from(AppError::new(
