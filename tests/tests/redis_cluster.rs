@@ -276,3 +276,54 @@ async fn a_batch_on_a_cluster_reaches_every_client_each_type_in_order() {
         assert_eq!(got, expected, "{kind}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_state_on_a_cluster_opens_full_and_evictions_reach_live_clients() {
+    let cluster = RedisCluster::start(3);
+    let nodes = gateways(&cluster, 2).await;
+    let bound = [
+        ("REDIS_CLUSTER_NODES", cluster.seeds()),
+        ("STATE_MAX_KEYS", "2".to_owned()),
+    ];
+    let bound: Vec<(&str, &str)> = bound.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let send_bounded = |data: Value| {
+        let output = publisher_cli(
+            &["send", "--type", "alert", "--data", &data.to_string()],
+            &bound,
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    send_bounded(json!({"id": "a-1"}));
+    send_bounded(json!({"id": "a-2"}));
+    let mut live = Client::connect(&nodes[1].ws_url("?state=1")).await.unwrap();
+    let read = system_tests::state::read_state(&mut live).await;
+    let keys: BTreeSet<&str> = read
+        .events
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["a-1", "a-2"]));
+
+    // A third key evicts the least recently updated; the live event, published by the
+    // caller on the type's shard, names it as the history does.
+    send_bounded(json!({"id": "a-3"}));
+    let event = live.next_json().await;
+    assert_eq!(event["key"], "a-3");
+    assert_eq!(event["evicted"], json!(["a-1"]));
+    let mut fresh = Client::connect(&nodes[0].ws_url("?state=1")).await.unwrap();
+    let read = system_tests::state::read_state(&mut fresh).await;
+    let keys: BTreeSet<&str> = read
+        .events
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["a-2", "a-3"]),
+        "every node drops the same key"
+    );
+}

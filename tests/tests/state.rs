@@ -337,3 +337,30 @@ async fn after_redis_restarts_empty_the_state_is_the_new_historys_never_the_old(
         "nothing of the old history's state: {keys:?}"
     );
 }
+
+#[tokio::test]
+async fn a_raw_publish_is_never_state_whatever_it_claims() {
+    let redis = RedisServer::start();
+    let gateway = node(&redis, &[]).await;
+    let mut live = Client::connect(&gateway.ws_url("?state=1")).await.unwrap();
+    read_state(&mut live).await;
+    // No id (live only), then an id of another history: delivered, never kept.
+    for payload in [
+        r#"{"type":"alert","key":"forged","data":{"id":"forged"}}"#,
+        r#"{"id":"00000001:1-0","type":"alert","key":"forged-2","removed":true,"data":{}}"#,
+    ] {
+        redis.cli(&["PUBLISH", "ws:events:alert", payload]);
+        let got = live.next_json().await;
+        assert_eq!(got["type"], "alert", "delivered live: {got}");
+    }
+    let kept = send(&redis, "alert", &json!({"id": "real"}), &[]);
+    assert_eq!(live.next_json().await["id"], kept);
+    let mut fresh = Client::connect(&gateway.ws_url("?state=1")).await.unwrap();
+    let keys: Vec<Value> = read_state(&mut fresh)
+        .await
+        .events
+        .iter()
+        .map(|e| e["key"].clone())
+        .collect();
+    assert_eq!(keys, [json!("real")]);
+}
