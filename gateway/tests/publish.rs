@@ -11,25 +11,13 @@ use std::time::{Duration, Instant};
 use common::{KEY, Node, config};
 use gateway::Config;
 use serde_json::{Value, json};
-use system_tests::{GatewayProcess, HttpResponse, http};
+use system_tests::{GatewayProcess, HttpResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 async fn post(node: &Node, body: &str) -> HttpResponse {
-    let auth = format!("Bearer {KEY}");
-    http(
-        node.addr,
-        "POST",
-        "/api/publish",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-    .expect("POST /api/publish")
+    node.post(body).await
 }
 
 /// Sends `head` (a request head, maybe a part of a body) on a raw socket.

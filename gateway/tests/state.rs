@@ -5,28 +5,16 @@
 mod common;
 
 use common::identity::{SECRET, claims, hs256};
-use common::{KEY, Node, config};
+use common::{Node, config};
 use gateway::Config;
 use serde_json::{Value, json};
 use system_tests::deflate::DeflateClient;
 use system_tests::sse::SseStream;
 use system_tests::state::{Table, read_state};
-use system_tests::{Client, http};
+use system_tests::Client;
 
 async fn post(node: &Node, body: &Value) -> system_tests::HttpResponse {
-    let auth = format!("Bearer {KEY}");
-    http(
-        node.addr,
-        "POST",
-        "/api/publish",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        &body.to_string(),
-    )
-    .await
-    .unwrap()
+    node.post(&body.to_string()).await
 }
 
 fn keys(table: &Table) -> Vec<(String, String)> {

@@ -58,7 +58,12 @@ impl Keyed {
         }
         if change.removed {
             keys.remove(change.key.as_str());
-        } else {
+        } else if keys
+            .get(change.key.as_str())
+            .is_none_or(|had| had.id() < event.id())
+        {
+            // Never an older event over a newer one: on a Redis Cluster the
+            // history re-read may bring one whose live copy was lost.
             keys.insert(Arc::from(change.key.as_str()), event.clone());
         }
         change.evicted.len()
@@ -204,6 +209,14 @@ mod tests {
         let alerts = TypeFilter::parse("alert").unwrap();
         assert_eq!(ids(&keyed.view(), &alerts), [6]);
         assert_eq!(keyed.len(), 2);
+    }
+
+    #[test]
+    fn an_older_event_of_a_key_never_replaces_a_newer_one() {
+        let mut keyed = Keyed::default();
+        keyed.apply(&event("alert", 7), &change("a", false, &[]));
+        keyed.apply(&event("alert", 5), &change("a", false, &[]));
+        assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [7]);
     }
 
     #[test]

@@ -61,6 +61,18 @@ impl Node {
         accepted.json()["id"].as_str().unwrap().to_owned()
     }
 
+    /// `POST /api/publish` of `body` as written, with the node's key.
+    pub async fn post(&self, body: &str) -> system_tests::HttpResponse {
+        let auth = format!("Bearer {KEY}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        system_tests::http(self.addr, "POST", "/api/publish", &headers, body)
+            .await
+            .expect("POST /api/publish")
+    }
+
     pub async fn metrics(&self) -> String {
         get(self.addr, "/metrics").await.body
     }
