@@ -282,7 +282,10 @@ impl Config {
         self.wire.validate()?;
         // An event within MAX_EVENT_BYTES must never make a reader that
         // keeps up "too slow": room for a fan-out batch and two events.
-        let least = crate::fanout::BATCH_BYTES + 2 * (self.wire.max_event_bytes + 64);
+        let least = crate::fanout::BATCH_BYTES
+            + 2 * (self.wire.max_event_bytes
+                + shared::envelope::ENVELOPE_GROWTH
+                + shared::envelope::EVICTED_GROWTH);
         if self.client_buffer_bytes < least {
             return Err(ConfigError::ClientBuffer {
                 bytes: self.client_buffer_bytes,

@@ -8,10 +8,10 @@ use common::identity::{SECRET, claims, hs256};
 use common::{Node, config};
 use gateway::Config;
 use serde_json::{Value, json};
+use system_tests::Client;
 use system_tests::deflate::DeflateClient;
 use system_tests::sse::SseStream;
 use system_tests::state::{Table, read_state};
-use system_tests::Client;
 
 async fn post(node: &Node, body: &Value) -> system_tests::HttpResponse {
     node.post(&body.to_string()).await

@@ -31,12 +31,15 @@
 --   {prefix:history}:state-age:<type>   sorted set: key -> its event's stream id
 --                                       ms * 1000 + seq (seq capped at 999):
 --                                       exact in a double, in publish order
+--                                       (events past the 1,000th within one
+--                                       ms tie, and go by key name)
 -- The key is the JSON string's text as encoded (every publisher escapes the
 -- same way). A removal deletes its key. To stay within the bounds, keys
 -- older than ARGV[6] and, at ARGV[5] keys, the least recently updated are
 -- dropped while writing an event of their type; that event then names them,
--- "evicted":["k",...] after its key, so every node (and client) following
--- the stream drops the same keys.
+-- "evicted":["k",...] after its key (at most MAX_EVICTED_BYTES of them: the
+-- rest go with the type's next events), so every node (and client)
+-- following the stream drops the same keys.
 --
 -- Returns the events' positions, in order, each "<epoch>:<ms>-<seq>" (the
 -- history's identity and the stream id), joined by ',' into one string: a
@@ -113,33 +116,42 @@ if next(keys) then
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
--- Keys of `kind` older than the age limit, dropped once per type per
+-- What an event may name as evicted, in bytes of its "evicted" list
+-- (shared::state::MAX_EVICTED_BYTES; nodes accept an event grown by that
+-- much): past it, a key is left for a later event to evict.
+local MAX_EVICTED_BYTES = 2048
+
+-- Keys of `kind` older than the age limit, looked for once per type per
 -- call (at most 64 at a time) before its first event is written.
 local aged_out = {}
-local function expire(kind)
+local function stale(kind)
   if aged_out[kind] or state_ttl <= 0 then return {} end
   aged_out[kind] = true
-  local hash, ages = state_key(kind), age_key(kind)
-  local stale = redis.call('ZRANGEBYSCORE', ages, '-inf', '(' .. (now_ms - state_ttl) .. '000', 'LIMIT', 0, 64)
-  for _, k in ipairs(stale) do
-    redis.call('HDEL', hash, k)
-    redis.call('ZREM', ages, k)
-  end
-  return stale
+  return redis.call('ZRANGEBYSCORE', age_key(kind), '-inf', '(' .. (now_ms - state_ttl) .. '000', 'LIMIT', 0, 64)
 end
 
 -- The keys of `kind` to drop before `key` is written: too old, then the
--- least recently updated ones while a new key would exceed the bound.
+-- least recently updated ones while a new key would exceed the bound; as
+-- many as the event can name.
 local function evictions(kind, key, removal)
   local hash, ages = state_key(kind), age_key(kind)
-  local gone = expire(kind)
+  local gone, bytes = {}, 0
+  local function drop(k)
+    if bytes + #k + 3 > MAX_EVICTED_BYTES then return false end
+    bytes = bytes + #k + 3
+    redis.call('HDEL', hash, k)
+    redis.call('ZREM', ages, k)
+    gone[#gone + 1] = k
+    return true
+  end
+  for _, k in ipairs(stale(kind)) do
+    if not drop(k) then break end
+  end
   if (not removal) and redis.call('HEXISTS', hash, key) == 0 then
     local excess = redis.call('HLEN', hash) - max_keys + 1
     if excess > 0 then
       for _, k in ipairs(redis.call('ZRANGE', ages, 0, excess - 1)) do
-        redis.call('HDEL', hash, k)
-        redis.call('ZREM', ages, k)
-        gone[#gone + 1] = k
+        if not drop(k) then break end
       end
     end
   end

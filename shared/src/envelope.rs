@@ -29,6 +29,10 @@ pub const MAX_EVENT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=16 * 10
 /// history splices in (at most 62 bytes) or the `"timestamp":"…",` a node
 /// adds to a raw payload (39 bytes).
 pub const ENVELOPE_GROWTH: usize = 64;
+/// What a keyed event may grow by besides: the `,"evicted":[…]` the publish
+/// script adds (at most [`crate::state::MAX_EVICTED_BYTES`] of keys, plus
+/// its name and brackets). Allowed only to an event that carries one.
+pub const EVICTED_GROWTH: usize = crate::state::MAX_EVICTED_BYTES + 16;
 
 /// RFC 3339, UTC, milliseconds: `2026-11-25T10:00:00.123Z`.
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
@@ -181,11 +185,16 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    fn state(&self) -> Option<StateChange> {
+    /// The state change, if the members sit where the publish script reads
+    /// and writes them (see [`script_order`]): a key elsewhere is none the
+    /// script kept, and nodes must keep exactly what it kept.
+    fn state(&self, text: &str, kind: &str) -> Option<StateChange> {
         let key: String = serde_json::from_str(self.key?.get()).ok()?;
-        let removed = self.removed.is_some_and(|r| r.get() == "true");
+        let (removed, evicted_here) = script_order(text, kind)?;
+        let removed = removed && self.removed.is_some_and(|r| r.get() == "true");
         let evicted = self
             .evicted
+            .filter(|_| evicted_here)
             .and_then(|e| serde_json::from_str(e.get()).ok())
             .unwrap_or_default();
         Some(StateChange {
@@ -210,7 +219,8 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
     }
     let head: Head<'_> =
         serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let state = head.state();
+    let kind = head.kind.as_deref().ok_or(DecodeError::MissingType)?;
+    let state = head.state(text, kind);
     let kind = head.kind.ok_or(DecodeError::MissingType)?;
     validate_kind(&kind).map_err(DecodeError::BadType)?;
     let id = match head.id {
@@ -239,6 +249,34 @@ pub fn decode(payload: &[u8], received_at: DateTime<Utc>) -> Result<Decoded, Dec
         text,
         state,
     })
+}
+
+/// Where publish.lua reads a keyed event's members, in a payload as it
+/// publishes it: `{"id":"…","type":"<kind>","key":"…"` then, optionally,
+/// `,"removed":true` and `,"evicted":[`. `None` unless the key is there;
+/// else whether the removal and the evictions are.
+fn script_order(text: &str, kind: &str) -> Option<(bool, bool)> {
+    let rest = text.strip_prefix("{\"id\":\"")?;
+    let rest = &rest[rest.find('"')?..];
+    let rest = rest
+        .strip_prefix("\",\"type\":\"")?
+        .strip_prefix(kind)?
+        .strip_prefix("\",\"key\":\"")?;
+    // The key's closing quote: the first one not escaped.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b'"' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    let mut after = rest.get(i + 1..)?;
+    let removed = match after.strip_prefix(",\"removed\":true") {
+        Some(more) => {
+            after = more;
+            true
+        }
+        None => false,
+    };
+    Some((removed, after.starts_with(",\"evicted\":[")))
 }
 
 /// The envelope without its `"id"` member (other members, and their bytes,
@@ -335,7 +373,9 @@ mod tests {
         );
         let plain = encode_keyed("alert", None, &serde_json::json!({"a": 1}), at());
         assert_eq!(plain, encode("alert", &serde_json::json!({"a": 1}), at()));
-        let decoded = decode(text.as_bytes(), at()).unwrap();
+        // As the history publishes it: its position first.
+        let placed = insert_id(&text, pos(5, 1)).unwrap();
+        let decoded = decode(placed.as_bytes(), at()).unwrap();
         assert_eq!(
             decoded.state,
             Some(StateChange {
@@ -344,10 +384,24 @@ mod tests {
                 evicted: vec![]
             })
         );
-        let evicting = r#"{"type":"a","key":"k","evicted":["x","y"],"data":1,"timestamp":"2026-12-02T10:00:00Z"}"#;
+        let evicting = r#"{"id":"abcdef01:5-1","type":"a","key":"k\"q","evicted":["x","y"],"data":1,"timestamp":"2026-12-02T10:00:00Z"}"#;
         let state = decode(evicting.as_bytes(), at()).unwrap().state.unwrap();
+        assert_eq!(state.key, "k\"q");
         assert_eq!(state.evicted, ["x", "y"]);
         assert!(!state.removed);
+        // Members elsewhere than where the publish script reads and writes
+        // them are none it kept: nodes keep nothing either.
+        let elsewhere = [
+            r#"{"id":"abcdef01:5-1","type":"a","data":1,"key":"k"}"#,
+            r#"{"id":"abcdef01:5-1","key":"k","type":"a","data":1}"#,
+        ];
+        for text in elsewhere {
+            assert_eq!(decode(text.as_bytes(), at()).unwrap().state, None, "{text}");
+        }
+        let late =
+            r#"{"id":"abcdef01:5-1","type":"a","key":"k","data":1,"removed":true,"evicted":["x"]}"#;
+        let state = decode(late.as_bytes(), at()).unwrap().state.unwrap();
+        assert!(!state.removed && state.evicted.is_empty(), "{state:?}");
         // Another shape of `key` (a raw publish's own) is no state, and
         // still delivered.
         let odd = r#"{"type":"a","key":{"k":1},"removed":"yes","data":1}"#;

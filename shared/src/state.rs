@@ -31,6 +31,12 @@ pub const DEFAULT_STATE_MAX_KEYS: usize = 100_000;
 pub const DEFAULT_STATE_TTL_SECS: u64 = 7 * 24 * 3600;
 /// The longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
+/// The most an event's `"evicted"` list may hold, in bytes of its keys as
+/// JSON strings (publish.lua's `MAX_EVICTED_BYTES`): keys past it are
+/// evicted by the type's next events. Nodes accept an event grown by this
+/// much over `MAX_EVENT_BYTES`, so a keyed event within the limit is never
+/// dropped for what the script added to it.
+pub const MAX_EVICTED_BYTES: usize = 2048;
 /// What joins the values of a key made of several fields.
 const JOIN: char = '|';
 
@@ -251,6 +257,15 @@ fn matches(value: Option<&Value>, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_publish_script_names_at_most_what_nodes_accept() {
+        let script = include_str!("../../publisher/lua/publish.lua");
+        assert!(
+            script.contains(&format!("local MAX_EVICTED_BYTES = {MAX_EVICTED_BYTES}\n")),
+            "publish.lua's MAX_EVICTED_BYTES is shared::state's"
+        );
+    }
 
     fn raw(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_owned()).unwrap()

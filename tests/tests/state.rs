@@ -320,11 +320,16 @@ async fn after_redis_restarts_empty_the_state_is_the_new_historys_never_the_old(
     send(&redis, "alert", &json!({"id": "old"}), &[]);
     let mut client = Client::connect(&gateway.ws_url("?state=1")).await.unwrap();
     assert_eq!(read_state(&mut client).await.events.len(), 1);
-    client.close().await;
+    let mut plain = Client::connect(&gateway.ws_url("")).await.unwrap();
+    plain.next_json().await;
 
     redis.restart();
     gateway.wait_ready(200).await;
     let new = send(&redis, "alert", &json!({"id": "new"}), &[]);
+    // The dashboard holding the old state is told to come back for the new
+    // one (1012); one without state just goes on.
+    assert_eq!(client.closed().await, system_tests::Closed::Code(1012));
+    assert_eq!(plain.next_json().await["id"], new.as_str());
     let read = eventually("the node follows the new history", || async {
         let mut client = Client::connect(&gateway.ws_url("?state=1")).await.ok()?;
         let read = read_state(&mut client).await;
@@ -363,4 +368,58 @@ async fn a_raw_publish_is_never_state_whatever_it_claims() {
         .map(|e| e["key"].clone())
         .collect();
     assert_eq!(keys, [json!("real")]);
+}
+
+#[tokio::test]
+async fn a_lowered_bound_evicts_over_several_events_each_one_still_delivered() {
+    let redis = RedisServer::start();
+    let gateway = node(&redis, &[("MAX_EVENT_BYTES", "1024")]).await;
+    let long = |n: usize| format!("{n:03}{}", "k".repeat(200));
+    let publisher = Publisher::connect(&redis.url(), "ws").await.unwrap();
+    for n in 0..40 {
+        publisher
+            .publish_keyed("note", &long(n), &json!({}))
+            .await
+            .unwrap();
+    }
+    let mut live = Client::connect(&gateway.ws_url("?types=note"))
+        .await
+        .unwrap();
+    live.next_json().await;
+    // Now with a bound of 2 and events near MAX_EVENT_BYTES: each names as many
+    // evictions as fit, and every one reaches the client.
+    let bounded = WireConfig {
+        state_max_keys: 2,
+        max_event_bytes: 1024,
+        ..WireConfig::default()
+    };
+    let tight = Publisher::connect_with(
+        &redis.url(),
+        bounded.wire_format(publisher::Topology::Single),
+    )
+    .await
+    .unwrap();
+    let blob = "x".repeat(700);
+    let mut named = 0;
+    for n in 100..110 {
+        tight
+            .publish_keyed("note", &long(n), &json!({"blob": blob}))
+            .await
+            .unwrap();
+        let event = live.next_json().await;
+        assert_eq!(
+            event["key"],
+            long(n).as_str(),
+            "delivered, whatever it evicted"
+        );
+        let evicted = event["evicted"].as_array().cloned().unwrap_or_default();
+        assert!(serde_json::to_string(&evicted).unwrap().len() <= 2048 + 2);
+        named += evicted.len();
+    }
+    assert_eq!(
+        named,
+        40 + 8,
+        "all 48 evicted over the ten events, none lost"
+    );
+    assert_eq!(redis.cli(&["HLEN", "{ws:history}:state:note"]).trim(), "2");
 }

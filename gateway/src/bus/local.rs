@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use publisher::{Batch, Encoded, HistoryPolicy, Item, StatePolicy};
 use serde_json::value::RawValue;
+use shared::state::MAX_EVICTED_BYTES;
 use shared::{Epoch, EventId, Position};
 
 use super::{Bus, BusError, HistoryPage, ReplayEvent, StreamInfo};
@@ -69,26 +70,40 @@ impl Ages {
         policy: &StatePolicy,
     ) -> Vec<String> {
         let mut gone = Vec::new();
+        let mut bytes = 0;
+        // As many as the event can name (its "evicted" list's bytes).
+        let mut fits = |k: &str| {
+            let named = serde_json::to_string(k).map_or(usize::MAX, |j| j.len() + 1);
+            bytes += named;
+            bytes <= MAX_EVICTED_BYTES
+        };
         let ttl = u64::try_from(policy.ttl.as_millis()).unwrap_or(u64::MAX);
         if ttl > 0 {
             let cutoff = now_ms.saturating_sub(ttl);
-            gone.extend(
-                self.oldest
-                    .iter()
-                    .take_while(|(id, _)| id.ms < cutoff)
-                    .take(64)
-                    .map(|(_, k)| k.clone()),
-            );
+            for (_, k) in self
+                .oldest
+                .iter()
+                .take_while(|(id, _)| id.ms < cutoff)
+                .take(64)
+            {
+                if !fits(k) {
+                    break;
+                }
+                gone.push(k.clone());
+            }
             for k in &gone {
                 self.remove(k);
             }
         }
         if !removal && !self.by_key.contains_key(key) {
             while self.by_key.len() >= policy.max_keys.max(1) {
-                let Some((_, k)) = self.oldest.pop_first() else {
+                let Some((_, k)) = self.oldest.first().cloned() else {
                     break;
                 };
-                self.by_key.remove(&k);
+                if !fits(&k) {
+                    break;
+                }
+                self.remove(&k);
                 gone.push(k);
             }
         }
@@ -163,9 +178,9 @@ impl LocalBus {
                 text: text.clone(),
                 at: Instant::now(),
             });
-            self.hub
-                .dispatch(text.as_bytes())
-                .expect("the gateway's own envelope decodes");
+            // What the hub refuses (it cannot be, for an event checked by
+            // the batch) it counts and logs itself.
+            let _ = self.hub.dispatch(text.as_bytes());
             positions.push(position);
         }
         self.trim(&mut history, Instant::now());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use metrics::{counter, gauge};
-use shared::envelope::IdField;
+use shared::envelope::{EVICTED_GROWTH, IdField};
 use shared::{DecodeError, Epoch, EventId, Position, kind};
 use thiserror::Error;
 
@@ -92,14 +92,26 @@ impl Hub {
         }
         state.analytics_id = None;
         // Nothing of the old history's state is current; the bus loads the
-        // new one's.
+        // new one's, and the clients holding the old one come back for it.
         state.keyed.clear();
+        state.reset_state_clients();
+    }
+
+    /// Events were lost on the way to this node (a catch-up gap): the
+    /// clients sent `state` come back for it (the bus reloads it).
+    pub fn state_gap(&self) {
+        self.state().reset_state_clients();
     }
 
     /// A load of the keyed state from the history begins (see
     /// [`Self::load_state`]).
     pub fn begin_state_load(&self) {
         self.state().keyed.begin_load();
+    }
+
+    /// The history is gone: so is its state (the next one is adopted).
+    pub fn forget_state(&self) {
+        self.state().keyed.clear();
     }
 
     /// The load did not happen: the state stays as it is.
@@ -122,7 +134,7 @@ impl Hub {
             let (IdField::Position(position), Some(change)) = (decoded.id, decoded.state) else {
                 continue;
             };
-            if position.epoch != epoch || payload.len() > self.max_payload {
+            if position.epoch != epoch || payload.len() > self.max_payload + EVICTED_GROWTH {
                 continue;
             }
             let event = Event::new(
@@ -161,10 +173,19 @@ impl Hub {
     }
 
     fn try_dispatch(&self, payload: &[u8]) -> Result<Dispatched, Dropped> {
-        if payload.len() > self.max_payload {
+        if payload.len() > self.max_payload + EVICTED_GROWTH {
             return Err(Dropped::TooLarge(payload.len()));
         }
         let mut decoded = shared::envelope::decode(payload, Utc::now())?;
+        // Past the limit only by the evictions the publish script named.
+        if payload.len() > self.max_payload {
+            let named = decoded.state.as_ref().map_or(0, |s| {
+                s.evicted.iter().map(|k| k.len() * 2 + 3).sum::<usize>() + 13
+            });
+            if payload.len() - named.min(EVICTED_GROWTH) > self.max_payload {
+                return Err(Dropped::TooLarge(payload.len()));
+            }
+        }
         let verdict = match decoded.id {
             IdField::Absent => Ok(None),
             IdField::Position(p) => self.state().trust(p).map(|()| Some(p)),
@@ -250,6 +271,10 @@ impl Hub {
 }
 
 impl State {
+    fn reset_state_clients(&mut self) {
+        std::mem::take(&mut self.state_reset).cancel();
+    }
+
     /// Whether `p` can have been assigned by the history the node follows.
     fn trust(&self, p: Position) -> Result<(), Untrusted> {
         if self.epoch != Some(p.epoch) {

@@ -53,17 +53,23 @@ impl Keyed {
             .types
             .entry(Arc::from(event.kind.as_str()))
             .or_default();
+        // Nothing newer than the event is taken out or replaced by it: on
+        // a Redis Cluster the history re-read may bring an event whose live
+        // copy was lost, after later ones of its key.
+        let older = |keys: &Keys, key: &str| keys.get(key).is_some_and(|had| had.id() < Some(id));
         for key in &change.evicted {
-            keys.remove(key.as_str());
+            if older(keys, key) {
+                keys.remove(key.as_str());
+            }
         }
         if change.removed {
-            keys.remove(change.key.as_str());
+            if older(keys, &change.key) {
+                keys.remove(change.key.as_str());
+            }
         } else if keys
             .get(change.key.as_str())
-            .is_none_or(|had| had.id() < event.id())
+            .is_none_or(|had| had.id() < Some(id))
         {
-            // Never an older event over a newer one: on a Redis Cluster the
-            // history re-read may bring one whose live copy was lost.
             keys.insert(Arc::from(change.key.as_str()), event.clone());
         }
         change.evicted.len()
@@ -212,11 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn an_older_event_of_a_key_never_replaces_a_newer_one() {
+    fn an_older_event_of_a_key_never_replaces_or_removes_a_newer_one() {
         let mut keyed = Keyed::default();
         keyed.apply(&event("alert", 7), &change("a", false, &[]));
         keyed.apply(&event("alert", 5), &change("a", false, &[]));
-        assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [7]);
+        keyed.apply(&event("alert", 6), &change("a", true, &[]));
+        keyed.apply(&event("alert", 6), &change("b", false, &["a"]));
+        let mut got = ids(&keyed.view(), &TypeFilter::default());
+        got.sort_unstable();
+        assert_eq!(got, [6, 7]);
     }
 
     #[test]

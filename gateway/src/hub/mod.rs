@@ -100,6 +100,10 @@ struct State {
     analytics_id: Option<EventId>,
     /// The latest event per key of each type (`?state=1`).
     keyed: Keyed,
+    /// Cancelled (and replaced) when the state changed in a way the live
+    /// stream did not carry (a new history, a catch-up gap): the clients
+    /// sent `state` before then reconnect for it.
+    state_reset: tokio_util::sync::CancellationToken,
     /// The `seq` of the next frame.
     next_seq: u64,
 }
@@ -119,6 +123,16 @@ pub struct Joined {
     /// node loaded the state from a history that was ahead of it (the live
     /// stream then brings events up to it that the state holds already).
     pub state_position: Option<Position>,
+    /// What a client sent `state` takes from the ring: every event after
+    /// its place with an id after this. In id order (one Redis) that is
+    /// `state_position`; on a Redis Cluster, where an event can reach the
+    /// node after later ones, it is where the state was loaded from Redis
+    /// (the view holds everything at or before that, and everything the
+    /// node dispatched before the client joined).
+    pub state_seam: EventId,
+    /// With `state`: cancelled when that state stops being one the live
+    /// stream continues.
+    pub state_reset: Option<tokio_util::sync::CancellationToken>,
     /// The `seq` of the first frame the client has not had.
     pub next_seq: u64,
 }
@@ -336,11 +350,18 @@ impl Hub {
             id: p.id.max(state.keyed.floor().unwrap_or(EventId::ZERO)),
             ..p
         });
+        let floor = state.keyed.floor().unwrap_or(EventId::ZERO);
+        let state_seam = match &state.recent {
+            Some(_) => floor,
+            None => state_position.map_or(EventId::ZERO, |p| p.id),
+        };
         Joined {
             position,
             analytics: state.analytics.clone(),
             state: with_state.then(|| state.keyed.view()),
             state_position,
+            state_seam,
+            state_reset: with_state.then(|| state.state_reset.clone()),
             next_seq: state.next_seq,
         }
     }

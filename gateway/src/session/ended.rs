@@ -13,6 +13,7 @@ mod close_code {
     pub const INVALID: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
+    pub const RESTART: u16 = 1012;
     pub const AGAIN: u16 = 1013;
 }
 
@@ -37,6 +38,10 @@ pub enum Ended {
     InvalidData,
     /// The client's token passed its `exp` (plus the leeway).
     TokenExpired,
+    /// The client was sent `state`, and the node found the history created
+    /// anew or missing events it could not catch up on: what the client
+    /// holds may no longer be the state. It reconnects and gets it again.
+    StateReset,
     Error,
 }
 
@@ -54,6 +59,7 @@ impl Ended {
             Ended::ReplayBusy => "replay_busy",
             Ended::InvalidData => "invalid_data",
             Ended::TokenExpired => "token_expired",
+            Ended::StateReset => "state_reset",
             Ended::Error => "error",
         }
     }
@@ -70,6 +76,10 @@ impl Ended {
             Ended::PingTimeout => Some((close_code::POLICY, "no pong")),
             Ended::InvalidData => Some((close_code::INVALID, "invalid UTF-8")),
             Ended::TokenExpired => Some((TOKEN_EXPIRED, "token expired")),
+            Ended::StateReset => Some((
+                close_code::RESTART,
+                "the state changed under this connection; reconnect with ?since= and state=1",
+            )),
             Ended::Error => Some((close_code::PROTOCOL, "protocol error")),
             Ended::ClientClose | Ended::ClientGone | Ended::WriteTimeout => None,
         }

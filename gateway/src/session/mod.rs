@@ -158,6 +158,8 @@ pub fn run<T: Transport>(
             )
         }),
         seam: EventId::ZERO,
+        ring_seam: None,
+        state_reset: None,
         inbound: Bucket::full(burst_for(ctx.limits.message_rate)),
         ctx,
     };
@@ -191,6 +193,13 @@ struct Session<T> {
     /// before it is sent. Fixed once live: the hub sends each id once, and
     /// on a Redis Cluster a late event may carry a smaller id than the last.
     seam: EventId,
+    /// What the ring's events are compared with instead of `seam` when the
+    /// client was sent `state` ([`crate::hub::Joined::state_seam`]); gone
+    /// once a catch-up reads the history from `seam`.
+    ring_seam: Option<EventId>,
+    /// With `state`: cancelled when the node's state changed in a way the
+    /// live stream did not carry; the session then ends (1012).
+    state_reset: Option<CancellationToken>,
     /// The client's message allowance (`MESSAGE_RATE`).
     inbound: Bucket,
 }
@@ -231,7 +240,9 @@ impl<T: Transport> Session<T> {
                 sub = hub.subscribe_with_state();
             }
             let state = sub.state.take().unwrap_or_default();
-            if let Err(ended) = Box::pin(self.send_state(state, sub.state_position)).await {
+            self.state_reset = sub.state_reset.take();
+            let sent = self.send_state(state, sub.state_position, sub.state_seam);
+            if let Err(ended) = Box::pin(sent).await {
                 return ended;
             }
         }
@@ -255,9 +266,15 @@ impl<T: Transport> Session<T> {
     /// client that reads is written its whole state in one turn, one that
     /// does not lets go of the permit and waits on its own (the replay
     /// rule: a socket that does not read holds nothing the others need).
-    async fn send_state(&mut self, state: View, position: Option<Position>) -> Result<(), Ended> {
+    async fn send_state(
+        &mut self,
+        state: View,
+        position: Option<Position>,
+        ring_seam: EventId,
+    ) -> Result<(), Ended> {
         counter!(STATE_READS).increment(1);
         self.seam = position.map_or(EventId::ZERO, |p| p.id);
+        self.ring_seam = Some(ring_seam);
         let filter = self.filter.clone();
         let ttl = self.ctx.hub.state_ttl();
         let (permits, shutdown) = (self.ctx.state_sends.clone(), self.ctx.shutdown.clone());
@@ -393,7 +410,7 @@ impl<T: Transport> Session<T> {
                 outbox.clone(),
                 self.encoding,
                 &self.filter,
-                self.seam,
+                self.ring_seam.unwrap_or(self.seam),
             ) {
                 Ok(live) => break live,
                 Err(Behind) if rounds < CATCH_UP_ROUNDS => rounds += 1,
@@ -406,6 +423,7 @@ impl<T: Transport> Session<T> {
             };
             let sub = hub.subscribe();
             (next_seq, joined) = (sub.next_seq, sub.position);
+            self.ring_seam = None;
             match Box::pin(self.replay_from(Position::new(epoch, self.seam))).await {
                 Ok((true, _)) => {}
                 Ok((false, _)) => return Ended::SlowClient,
@@ -427,11 +445,19 @@ impl<T: Transport> Session<T> {
         let shutdown = self.ctx.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
+        // Boxed: two words for the many clients without state (a box of
+        // `pending` allocates nothing).
+        let mut reset: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+            match self.state_reset.clone() {
+                Some(reset) => Box::pin(reset.cancelled_owned()),
+                None => Box::pin(std::future::pending()),
+            };
         loop {
             // Not `biased`: a busy outbox must not starve the client's
             // pongs, or the ping deadline would drop a healthy client.
             let step = tokio::select! {
                 () = &mut shutdown => Err(Ended::Shutdown),
+                () = &mut reset => Err(Ended::StateReset),
                 () = outbox.ready.notified() => Box::pin(self.flush()).await,
                 inbound = self.transport.next() => {
                     clock.heard();

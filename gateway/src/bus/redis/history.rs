@@ -20,6 +20,9 @@ const PACE_MAX_WAIT: Duration = Duration::from_millis(250);
 
 static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_history.lua")));
+/// How long the one read of the whole state may take.
+const STATE_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `read_state.lua`'s reply: the epoch, the stream's last id, the events.
 type StateRead = (Option<String>, Option<String>, Vec<String>);
 
@@ -58,20 +61,26 @@ impl RedisBus {
     pub(super) async fn load_state(&self) -> Result<(), BusError> {
         let mut conn = self.conn().await?;
         self.hub.begin_state_load();
-        let read: Result<StateRead, BusError> = bounded(
+        // Its own time limit: 100,000 keys are tens of MB for Redis to send.
+        let read: Result<StateRead, BusError> = tokio::time::timeout(
+            STATE_LOAD_TIMEOUT,
             STATE_SCRIPT
                 .key(keys::history_key(self.prefix()))
                 .key(keys::epoch_key(self.prefix()))
-                .invoke_async(&mut conn),
+                .invoke_async::<StateRead>(&mut conn),
         )
-        .await;
+        .await
+        .map_err(|_| BusError::Timeout)
+        .and_then(|read| read.map_err(BusError::from));
         let (epoch, top, events) = read.inspect_err(|_| self.hub.cancel_state_load())?;
         let (Some(epoch), Some(top)) = (
             epoch.and_then(|e| e.parse::<Epoch>().ok()),
             top.and_then(|t| t.parse::<EventId>().ok()),
         ) else {
-            // No history (nothing published since it went): nothing to load.
+            // No history (deleted, nothing published since): no state either;
+            // the next publish starts a new one, which the node then adopts.
             self.hub.cancel_state_load();
+            self.hub.forget_state();
             return Ok(());
         };
         let keys = self.hub.load_state(epoch, top, &events);
@@ -137,6 +146,7 @@ impl RedisBus {
                 Standing::OtherEpoch(None) => return Ok(cursor),
                 Standing::Gone if first_page => {
                     counter!(BUS_CATCHUP_GAPS).increment(1);
+                    self.hub.state_gap();
                     tracing::warn!(from = %cursor, "the history no longer holds events after this node's last one: its clients missed events");
                 }
                 Standing::Intact { top } => {
