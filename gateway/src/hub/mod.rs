@@ -441,6 +441,56 @@ mod tests {
         format!(r#"{{{id}"type":"{kind}","data":{data},"timestamp":"2026-11-25T10:00:00.000Z"}}"#)
     }
 
+    fn keyed(id: &str, kind: &str, key: &str) -> String {
+        format!(
+            r#"{{"id":"{EPOCH}:{id}","type":"{kind}","key":"{key}","data":{{}},"timestamp":"2026-11-25T10:00:00.000Z"}}"#
+        )
+    }
+
+    #[test]
+    fn a_state_client_joins_at_one_place_in_state_and_ring_on_either_arrival() {
+        for arrival in [Arrival::InOrder, Arrival::Unordered] {
+            let hub = hub(arrival);
+            hub.begin_state_load();
+            hub.load_state(EPOCH, EventId::new(10, 0), &[keyed("10-0", "alert", "a")]);
+            hub.dispatch(keyed("12-0", "alert", "b").as_bytes())
+                .unwrap();
+            hub.dispatch(payload(Some("13-0"), "alert", "1").as_bytes())
+                .unwrap();
+            let joined = hub.subscribe_with_state();
+            let view = joined.state.as_ref().unwrap();
+            let mut keys: Vec<u64> = view
+                .events(&TypeFilter::default(), std::time::Duration::ZERO)
+                .map(|e| e.id().unwrap().ms)
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(keys, [10, 12], "{arrival:?}: loaded, then applied");
+            assert_eq!(joined.state_position.unwrap().id, EventId::new(13, 0));
+            // What the ring brings next is taken after this: on a cluster
+            // an event can arrive later than one with a greater id.
+            let expected = match arrival {
+                Arrival::InOrder => EventId::new(13, 0),
+                Arrival::Unordered => EventId::new(10, 0),
+            };
+            assert_eq!(joined.state_seam, expected, "{arrival:?}");
+            assert!(
+                hub.subscribe().state.is_none(),
+                "a view only when asked for"
+            );
+            // A new history: the state is gone.
+            hub.adopt(shared::Epoch(7));
+            let joined = hub.subscribe_with_state();
+            assert_eq!(
+                joined
+                    .state
+                    .unwrap()
+                    .events(&TypeFilter::default(), std::time::Duration::ZERO)
+                    .count(),
+                0
+            );
+        }
+    }
+
     #[test]
     fn every_subscriber_gets_the_same_shared_frame() {
         let hub = hub(Arrival::InOrder);
