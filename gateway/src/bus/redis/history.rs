@@ -23,8 +23,10 @@ static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
 /// How long the one read of the whole state may take.
 const STATE_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `read_state.lua`'s reply: the epoch, the stream's last id, the events.
+/// `read_state.lua`'s reply: the epoch, the stream's last id, the types.
 type StateRead = (Option<String>, Option<String>, Vec<String>);
+/// Keys asked for per `HSCAN` of a state hash.
+const STATE_PAGE: usize = 1000;
 
 static STATE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_state.lua")));
@@ -59,24 +61,14 @@ impl RedisBus {
     /// twice. One read of every key, when the node (re)subscribes or finds
     /// the history created anew, never per client.
     pub(super) async fn load_state(&self) -> Result<(), BusError> {
-        let mut conn = self.conn().await?;
         self.hub.begin_state_load();
         // Its own time limit: 100,000 keys are tens of MB for Redis to send.
-        let read: Result<StateRead, BusError> = tokio::time::timeout(
-            STATE_LOAD_TIMEOUT,
-            STATE_SCRIPT
-                .key(keys::history_key(self.prefix()))
-                .key(keys::epoch_key(self.prefix()))
-                .invoke_async::<StateRead>(&mut conn),
-        )
-        .await
-        .map_err(|_| BusError::Timeout)
-        .and_then(|read| read.map_err(BusError::from));
-        let (epoch, top, events) = read.inspect_err(|_| self.hub.cancel_state_load())?;
-        let (Some(epoch), Some(top)) = (
-            epoch.and_then(|e| e.parse::<Epoch>().ok()),
-            top.and_then(|t| t.parse::<EventId>().ok()),
-        ) else {
+        let read = tokio::time::timeout(STATE_LOAD_TIMEOUT, self.read_state())
+            .await
+            .map_err(|_| BusError::Timeout)
+            .and_then(|read| read);
+        let read = read.inspect_err(|_| self.hub.cancel_state_load())?;
+        let Some((epoch, top, events)) = read else {
             // No history (deleted, nothing published since): no state either;
             // the next publish starts a new one, which the node then adopts.
             self.hub.cancel_state_load();
@@ -86,6 +78,50 @@ impl RedisBus {
         let keys = self.hub.load_state(epoch, top, &events);
         tracing::info!(keys, "loaded the keyed state");
         Ok(())
+    }
+
+    /// Where the history stands (`read_state.lua`, atomically), then every
+    /// type's state hash, `HSCAN` page by page: Redis is never held by one
+    /// long read. Events written meanwhile are later than the returned id:
+    /// the node applies them from the stream too, keeping each key's newest.
+    async fn read_state(&self) -> Result<Option<(Epoch, EventId, Vec<String>)>, BusError> {
+        let mut conn = self.conn().await?;
+        let (epoch, top, kinds): StateRead = bounded(
+            STATE_SCRIPT
+                .key(keys::history_key(self.prefix()))
+                .key(keys::epoch_key(self.prefix()))
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        let (Some(epoch), Some(top)) = (
+            epoch.and_then(|e| e.parse::<Epoch>().ok()),
+            top.and_then(|t| t.parse::<EventId>().ok()),
+        ) else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for kind in kinds {
+            let hash = keys::state_key(self.prefix(), &kind);
+            let mut cursor = 0u64;
+            loop {
+                let (next, page): (u64, Vec<String>) = bounded(
+                    redis::cmd("HSCAN")
+                        .arg(&hash)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(STATE_PAGE)
+                        .query_async(&mut conn),
+                )
+                .await?;
+                // Field, value, field, value: the values are the events.
+                events.extend(page.into_iter().skip(1).step_by(2));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(Some((epoch, top, events)))
     }
 
     /// One page after `after`, with its standing (see [`crate::bus::Bus::read_history`]).

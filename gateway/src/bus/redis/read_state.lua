@@ -1,13 +1,14 @@
--- The keyed state (see publish.lua), read atomically with where the
--- history stands: every event in it is at or before the returned id, and
--- every event after it reaches the node through the stream, so a node
--- loading it and then following the stream from that id misses nothing
--- and applies nothing twice.
+-- Where the history stands, for a node about to load the keyed state (see
+-- publish.lua): the epoch, the stream's last id, and the types that have
+-- state. The node then reads each type's hash page by page (HSCAN), so
+-- Redis never sends a large state in one call; what is published while it
+-- reads reaches the node through the stream, later than the returned id,
+-- and the node keeps each key's newest event, so nothing read late or
+-- twice makes it wrong.
 --
 -- KEYS[1]  the history stream; KEYS[2] its epoch
 --
--- Returns {epoch or nil, last-generated-id or nil, {event, ...}}: each event
--- the latest of its key, as published live (with its id).
+-- Returns {epoch or nil, last-generated-id or nil, {type, ...}}.
 local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   return {epoch, false, {}}
@@ -20,10 +21,4 @@ for i = 1, #raw, 2 do
   end
 end
 local tag = string.match(KEYS[2], '^(.*):epoch$')
-local events = {}
-for _, kind in ipairs(redis.call('SMEMBERS', tag .. ':keyed')) do
-  for _, event in ipairs(redis.call('HVALS', tag .. ':state:' .. kind)) do
-    events[#events + 1] = event
-  end
-end
-return {epoch, last, events}
+return {epoch, last, redis.call('SMEMBERS', tag .. ':keyed')}
