@@ -55,22 +55,21 @@ impl Keyed {
             .or_default();
         // Nothing newer than the event is taken out or replaced by it: on
         // a Redis Cluster the history re-read may bring an event whose live
-        // copy was lost, after later ones of its key.
-        let older = |keys: &Keys, key: &str| keys.get(key).is_some_and(|had| had.id() < Some(id));
+        // copy was lost, after later ones of its key. (Taken out, then put
+        // back in that rare case: one lookup a key, not two.)
+        let newer = |had: &Arc<Event>| had.id() > Some(id);
         for key in &change.evicted {
-            if older(keys, key) {
-                keys.remove(key.as_str());
+            if let Some(had) = keys.remove(key.as_str()).filter(newer) {
+                keys.insert(Arc::from(key.as_str()), had);
             }
         }
+        let key: Arc<str> = Arc::from(change.key.as_str());
         if change.removed {
-            if older(keys, &change.key) {
-                keys.remove(change.key.as_str());
+            if let Some(had) = keys.remove(&*key).filter(newer) {
+                keys.insert(key, had);
             }
-        } else if keys
-            .get(change.key.as_str())
-            .is_none_or(|had| had.id() < Some(id))
-        {
-            keys.insert(Arc::from(change.key.as_str()), event.clone());
+        } else if let Some(had) = keys.insert(key.clone(), event.clone()).filter(newer) {
+            keys.insert(key, had);
         }
         change.evicted.len()
     }
