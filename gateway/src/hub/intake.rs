@@ -109,21 +109,18 @@ impl Hub {
         self.state().keyed.begin_load();
     }
 
-    /// The history is gone: so is its state (the next one is adopted).
-    pub fn forget_state(&self) {
-        self.state().keyed.clear();
-    }
-
     /// The load did not happen: the state stays as it is.
     pub fn cancel_state_load(&self) {
         self.state().keyed.cancel_load();
     }
 
     /// Replaces the keyed state with one read from the history (each
-    /// payload the latest event of its key, with its id) atomically with
-    /// `top`, where the history stood. Ignored when `epoch` is not the
-    /// history the node follows (it changed meanwhile: the next load
-    /// brings the right one). Returns how many keys were loaded.
+    /// payload the latest event of its key, with its id), current to
+    /// `top`, where the history stood. When `epoch` is not the history the
+    /// node follows (it was created anew meanwhile), the node's state is
+    /// dropped instead: it belongs to a history that is gone, and the new
+    /// one is loaded once the node adopts it. Returns how many keys were
+    /// loaded.
     pub fn load_state(&self, epoch: Epoch, top: EventId, payloads: &[String]) -> usize {
         let mut events = Vec::with_capacity(payloads.len());
         for payload in payloads {
@@ -147,7 +144,7 @@ impl Hub {
         }
         let mut state = self.state();
         if state.epoch != Some(epoch) {
-            state.keyed.cancel_load();
+            state.keyed.clear();
             return 0;
         }
         state.keyed.replace(events, top);

@@ -49,27 +49,23 @@ impl Keyed {
         if let Some(journal) = &mut self.journal {
             journal.push((event.clone(), change.clone()));
         }
-        let keys = self
-            .types
-            .entry(Arc::from(event.kind.as_str()))
-            .or_default();
+        let keys = keys_of(&mut self.types, &event.kind);
         // Nothing newer than the event is taken out or replaced by it: on
         // a Redis Cluster the history re-read may bring an event whose live
         // copy was lost, after later ones of its key. (Taken out, then put
         // back in that rare case: one lookup a key, not two.)
-        let newer = |had: &Arc<Event>| had.id() > Some(id);
         for key in &change.evicted {
-            if let Some(had) = keys.remove(key.as_str()).filter(newer) {
+            if let Some(had) = keys.remove(key.as_str()).filter(|had| newer(had, id)) {
                 keys.insert(Arc::from(key.as_str()), had);
             }
         }
         let key: Arc<str> = Arc::from(change.key.as_str());
         if change.removed {
-            if let Some(had) = keys.remove(&*key).filter(newer) {
+            if let Some(had) = keys.remove(&*key).filter(|had| newer(had, id)) {
                 keys.insert(key, had);
             }
-        } else if let Some(had) = keys.insert(key.clone(), event.clone()).filter(newer) {
-            keys.insert(key, had);
+        } else {
+            put(keys, key, event.clone());
         }
         change.evicted.len()
     }
@@ -88,16 +84,10 @@ impl Keyed {
     /// [`Self::begin_load`] and is later than `floor` is applied again.
     pub fn replace(&mut self, events: Vec<(Arc<Event>, String)>, floor: EventId) {
         let journal = self.journal.take().unwrap_or_default();
-        let mut types: imbl::HashMap<Arc<str>, Keys> = imbl::HashMap::new();
+        let mut types = imbl::HashMap::new();
         for (event, key) in events {
-            let keys = types.entry(Arc::from(event.kind.as_str())).or_default();
-            // Two copies of a key cannot come from one hash; keep the later.
-            if keys
-                .get(key.as_str())
-                .is_none_or(|had| had.id() < event.id())
-            {
-                keys.insert(Arc::from(key), event);
-            }
+            // A paged read may bring a key twice: the newer stays.
+            put(keys_of(&mut types, &event.kind), Arc::from(key), event);
         }
         self.types = types;
         self.floor = Some(floor);
@@ -127,6 +117,27 @@ impl Keyed {
         View {
             types: self.types.clone(),
         }
+    }
+}
+
+/// A type's keys, made on its first one (the name allocated only then).
+fn keys_of<'a>(types: &'a mut imbl::HashMap<Arc<str>, Keys>, kind: &str) -> &'a mut Keys {
+    if !types.contains_key(kind) {
+        types.insert(Arc::from(kind), Keys::default());
+    }
+    types.get_mut(kind).expect("inserted above")
+}
+
+/// Whether `had` is later than the event at `id`.
+fn newer(had: &Event, id: EventId) -> bool {
+    had.id() > Some(id)
+}
+
+/// Sets `key` to `event` unless it holds a newer one.
+fn put(keys: &mut Keys, key: Arc<str>, event: Arc<Event>) {
+    let Some(id) = event.id() else { return };
+    if let Some(had) = keys.insert(key.clone(), event).filter(|had| newer(had, id)) {
+        keys.insert(key, had);
     }
 }
 

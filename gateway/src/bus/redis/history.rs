@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use metrics::counter;
-use redis::Value;
+use redis::{AsyncCommands, Value};
 use shared::{Epoch, EventId, Position, keys};
 use tokio::time::Instant;
 
@@ -23,13 +23,9 @@ static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
 /// How long the one read of the whole state may take.
 const STATE_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `read_state.lua`'s reply: the epoch, the stream's last id, the types.
-type StateRead = (Option<String>, Option<String>, Vec<String>);
 /// Keys asked for per `HSCAN` of a state hash.
 const STATE_PAGE: usize = 1000;
 
-static STATE_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("read_state.lua")));
 static ENSURE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("ensure_history.lua")));
 
@@ -55,10 +51,10 @@ impl RedisBus {
         Ok(Position::new(epoch, last))
     }
 
-    /// Loads the keyed state into the hub, read atomically with where the
-    /// history stands (`read_state.lua`): the stream after that point
-    /// brings everything later, and the hub keeps nothing it read before
-    /// twice. One read of every key, when the node (re)subscribes or finds
+    /// Loads the keyed state into the hub, current to where the history
+    /// stood when the read began ([`Self::read_state`]): the stream after
+    /// that point brings everything later, and each key keeps its newest
+    /// event. One read of every key, when the node (re)subscribes or finds
     /// the history created anew, never per client.
     pub(super) async fn load_state(&self) -> Result<(), BusError> {
         self.hub.begin_state_load();
@@ -67,38 +63,23 @@ impl RedisBus {
             .await
             .map_err(|_| BusError::Timeout)
             .and_then(|read| read);
-        let read = read.inspect_err(|_| self.hub.cancel_state_load())?;
-        let Some((epoch, top, events)) = read else {
-            // No history (deleted, nothing published since): no state either;
-            // the next publish starts a new one, which the node then adopts.
-            self.hub.cancel_state_load();
-            self.hub.forget_state();
-            return Ok(());
-        };
-        let keys = self.hub.load_state(epoch, top, &events);
+        let (at, events) = read.inspect_err(|_| self.hub.cancel_state_load())?;
+        let keys = self.hub.load_state(at.epoch, at.id, &events);
         tracing::info!(keys, "loaded the keyed state");
         Ok(())
     }
 
-    /// Where the history stands (`read_state.lua`, atomically), then every
-    /// type's state hash, `HSCAN` page by page: Redis is never held by one
-    /// long read. Events written meanwhile are later than the returned id:
-    /// the node applies them from the stream too, keeping each key's newest.
-    async fn read_state(&self) -> Result<Option<(Epoch, EventId, Vec<String>)>, BusError> {
+    /// Where the history stands ([`Self::ensure_history`]: its epoch and
+    /// last id, atomically), then every keyed type's hash, `HSCAN` page by
+    /// page: Redis is never held by one long read. Events written meanwhile
+    /// are later than that id: the node applies them from the stream too,
+    /// keeping each key's newest. (The set of keyed types only grows within
+    /// a history, so reading it after the position misses none.)
+    async fn read_state(&self) -> Result<(Position, Vec<String>), BusError> {
+        let at = self.ensure_history().await?;
         let mut conn = self.conn().await?;
-        let (epoch, top, kinds): StateRead = bounded(
-            STATE_SCRIPT
-                .key(keys::history_key(self.prefix()))
-                .key(keys::epoch_key(self.prefix()))
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        let (Some(epoch), Some(top)) = (
-            epoch.and_then(|e| e.parse::<Epoch>().ok()),
-            top.and_then(|t| t.parse::<EventId>().ok()),
-        ) else {
-            return Ok(None);
-        };
+        let kinds: Vec<String> =
+            bounded(conn.smembers(keys::keyed_types_key(self.prefix()))).await?;
         let mut events = Vec::new();
         for kind in kinds {
             let hash = keys::state_key(self.prefix(), &kind);
@@ -121,7 +102,7 @@ impl RedisBus {
                 cursor = next;
             }
         }
-        Ok(Some((epoch, top, events)))
+        Ok((at, events))
     }
 
     /// One page after `after`, with its standing (see [`crate::bus::Bus::read_history`]).
@@ -151,8 +132,21 @@ impl RedisBus {
     /// behind the catch-up itself. Returns the last position read.
     ///
     /// A gap is counted only when events after `from` really are gone; a
-    /// history created anew is followed from its start (and counted).
+    /// history created anew is followed from its start (and counted), and
+    /// its keyed state loaded.
     pub(super) async fn catch_up(&self, from: Position) -> Result<Position, BusError> {
+        let (position, adopted) = self.catch_up_only(from).await?;
+        if adopted {
+            // The new history's state, which its events from the start may
+            // no longer all be in the stream for.
+            self.load_state().await?;
+        }
+        Ok(position)
+    }
+
+    /// [`Self::catch_up`] without loading the state; also whether it
+    /// adopted a new history (the caller then loads it).
+    pub(super) async fn catch_up_only(&self, from: Position) -> Result<(Position, bool), BusError> {
         let page_size = PAGE;
         let mut cursor = from;
         let mut until = None;
@@ -179,7 +173,7 @@ impl RedisBus {
                     continue;
                 }
                 // No history at all (deleted, nothing published since).
-                Standing::OtherEpoch(None) => return Ok(cursor),
+                Standing::OtherEpoch(None) => return Ok((cursor, adopted)),
                 Standing::Gone if first_page => {
                     counter!(BUS_CATCHUP_GAPS).increment(1);
                     self.hub.state_gap();
@@ -210,12 +204,7 @@ impl RedisBus {
         if sent > 0 {
             tracing::info!(sent, "caught up on events the live stream did not bring");
         }
-        if adopted {
-            // The new history's state, which its events from the start may
-            // no longer all be in the stream for.
-            self.load_state().await?;
-        }
-        Ok(cursor)
+        Ok((cursor, adopted))
     }
 
     /// Waits (boundedly) until the fan-out has written most of what was

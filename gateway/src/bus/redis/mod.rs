@@ -332,10 +332,10 @@ impl RedisBus {
     async fn subscribed(&self, reconnect: &mut Reconnect) -> Result<(), BusError> {
         self.load_snapshot().await?;
         if let Some(position) = self.hub.position() {
-            self.catch_up(position).await?;
+            self.catch_up_only(position).await?;
         }
-        // After the catch-up: whatever it could not bring (a gap, a
-        // history created anew) the state read now has.
+        // After the catch-up (once, whether or not it adopted a new
+        // history): whatever it could not bring the state read now has.
         self.load_state().await?;
         self.set_ready(true);
         reconnect.succeeded();
