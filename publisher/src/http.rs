@@ -147,11 +147,7 @@ impl HttpPublisher {
     }
 
     pub async fn publish(&mut self, kind: &str, data: &RawValue) -> Result<String, HttpError> {
-        let body = self.post(Bytes::from(publish_body(kind, data))).await?;
-        Ok(serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["id"].as_str().map(str::to_owned))
-            .unwrap_or_default())
+        self.publish_object(publish_body(kind, data)).await
     }
 
     /// Publishes `events` as one batch (one request; the node publishes them
@@ -168,6 +164,11 @@ impl HttpPublisher {
     /// [`Self::publish`].
     pub async fn publish_line(&mut self, line: &crate::lines::Line) -> Result<String, HttpError> {
         let body = serde_json::to_string(&line_body(line)).expect("a str and a RawValue serialize");
+        self.publish_object(body).await
+    }
+
+    /// One event's body: the id the node answered.
+    async fn publish_object(&mut self, body: String) -> Result<String, HttpError> {
         let body = self.post(Bytes::from(body)).await?;
         Ok(serde_json::from_slice::<serde_json::Value>(&body)
             .ok()

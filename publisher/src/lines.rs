@@ -18,6 +18,18 @@ pub struct Line {
     pub removed: bool,
 }
 
+impl Line {
+    /// The event to publish, with the line's key and removal.
+    pub fn item(&self) -> crate::Item<'_, RawValue> {
+        crate::Item {
+            kind: &self.kind,
+            data: &self.data,
+            key: self.key.as_deref(),
+            removed: self.removed,
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum LineError {
     #[error("not UTF-8")]

@@ -194,10 +194,7 @@ async fn run(command: Command, target: Target) -> Result<()> {
                         .await?
                 }
                 None => {
-                    let mut item = publisher::Item::new(&line.kind, &*line.data);
-                    item.key = line.key.as_deref();
-                    item.removed = line.removed;
-                    let batch = publisher::Batch::one(target.wire.encode_item(&item)?);
+                    let batch = publisher::Batch::one(target.wire.encode_item(&line.item())?);
                     target.connect().await?.publish_batch(&batch).await?[0].to_string()
                 }
             };

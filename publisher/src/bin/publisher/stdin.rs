@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 use anyhow::{Context, Result, anyhow};
 use publisher::http::HttpPublisher;
 use publisher::lines::{self, LineError};
-use publisher::{Batch, Item, Publisher, WireFormat};
+use publisher::{Batch, Publisher, WireFormat};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// Where batches go.
@@ -138,10 +138,7 @@ fn checked(wire: &WireFormat, line: &[u8]) -> Result<Option<(publisher::Encoded,
     let Some(line) = lines::parse(line)? else {
         return Ok(None);
     };
-    let mut item = Item::new(&line.kind, &*line.data);
-    item.key = line.key.as_deref();
-    item.removed = line.removed;
-    let encoded = wire.encode_item(&item)?;
+    let encoded = wire.encode_item(&line.item())?;
     Ok(Some((encoded, line)))
 }
 
