@@ -11,22 +11,19 @@
 //! printable form: errors and [`RedisTarget::describe`] go through
 //! [`redact_url`].
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod pem;
+mod wire;
+
+use std::path::PathBuf;
 
 use clap::Args;
 use redis::{ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use shared::envelope::{DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_RANGE};
 use thiserror::Error;
 
-use crate::wire::{DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL};
-use crate::{HistoryPolicy, StatePolicy, Topology, WireFormat};
-use shared::state::{
-    DEFAULT_STATE_KEYS, DEFAULT_STATE_MAX_KEYS, DEFAULT_STATE_TOMBSTONES, DEFAULT_STATE_TTL_SECS,
-    Keying,
-};
+pub use self::pem::{read_certificates, read_private_key};
+pub use self::wire::{WireConfig, is_token, parse_within, path_or_empty};
+
+use crate::Topology;
 
 pub const DEFAULT_CHANNEL_PREFIX: &str = "ws";
 /// Where the publisher CLI and the load tool publish when no Redis is named
@@ -109,138 +106,6 @@ impl std::fmt::Debug for RedisConfig {
             .field("redis_tls_cert_file", redis_tls_cert_file)
             .field("redis_tls_key_file", redis_tls_key_file)
             .finish()
-    }
-}
-
-/// The settings every publisher and node must agree on.
-#[derive(Debug, Clone, Args)]
-pub struct WireConfig {
-    /// Redis key and channel namespace (the same on every node and publisher).
-    #[arg(long, env = "CHANNEL_PREFIX", default_value = DEFAULT_CHANNEL_PREFIX, global = true)]
-    pub channel_prefix: String,
-    /// Events kept for resume (?since=).
-    #[arg(long, env = "HISTORY_SIZE", default_value_t = DEFAULT_HISTORY_SIZE,
-          value_parser = parse_history_size, global = true)]
-    pub history_size: usize,
-    /// Seconds an event is kept for resume (0: until pushed out by HISTORY_SIZE).
-    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = DEFAULT_HISTORY_TTL.as_secs(),
-          value_parser = clap::value_parser!(u64).range(0..=YEAR_SECS), global = true)]
-    pub history_ttl_secs: u64,
-    /// Largest encoded event (bytes): bigger publishes are refused, bigger bus payloads dropped.
-    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES,
-          value_parser = parse_max_event_bytes, global = true)]
-    pub max_event_bytes: usize,
-    /// Which events are keyed state, per type: `type=field[+field...]`,
-    /// comma separated (`none`: no keys derived).
-    #[arg(long, env = "STATE_KEYS", default_value = DEFAULT_STATE_KEYS,
-          value_parser = parse_state_keys, global = true)]
-    pub state_keys: String,
-    /// Which events remove their key: `type=field:value`, comma separated (`none`: none).
-    #[arg(long, env = "STATE_TOMBSTONES", default_value = DEFAULT_STATE_TOMBSTONES,
-          value_parser = parse_state_tombstones, global = true)]
-    pub state_tombstones: String,
-    /// Keys kept per type; at the bound the least recently updated key is evicted.
-    #[arg(long, env = "STATE_MAX_KEYS", default_value_t = DEFAULT_STATE_MAX_KEYS,
-          value_parser = parse_state_max_keys, global = true)]
-    pub state_max_keys: usize,
-    /// Seconds a key outlives its latest event (0: no age limit).
-    #[arg(long, env = "STATE_TTL_SECS", default_value_t = DEFAULT_STATE_TTL_SECS,
-          value_parser = clap::value_parser!(u64).range(0..=YEAR_SECS), global = true)]
-    pub state_ttl_secs: u64,
-}
-
-impl Default for WireConfig {
-    fn default() -> Self {
-        Self {
-            channel_prefix: DEFAULT_CHANNEL_PREFIX.to_owned(),
-            history_size: DEFAULT_HISTORY_SIZE,
-            history_ttl_secs: DEFAULT_HISTORY_TTL.as_secs(),
-            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
-            state_keys: DEFAULT_STATE_KEYS.to_owned(),
-            state_tombstones: DEFAULT_STATE_TOMBSTONES.to_owned(),
-            state_max_keys: DEFAULT_STATE_MAX_KEYS,
-            state_ttl_secs: DEFAULT_STATE_TTL_SECS,
-        }
-    }
-}
-
-fn parse_state_keys(value: &str) -> Result<String, String> {
-    Keying::parse(value, "").map_err(|e| e.to_string())?;
-    Ok(value.to_owned())
-}
-
-fn parse_state_tombstones(value: &str) -> Result<String, String> {
-    Keying::parse("", value).map_err(|e| e.to_string())?;
-    Ok(value.to_owned())
-}
-
-fn parse_state_max_keys(value: &str) -> Result<usize, String> {
-    parse_within(value, 1..=100_000_000)
-}
-
-/// A path; an empty value (`REDIS_TLS_CA_FILE=`) is kept empty, and counts
-/// as unset once normalized (clap's own path parser refuses it).
-pub fn path_or_empty(value: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(value))
-}
-
-/// Parses `value` as a whole number within `range`.
-pub fn parse_within(value: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        Ok(_) => Err(format!("must be from {} to {}", range.start(), range.end())),
-        Err(_) => Err(format!("{value:?} is not a whole number")),
-    }
-}
-
-fn parse_history_size(value: &str) -> Result<usize, String> {
-    parse_within(value, 1..=100_000_000)
-}
-
-fn parse_max_event_bytes(value: &str) -> Result<usize, String> {
-    parse_within(value, MAX_EVENT_BYTES_RANGE)
-}
-
-/// Letters, digits, `_`, `-`, `.`; at most 64.
-pub fn is_token(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-impl WireConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !is_token(&self.channel_prefix) {
-            return Err(ConfigError::Prefix(self.channel_prefix.clone()));
-        }
-        Ok(())
-    }
-
-    pub fn history(&self) -> HistoryPolicy {
-        HistoryPolicy {
-            max_len: self.history_size,
-            ttl: Duration::from_secs(self.history_ttl_secs),
-        }
-    }
-
-    /// The keyed state's rules and bounds.
-    pub fn state(&self) -> StatePolicy {
-        StatePolicy {
-            // Each part was checked when parsed.
-            keying: Keying::parse(&self.state_keys, &self.state_tombstones)
-                .unwrap_or_else(|_| Keying::none()),
-            max_keys: self.state_max_keys,
-            ttl: Duration::from_secs(self.state_ttl_secs),
-        }
-    }
-
-    /// The wire format these settings describe, on `topology`.
-    pub fn wire_format(&self, topology: Topology) -> WireFormat {
-        WireFormat::with_topology(&self.channel_prefix, self.history(), topology)
-            .with_max_event_bytes(self.max_event_bytes)
-            .with_state(self.state())
     }
 }
 
@@ -621,46 +486,6 @@ fn shown_list(urls: &[String]) -> String {
         .join(",")
 }
 
-fn read_file(var: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|err| ConfigError::File {
-        var,
-        path: path.to_owned(),
-        reason: format!("cannot be read ({err})"),
-    })
-}
-
-/// A PEM file holding at least one certificate, every one of them valid PEM.
-pub fn read_certificates(var: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let pem = read_file(var, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
-    match certs {
-        Ok(certs) if !certs.is_empty() => Ok(pem),
-        Ok(_) => Err(ConfigError::File {
-            var,
-            path: path.to_owned(),
-            reason: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-        }),
-        Err(err) => Err(ConfigError::File {
-            var,
-            path: path.to_owned(),
-            reason: format!("is not valid PEM ({err})"),
-        }),
-    }
-}
-
-/// A PEM file holding a private key (PKCS#8, PKCS#1 or SEC1).
-pub fn read_private_key(var: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let pem = read_file(var, path)?;
-    match PrivateKeyDer::from_pem_slice(&pem) {
-        Ok(_) => Ok(pem),
-        Err(err) => Err(ConfigError::File {
-            var,
-            path: path.to_owned(),
-            reason: format!("holds no PEM private key ({err})"),
-        }),
-    }
-}
-
 /// `url` as it may be shown in logs, errors and status: the password (and
 /// any query, which may carry one) replaced by `***`. Works on URLs
 /// (`rediss://user:pw@host:6380/0`) and bare `user:pw@host:port` alike.
@@ -687,165 +512,4 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_url_hides_every_password_form() {
-        for (url, shown) in [
-            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
-            (
-                "rediss://app:s3cret@cache.example.com:6380/0",
-                "rediss://app:***@cache.example.com:6380/0",
-            ),
-            (
-                "rediss://:s3cret@cache.example.com:6380",
-                "rediss://:***@cache.example.com:6380",
-            ),
-            ("redis://s3cret@host", "redis://***@host"),
-            ("redis://u:p%40ss@word@host:1", "redis://u:***@host:1"),
-            ("redis://host/0?password=s3cret", "redis://host/0?***"),
-            ("app:s3cret@10.0.0.1:26379", "app:***@10.0.0.1:26379"),
-            ("10.0.0.1:26379", "10.0.0.1:26379"),
-        ] {
-            assert_eq!(redact_url(url), shown);
-            assert!(!redact_url(url).contains("s3cret"));
-        }
-    }
-
-    fn sentinels(list: &[&str], master: Option<&str>) -> RedisConfig {
-        RedisConfig {
-            redis_sentinels: list.iter().map(|s| (*s).to_owned()).collect(),
-            redis_sentinel_master: master.map(str::to_owned),
-            ..RedisConfig::default()
-        }
-    }
-
-    #[test]
-    fn one_target_at_most_and_sentinels_need_a_master_name() {
-        assert!(RedisConfig::default().target().unwrap().is_none());
-        let both = RedisConfig {
-            redis_url: Some("redis://a:1".into()),
-            ..sentinels(&["b:26379"], Some("mymaster"))
-        };
-        assert_eq!(
-            both.target().unwrap_err(),
-            ConfigError::TooManyTargets("REDIS_URL and REDIS_SENTINELS".into())
-        );
-        assert_eq!(
-            sentinels(&["b:26379"], None).target().unwrap_err(),
-            ConfigError::NoMasterName
-        );
-        assert_eq!(
-            sentinels(&[], Some("mymaster")).target().unwrap_err(),
-            ConfigError::MasterWithoutSentinels
-        );
-        let target = sentinels(&["a:26379", "b:26379"], Some("mymaster"))
-            .target()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            target.describe(),
-            "master mymaster via sentinels a:26379,b:26379"
-        );
-    }
-
-    #[test]
-    fn credentials_are_used_but_never_shown() {
-        let config = sentinels(
-            &["redis://sentinel:pw1@a:26379"],
-            Some("rediss://app:pw2@mymaster"),
-        );
-        let Some(RedisTarget::Sentinel(target)) = config.target().unwrap() else {
-            panic!("a sentinel target");
-        };
-        assert_eq!(target.sentinel_auth.password.as_deref(), Some("pw1"));
-        assert_eq!(target.master_auth.username.as_deref(), Some("app"));
-        assert_eq!(target.master_auth.password.as_deref(), Some("pw2"));
-        assert!(target.master_tls && !target.sentinel_tls);
-        assert!(!target.shown.contains("pw1"));
-
-        let err = RedisConfig::url("http://app:hunter2@x")
-            .target()
-            .unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let single = RedisConfig::url("rediss://app:hunter2@x:6380")
-            .target()
-            .unwrap()
-            .unwrap();
-        assert!(!format!("{single:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn a_redis_config_prints_no_password() {
-        let config = RedisConfig {
-            redis_url: Some("rediss://app:url-pw@cache.example.com:6380/0?password=q-pw".into()),
-            redis_cluster_nodes: vec!["redis://:seed-pw@a:7000".into(), "redis://b:7001".into()],
-            redis_sentinels: vec![
-                "redis://sentinel:sentinel-pw@s1:26379".into(),
-                "app:bare-pw@s2:26379".into(),
-            ],
-            redis_sentinel_master: Some("rediss://app:master-pw@mymaster".into()),
-            redis_tls_ca_file: Some("/etc/redis-tls/ca.pem".into()),
-            ..RedisConfig::default()
-        };
-        let shown = format!("{config:?} {config:#?}");
-        for password in [
-            "url-pw",
-            "q-pw",
-            "seed-pw",
-            "sentinel-pw",
-            "bare-pw",
-            "master-pw",
-        ] {
-            assert!(!shown.contains(password), "{password} in {shown}");
-        }
-        for kept in [
-            "rediss://app:***@cache.example.com:6380/0?***",
-            "redis://b:7001",
-            "app:***@s2:26379",
-            "/etc/redis-tls/ca.pem",
-        ] {
-            assert!(shown.contains(kept), "{kept} not in {shown}");
-        }
-    }
-
-    #[test]
-    fn tls_files_are_checked_at_start() {
-        let missing = RedisConfig {
-            redis_tls_ca_file: Some("/nonexistent/ca.pem".into()),
-            ..RedisConfig::url("rediss://x:6380")
-        };
-        let err = missing.target().unwrap_err().to_string();
-        assert!(
-            err.contains("REDIS_TLS_CA_FILE") && err.contains("cannot be read"),
-            "{err}"
-        );
-
-        let dir = std::env::temp_dir().join(format!("redis-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "not a certificate").unwrap();
-        let bad = RedisConfig {
-            redis_tls_ca_file: Some(junk.clone()),
-            ..RedisConfig::url("rediss://x:6380")
-        };
-        let err = bad.target().unwrap_err().to_string();
-        assert!(err.contains("no PEM certificate"), "{err}");
-        let half = RedisConfig {
-            redis_tls_cert_file: Some(junk.clone()),
-            ..RedisConfig::url("rediss://x:6380")
-        };
-        assert_eq!(half.target().unwrap_err(), ConfigError::ClientCertPair);
-        let _ = std::fs::remove_dir_all(&dir);
-
-        let plain = RedisConfig {
-            redis_tls_ca_file: Some("/etc/hostname".into()),
-            ..RedisConfig::url("redis://x:6379")
-        };
-        assert!(matches!(
-            plain.target(),
-            Err(ConfigError::TlsWithoutRediss(_)) | Err(ConfigError::File { .. })
-        ));
-    }
-}
+mod tests;
