@@ -1,11 +1,157 @@
 /*
  * gateway/assets/ws-client.js: generated from clients/js — do not edit; run npm run build:page
- * (in clients/js). The source is clients/js/src/service.ts, the same WebSocketService that
- * the npm package @dashboard-gateway/client exports; here it is the global
- * window.WebSocketService used by dashboard.js.
+ * (in clients/js). The source is clients/js/src/service.ts (and the modules it imports), the
+ * same WebSocketService that the npm package @dashboard-gateway/client exports; here it is the
+ * global window.WebSocketService used by dashboard.js.
  */
 "use strict";
 (() => {
+  // src/ids.ts
+  function stripZeros(digits) {
+    const s = digits.replace(/^0+/, "");
+    return s === "" ? "0" : s;
+  }
+  function parseStreamId(id) {
+    var _a;
+    if (typeof id !== "string") return null;
+    const m = /^(?:([0-9a-z]{1,32}):)?(\d+)(?:-(\d+))?$/.exec(id.trim());
+    if (!m) return null;
+    return { epoch: (_a = m[1]) != null ? _a : null, ms: stripZeros(m[2]), seq: stripZeros(m[3] || "0") };
+  }
+  function compareDigits(a, b) {
+    if (a.length !== b.length) return a.length < b.length ? -1 : 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  function compareIds(a, b) {
+    const pa = parseStreamId(a);
+    const pb = parseStreamId(b);
+    if (!pa || !pb || pa.epoch !== pb.epoch) return null;
+    return compareDigits(pa.ms, pb.ms) || compareDigits(pa.seq, pb.seq);
+  }
+  function idOf(msg) {
+    const id = msg.id;
+    return typeof id === "string" && id !== "" || typeof id === "number" ? String(id) : null;
+  }
+  function isPong(msg) {
+    const d = msg.data;
+    return msg.type === "analytics_update" && d !== null && typeof d === "object" && !Array.isArray(d) && d.pong === true;
+  }
+  var DEDUPE_WINDOW = 2048;
+  var SeenIds = class {
+    constructor(capacity = DEDUPE_WINDOW) {
+      this._ids = /* @__PURE__ */ new Set();
+      /** The slot the next id goes in: once the ring is full, the oldest id's. */
+      this._next = 0;
+      this._ring = new Array(Math.max(1, Math.floor(capacity)));
+    }
+    /** The id is one of the last ones added. */
+    has(id) {
+      return this._ids.has(id);
+    }
+    /** Remember an id (a no-op when it is remembered already), forgetting the oldest when full. */
+    add(id) {
+      if (this._ids.has(id)) return;
+      const oldest = this._ring[this._next];
+      if (oldest !== void 0) this._ids.delete(oldest);
+      this._ring[this._next] = id;
+      this._next = (this._next + 1) % this._ring.length;
+      this._ids.add(id);
+    }
+    /** How many ids are remembered (at most the capacity). */
+    get size() {
+      return this._ids.size;
+    }
+  };
+
+  // src/http.ts
+  function sseUrlOf(wsUrl) {
+    const m = /^([a-z][a-z0-9+.-]*:)?(\/\/[^/?#]*)?([^?#]*)(.*)$/i.exec(wsUrl);
+    if (!m) return null;
+    const path = m[3].replace(/\/ws\/dashboard(\/?)$/, "/sse/dashboard$1");
+    if (path === m[3]) return null;
+    const scheme = (m[1] || "").toLowerCase();
+    const httpScheme = scheme === "wss:" ? "https:" : scheme === "ws:" ? "http:" : m[1] || "";
+    return httpScheme + (m[2] || "") + path + m[4];
+  }
+  function retryAfterMs(value) {
+    if (value == null || value.trim() === "") return null;
+    const v = value.trim();
+    if (/^\d+$/.test(v)) return parseInt(v, 10) * 1e3;
+    const at = Date.parse(v);
+    return isFinite(at) ? Math.max(0, at - Date.now()) : null;
+  }
+  function refusalCode(status) {
+    if (status === 401) return 4001;
+    if (status === 403 || status === 400) return 1008;
+    if (status === 429 || status === 503) return 1013;
+    return 1006;
+  }
+  function withQuery(base, q) {
+    if (!q.length) return base;
+    return base + (base.indexOf("?") >= 0 ? "&" : "?") + q.join("&");
+  }
+
+  // src/options.ts
+  var root = typeof globalThis !== "undefined" ? globalThis : {};
+  function resolveOptions(o) {
+    const loc = o.location !== void 0 ? o.location : root.location || null;
+    return {
+      url: o.url || null,
+      path: o.path || "/ws/dashboard",
+      token: o.token !== void 0 ? o.token : pageParam(loc, "token"),
+      auth: o.auth === "query" ? "query" : "frame",
+      getToken: typeof o.getToken === "function" ? o.getToken : null,
+      types: normalizeTypes(o.types),
+      baseDelayMs: num(o.baseDelayMs, 500),
+      maxDelayMs: num(o.maxDelayMs, 3e4),
+      maxAttempts: num(o.maxAttempts, 10),
+      healthyAfterMs: num(o.healthyAfterMs, 5e3),
+      heartbeatMs: num(o.heartbeatMs, 15e3),
+      pongTimeoutMs: num(o.pongTimeoutMs, 1e4),
+      random: typeof o.random === "function" ? o.random : () => Math.random(),
+      WebSocket: o.WebSocket || o.WebSocketImpl,
+      transport: o.transport === "websocket" || o.transport === "sse" ? o.transport : "auto",
+      sseUrl: o.sseUrl || null,
+      fetch: typeof o.fetch === "function" ? o.fetch : void 0,
+      location: loc,
+      timers: o.timers || {
+        setTimeout: (fn, ms) => root.setTimeout(fn, ms),
+        clearTimeout: (h) => root.clearTimeout(h),
+        setInterval: (fn, ms) => root.setInterval(fn, ms),
+        clearInterval: (h) => root.clearInterval(h)
+      },
+      state: o.state !== false
+    };
+  }
+  function webSocketImpl(o) {
+    const WS = o.WebSocket || root.WebSocket;
+    if (typeof WS !== "function") {
+      throw new TypeError("WebSocketService: no WebSocket implementation; pass options.WebSocket (e.g. the `ws` package in Node < 22)");
+    }
+    return WS;
+  }
+  function fetchImpl(o) {
+    if (o.fetch) return o.fetch;
+    if (typeof root.fetch !== "function") return null;
+    return (url, init) => root.fetch(url, init);
+  }
+  function normalizeTypes(types) {
+    if (types == null || types === "") return null;
+    const list = (Array.isArray(types) ? types : String(types).split(",")).map((t) => String(t).trim()).filter(Boolean);
+    return list.length ? list : null;
+  }
+  function pageParam(loc, name) {
+    try {
+      if (!loc || typeof loc.search !== "string") return null;
+      return new URLSearchParams(loc.search).get(name);
+    } catch {
+      return null;
+    }
+  }
+  function num(v, d) {
+    return typeof v === "number" && isFinite(v) && v >= 0 ? v : d;
+  }
+
   // src/sse.ts
   var SseParser = class {
     constructor(handlers) {
@@ -118,67 +264,174 @@
     }
   };
 
-  // src/service.ts
-  var STATES = ["connecting", "connected", "reconnecting", "disconnected"];
-  var DEDUPE_WINDOW = 2048;
-  var root = typeof globalThis !== "undefined" ? globalThis : {};
-  function stripZeros(digits) {
-    const s = digits.replace(/^0+/, "");
-    return s === "" ? "0" : s;
-  }
-  function parseStreamId(id) {
-    var _a;
-    if (typeof id !== "string") return null;
-    const m = /^(?:([0-9a-z]{1,32}):)?(\d+)(?:-(\d+))?$/.exec(id.trim());
-    if (!m) return null;
-    return { epoch: (_a = m[1]) != null ? _a : null, ms: stripZeros(m[2]), seq: stripZeros(m[3] || "0") };
-  }
-  function compareDigits(a, b) {
-    if (a.length !== b.length) return a.length < b.length ? -1 : 1;
-    return a < b ? -1 : a > b ? 1 : 0;
-  }
-  function compareIds(a, b) {
-    const pa = parseStreamId(a);
-    const pb = parseStreamId(b);
-    if (!pa || !pb || pa.epoch !== pb.epoch) return null;
-    return compareDigits(pa.ms, pb.ms) || compareDigits(pa.seq, pb.seq);
-  }
-  function normalizeTypes(types) {
-    if (types == null || types === "") return null;
-    const list = (Array.isArray(types) ? types : String(types).split(",")).map((t) => String(t).trim()).filter(Boolean);
-    return list.length ? list : null;
-  }
-  function idOf(msg) {
-    const id = msg.id;
-    return typeof id === "string" && id !== "" || typeof id === "number" ? String(id) : null;
-  }
-  function isPong(msg) {
-    const d = msg.data;
-    return msg.type === "analytics_update" && d !== null && typeof d === "object" && !Array.isArray(d) && d.pong === true;
-  }
-  function pageParam(loc, name) {
-    try {
-      if (!loc || typeof loc.search !== "string") return null;
-      return new URLSearchParams(loc.search).get(name);
-    } catch {
-      return null;
-    }
-  }
-  function num(v, d) {
-    return typeof v === "number" && isFinite(v) && v >= 0 ? v : d;
-  }
-  function reportError(e) {
-    if (typeof root.setTimeout === "function") {
-      root.setTimeout(() => {
-        throw e;
-      }, 0);
-    }
+  // src/transport.ts
+  function newConnection(transport) {
+    return {
+      transport,
+      opened: false,
+      heard: false,
+      ws: null,
+      abort: null,
+      reader: null,
+      parser: null,
+      closeInfo: null,
+      stateEvents: null
+    };
   }
   function noop() {
   }
-  function withQuery(base, q) {
-    if (!q.length) return base;
-    return base + (base.indexOf("?") >= 0 ? "&" : "?") + q.join("&");
+  function attachWebSocket(conn, ws, sink) {
+    conn.ws = ws;
+    ws.onopen = () => sink.opened(conn);
+    ws.onmessage = (ev) => sink.text(conn, ev.data);
+    ws.onerror = noop;
+    ws.onclose = (ev) => {
+      if (!sink.isCurrent(conn)) return;
+      detach(ws);
+      sink.ended(conn, { code: ev && ev.code, reason: ev && ev.reason });
+    };
+  }
+  function dialSse(conn, doFetch, url, token, sink) {
+    const headers = { Accept: "text/event-stream" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method: "GET", headers, cache: "no-store" };
+    const AC = root.AbortController;
+    if (typeof AC === "function") {
+      conn.abort = new AC();
+      init.signal = conn.abort.signal;
+    }
+    const failed = (e) => {
+      if (!sink.isCurrent(conn)) return;
+      sink.ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
+    };
+    sink.alive(conn);
+    let pending;
+    try {
+      pending = doFetch(url, init);
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    Promise.resolve(pending).then((res) => {
+      if (!sink.isCurrent(conn)) {
+        cancelBody(res);
+        return;
+      }
+      const type = res.headers && res.headers.get("content-type") || "";
+      if (res.status !== 200 || !/^\s*text\/event-stream/i.test(type) || !res.body) {
+        refused(conn, res, sink);
+        return;
+      }
+      readSse(conn, res, sink);
+    }, failed);
+  }
+  function refused(conn, res, sink) {
+    const status = res.status;
+    const wait = status === 429 || status === 503 ? retryAfterMs(res.headers && res.headers.get("retry-after")) : null;
+    const end = (reason) => {
+      if (!sink.isCurrent(conn)) return;
+      sink.ended(conn, { code: status === 200 ? 1006 : refusalCode(status), reason, status, retryAfterMs: wait });
+    };
+    if (status === 200) {
+      cancelBody(res);
+      end("not an event stream");
+      return;
+    }
+    let body;
+    try {
+      body = Promise.resolve(res.text());
+    } catch {
+      end(void 0);
+      return;
+    }
+    body.then((text) => {
+      let reason;
+      try {
+        const e = JSON.parse(text).error;
+        if (e && typeof e.code === "string") reason = e.code;
+        else if (e && typeof e.message === "string") reason = e.message;
+      } catch {
+      }
+      end(reason);
+    }, () => end(void 0));
+  }
+  function readSse(conn, res, sink) {
+    const TD = root.TextDecoder;
+    const reader = res.body.getReader();
+    conn.reader = reader;
+    if (typeof TD !== "function") {
+      shut(conn, 1006, "no TextDecoder");
+      sink.ended(conn, { code: 1006, reason: "no TextDecoder" });
+      return;
+    }
+    const decoder = new TD("utf-8");
+    const parser = new SseParser({
+      event: (ev) => {
+        if (ev.type === "message") {
+          sink.text(conn, ev.data);
+        } else if (ev.type === "close") {
+          let code = 1006;
+          let reason = "";
+          try {
+            const d = JSON.parse(ev.data);
+            if (typeof d.code === "number") code = d.code;
+            if (typeof d.reason === "string") reason = d.reason;
+          } catch {
+          }
+          conn.closeInfo = { code, reason };
+          if (sink.isCurrent(conn)) endSse(conn, sink);
+        }
+      }
+    });
+    conn.parser = parser;
+    sink.alive(conn);
+    sink.opened(conn);
+    const pump = () => reader.read().then(({ done, value }) => {
+      if (!sink.isCurrent(conn)) return void 0;
+      if (done) {
+        parser.feed(decoder.decode());
+        parser.end();
+        if (sink.isCurrent(conn)) endSse(conn, sink);
+        return void 0;
+      }
+      sink.alive(conn);
+      parser.feed(typeof value === "string" ? value : decoder.decode(value, { stream: true }));
+      return sink.isCurrent(conn) ? pump() : void 0;
+    });
+    pump().catch((e) => {
+      if (!sink.isCurrent(conn)) return;
+      shut(conn, 1006, "read error");
+      sink.ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
+    });
+  }
+  function endSse(conn, sink) {
+    const info = conn.closeInfo;
+    shut(conn, 1e3, "stream ended");
+    sink.ended(conn, { code: info ? info.code : 1006, reason: info ? info.reason : "" });
+  }
+  function shut(conn, code, reason) {
+    const ws = conn.ws;
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(code, reason);
+      } catch {
+      }
+    }
+    if (conn.parser) conn.parser.stop();
+    if (conn.abort) {
+      try {
+        conn.abort.abort();
+      } catch {
+      }
+    }
+    if (conn.reader) conn.reader.cancel().catch(noop);
+  }
+  function detach(ws) {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = noop;
   }
   function cancelBody(res) {
     try {
@@ -186,27 +439,15 @@
     } catch {
     }
   }
-  function sseUrlOf(wsUrl) {
-    const m = /^([a-z][a-z0-9+.-]*:)?(\/\/[^/?#]*)?([^?#]*)(.*)$/i.exec(wsUrl);
-    if (!m) return null;
-    const path = m[3].replace(/\/ws\/dashboard(\/?)$/, "/sse/dashboard$1");
-    if (path === m[3]) return null;
-    const scheme = (m[1] || "").toLowerCase();
-    const httpScheme = scheme === "wss:" ? "https:" : scheme === "ws:" ? "http:" : m[1] || "";
-    return httpScheme + (m[2] || "") + path + m[4];
-  }
-  function retryAfterMs(value) {
-    if (value == null || value.trim() === "") return null;
-    const v = value.trim();
-    if (/^\d+$/.test(v)) return parseInt(v, 10) * 1e3;
-    const at = Date.parse(v);
-    return isFinite(at) ? Math.max(0, at - Date.now()) : null;
-  }
-  function refusalCode(status) {
-    if (status === 401) return 4001;
-    if (status === 403 || status === 400) return 1008;
-    if (status === 429 || status === 503) return 1013;
-    return 1006;
+
+  // src/service.ts
+  var STATES = ["connecting", "connected", "reconnecting", "disconnected"];
+  function reportError(e) {
+    if (typeof root.setTimeout === "function") {
+      root.setTimeout(() => {
+        throw e;
+      }, 0);
+    }
   }
   var WebSocketService = class {
     constructor(options = {}) {
@@ -246,8 +487,8 @@
       /** SSE: no bytes for heartbeatMs + pongTimeoutMs ends the connection. */
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       this._livenessTimer = null;
-      this._seen = /* @__PURE__ */ new Set();
-      this._seenOrder = [];
+      /** The last ids seen (DEDUPE_WINDOW of them): one seen again is a duplicate. */
+      this._seen = new SeenIds();
       this._windowListening = false;
       /** A `getToken()` promise is pending: the socket is about to be opened. */
       this._awaitingToken = false;
@@ -255,6 +496,14 @@
       this._generation = 0;
       /** The last fresh connection's greeting carried an id: its gateway sends no state. */
       this._stateUnsupported = false;
+      /** How a connection's transport reports to the service (transport.ts). */
+      this._sink = {
+        isCurrent: (conn) => conn === this._conn,
+        opened: (conn) => this._handleOpen(conn),
+        text: (conn, text) => this._handleText(conn, text),
+        alive: (conn) => this._armLiveness(conn),
+        ended: (conn, end) => this._ended(conn, end)
+      };
       this._onOnline = () => {
         if (this._reconnectTimer != null && !this._conn && !this._stopped && !this._awaitingToken) {
           this._clearTimer("_reconnectTimer");
@@ -262,34 +511,7 @@
         }
       };
       const o = options;
-      const loc = o.location !== void 0 ? o.location : root.location || null;
-      this.options = {
-        url: o.url || null,
-        path: o.path || "/ws/dashboard",
-        token: o.token !== void 0 ? o.token : pageParam(loc, "token"),
-        auth: o.auth === "query" ? "query" : "frame",
-        getToken: typeof o.getToken === "function" ? o.getToken : null,
-        types: normalizeTypes(o.types),
-        baseDelayMs: num(o.baseDelayMs, 500),
-        maxDelayMs: num(o.maxDelayMs, 3e4),
-        maxAttempts: num(o.maxAttempts, 10),
-        healthyAfterMs: num(o.healthyAfterMs, 5e3),
-        heartbeatMs: num(o.heartbeatMs, 15e3),
-        pongTimeoutMs: num(o.pongTimeoutMs, 1e4),
-        random: typeof o.random === "function" ? o.random : () => Math.random(),
-        WebSocket: o.WebSocket || o.WebSocketImpl,
-        transport: o.transport === "websocket" || o.transport === "sse" ? o.transport : "auto",
-        sseUrl: o.sseUrl || null,
-        fetch: typeof o.fetch === "function" ? o.fetch : void 0,
-        location: loc,
-        timers: o.timers || {
-          setTimeout: (fn, ms) => root.setTimeout(fn, ms),
-          clearTimeout: (h) => root.clearTimeout(h),
-          setInterval: (fn, ms) => root.setInterval(fn, ms),
-          clearInterval: (h) => root.clearInterval(h)
-        },
-        state: o.state !== false
-      };
+      this.options = resolveOptions(o);
       this._statePhase = this.options.state ? "loading" : "off";
       this.lastId = o.since ? String(o.since) : null;
       this._nextTransport = this.options.transport === "sse" ? "sse" : "websocket";
@@ -403,7 +625,7 @@
       this._listenWindow(false);
       const conn = this._conn;
       this._conn = null;
-      if (conn) this._shut(conn, 1e3, "client disconnect");
+      if (conn) shut(conn, 1e3, "client disconnect");
       this._wsFailedBeforeOpen = false;
       this._sseProven = false;
       this._nextTransport = this.options.transport === "sse" ? "sse" : "websocket";
@@ -507,17 +729,7 @@
       else this._dialWebSocket();
     }
     _newConnection(transport) {
-      const conn = {
-        transport,
-        opened: false,
-        heard: false,
-        ws: null,
-        abort: null,
-        reader: null,
-        parser: null,
-        closeInfo: null,
-        stateEvents: null
-      };
+      const conn = newConnection(transport);
       this._conn = conn;
       this._awaitingGreeting = true;
       this._awaitingRecovery = this.lastId != null;
@@ -525,7 +737,7 @@
       return conn;
     }
     _dialWebSocket() {
-      const WS = this._impl();
+      const WS = webSocketImpl(this.options);
       const url = this.buildUrl("websocket");
       let ws;
       try {
@@ -535,148 +747,22 @@
         return;
       }
       const conn = this._newConnection("websocket");
-      conn.ws = ws;
       const o = this.options;
       this._authFrame = o.token && o.auth === "frame" ? o.token : null;
-      ws.onopen = () => this._handleOpen(conn);
-      ws.onmessage = (ev) => this._handleText(conn, ev.data);
-      ws.onerror = noop;
-      ws.onclose = (ev) => {
-        if (conn !== this._conn) return;
-        this._detach(ws);
-        this._ended(conn, { code: ev && ev.code, reason: ev && ev.reason });
-      };
+      attachWebSocket(conn, ws, this._sink);
     }
-    // GET the SSE endpoint with fetch (the token in Authorization, never in the URL) and
-    // feed each event's data to the same handler as a WebSocket text frame.
+    // GET the SSE endpoint with fetch (transport.ts: the token in Authorization, never in
+    // the URL); each event's data goes to the same handler as a WebSocket text frame.
     _dialSse() {
       const url = this.buildUrl("sse");
       const conn = this._newConnection("sse");
       this._authFrame = null;
-      const doFetch = this._fetchImpl();
+      const doFetch = fetchImpl(this.options);
       if (!doFetch || !url) {
         this._ended(conn, { code: 1006, reason: "no fetch or SSE URL" });
         return;
       }
-      const headers = { Accept: "text/event-stream" };
-      const token = this.options.token;
-      if (token) headers.Authorization = "Bearer " + token;
-      const init = { method: "GET", headers, cache: "no-store" };
-      const AC = root.AbortController;
-      if (typeof AC === "function") {
-        conn.abort = new AC();
-        init.signal = conn.abort.signal;
-      }
-      const failed = (e) => {
-        if (conn !== this._conn) return;
-        this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
-      };
-      this._armLiveness(conn);
-      let pending;
-      try {
-        pending = doFetch(url, init);
-      } catch (e) {
-        failed(e);
-        return;
-      }
-      Promise.resolve(pending).then((res) => {
-        if (conn !== this._conn) {
-          cancelBody(res);
-          return;
-        }
-        const type = res.headers && res.headers.get("content-type") || "";
-        if (res.status !== 200 || !/^\s*text\/event-stream/i.test(type) || !res.body) {
-          this._refused(conn, res);
-          return;
-        }
-        this._readSse(conn, res);
-      }, failed);
-    }
-    // A refusal: the HTTP status stands for the close code a WebSocket would carry.
-    _refused(conn, res) {
-      const status = res.status;
-      const wait = status === 429 || status === 503 ? retryAfterMs(res.headers && res.headers.get("retry-after")) : null;
-      const end = (reason) => {
-        if (conn !== this._conn) return;
-        this._ended(conn, { code: status === 200 ? 1006 : refusalCode(status), reason, status, retryAfterMs: wait });
-      };
-      if (status === 200) {
-        cancelBody(res);
-        end("not an event stream");
-        return;
-      }
-      let body;
-      try {
-        body = Promise.resolve(res.text());
-      } catch {
-        end(void 0);
-        return;
-      }
-      body.then((text) => {
-        let reason;
-        try {
-          const e = JSON.parse(text).error;
-          if (e && typeof e.code === "string") reason = e.code;
-          else if (e && typeof e.message === "string") reason = e.message;
-        } catch {
-        }
-        end(reason);
-      }, () => end(void 0));
-    }
-    _readSse(conn, res) {
-      const TD = root.TextDecoder;
-      const reader = res.body.getReader();
-      conn.reader = reader;
-      if (typeof TD !== "function") {
-        this._shut(conn, 1006, "no TextDecoder");
-        this._ended(conn, { code: 1006, reason: "no TextDecoder" });
-        return;
-      }
-      const decoder = new TD("utf-8");
-      const parser = new SseParser({
-        event: (ev) => {
-          if (ev.type === "message") {
-            this._handleText(conn, ev.data);
-          } else if (ev.type === "close") {
-            let code = 1006;
-            let reason = "";
-            try {
-              const d = JSON.parse(ev.data);
-              if (typeof d.code === "number") code = d.code;
-              if (typeof d.reason === "string") reason = d.reason;
-            } catch {
-            }
-            conn.closeInfo = { code, reason };
-            if (conn === this._conn) this._endSse(conn);
-          }
-        }
-      });
-      conn.parser = parser;
-      this._armLiveness(conn);
-      this._handleOpen(conn);
-      const pump = () => reader.read().then(({ done, value }) => {
-        if (conn !== this._conn) return void 0;
-        if (done) {
-          parser.feed(decoder.decode());
-          parser.end();
-          if (conn === this._conn) this._endSse(conn);
-          return void 0;
-        }
-        this._armLiveness(conn);
-        parser.feed(typeof value === "string" ? value : decoder.decode(value, { stream: true }));
-        return conn === this._conn ? pump() : void 0;
-      });
-      pump().catch((e) => {
-        if (conn !== this._conn) return;
-        this._shut(conn, 1006, "read error");
-        this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : void 0 });
-      });
-    }
-    // The stream ended (or said `event: close`): a close with that code (none: 1006).
-    _endSse(conn) {
-      const info = conn.closeInfo;
-      this._shut(conn, 1e3, "stream ended");
-      this._ended(conn, { code: info ? info.code : 1006, reason: info ? info.reason : "" });
+      dialSse(conn, doFetch, url, this.options.token, this._sink);
     }
     _armLiveness(conn) {
       this._clearTimer("_livenessTimer");
@@ -687,25 +773,13 @@
         if (conn === this._conn) this._dropDead(conn);
       }, o.heartbeatMs + o.pongTimeoutMs);
     }
-    _impl() {
-      const WS = this.options.WebSocket || root.WebSocket;
-      if (typeof WS !== "function") {
-        throw new TypeError("WebSocketService: no WebSocket implementation; pass options.WebSocket (e.g. the `ws` package in Node < 22)");
-      }
-      return WS;
-    }
-    _fetchImpl() {
-      if (this.options.fetch) return this.options.fetch;
-      if (typeof root.fetch !== "function") return null;
-      return (url, init) => root.fetch(url, init);
-    }
     // What the configured transport needs, or a TypeError now (not on a later attempt).
     _requireImpl() {
       if (this.options.transport !== "sse") {
-        this._impl();
+        webSocketImpl(this.options);
         return;
       }
-      if (!this._fetchImpl()) {
+      if (!fetchImpl(this.options)) {
         throw new TypeError("WebSocketService: transport 'sse' needs fetch; pass options.fetch");
       }
       if (this._sseBase() == null) {
@@ -729,31 +803,6 @@
       if (this.lastId) q.push("since=" + encodeURIComponent(this.lastId));
       if (o.state) q.push("state=1");
       return q;
-    }
-    // Stop a connection's transport; no event of it is handled after this.
-    _shut(conn, code, reason) {
-      const ws = conn.ws;
-      if (ws) {
-        this._detach(ws);
-        try {
-          ws.close(code, reason);
-        } catch {
-        }
-      }
-      if (conn.parser) conn.parser.stop();
-      if (conn.abort) {
-        try {
-          conn.abort.abort();
-        } catch {
-        }
-      }
-      if (conn.reader) conn.reader.cancel().catch(noop);
-    }
-    _detach(ws) {
-      ws.onopen = null;
-      ws.onmessage = null;
-      ws.onclose = null;
-      ws.onerror = noop;
     }
     _handleOpen(conn) {
       if (conn !== this._conn) return;
@@ -804,7 +853,7 @@
           this._emit("client:duplicate", msg.data, msg);
           return;
         }
-        this._remember(id);
+        this._seen.add(id);
         if (this.lastId == null) {
           this.lastId = id;
         } else {
@@ -867,7 +916,7 @@
       const id = idOf(msg);
       if (id != null) {
         this.lastId = id;
-        if (!this._seen.has(id)) this._remember(id);
+        this._seen.add(id);
       }
       this._liveSince = Date.now();
       const d = msg.data || {};
@@ -903,13 +952,6 @@
       this._awaitingRecovery = false;
       if (since != null && Date.now() - since >= this.options.healthyAfterMs) this.attempt = 0;
     }
-    _remember(id) {
-      this._seen.add(id);
-      this._seenOrder.push(id);
-      if (this._seenOrder.length > DEDUPE_WINDOW) {
-        this._seen.delete(this._seenOrder.shift());
-      }
-    }
     // A connection ended (closed, refused, failed, dropped): pick the next transport, report
     // the close, and schedule the next attempt.
     _ended(conn, end) {
@@ -937,7 +979,7 @@
       if (conn.transport === "websocket") {
         if (!conn.opened) this._wsFailedBeforeOpen = true;
         const blocked = !conn.opened || !conn.heard && end.code === 1006;
-        if (blocked && this._fetchImpl() && this._sseBase() != null) {
+        if (blocked && fetchImpl(this.options) && this._sseBase() != null) {
           this._nextTransport = "sse";
           return true;
         }
@@ -988,7 +1030,7 @@
     // drop it (abort the request) and reconnect now.
     _dropDead(conn) {
       if (conn !== this._conn) return;
-      this._shut(conn, 4e3, "heartbeat timeout");
+      shut(conn, 4e3, "heartbeat timeout");
       this._ended(conn, { code: 4e3, reason: "heartbeat timeout" });
     }
     _listenWindow(on) {

@@ -19,9 +19,9 @@ export const STALE_MESSAGE = 'gateway/assets/ws-client.js is stale: run `npm run
 
 const BANNER = `/*
  * gateway/assets/ws-client.js: generated from clients/js — do not edit; run npm run build:page
- * (in clients/js). The source is clients/js/src/service.ts, the same WebSocketService that
- * the npm package @dashboard-gateway/client exports; here it is the global
- * window.WebSocketService used by dashboard.js.
+ * (in clients/js). The source is clients/js/src/service.ts (and the modules it imports), the
+ * same WebSocketService that the npm package @dashboard-gateway/client exports; here it is the
+ * global window.WebSocketService used by dashboard.js.
  */`;
 
 /** The page bundle's text, built in memory. */

@@ -3,22 +3,16 @@
  * `/ws/dashboard` WebSocket, falling back to Server-Sent Events (`/sse/dashboard`). The
  * React hook lives in `@dashboard-gateway/client/react`.
  */
-export {
-  WebSocketService,
-  STATES,
-  compareIds,
-  parseStreamId,
-  isPong,
-  sseUrlOf,
-} from './service.js';
+export { WebSocketService, STATES } from './service.js';
+export { compareIds, parseStreamId, isPong } from './ids.js';
+export { sseUrlOf } from './http.js';
 export { SseParser } from './sse.js';
 export type { SseEvent, SseHandlers } from './sse.js';
+export type { ServiceStats, Unsubscribe } from './service.js';
 export type {
   WebSocketServiceOptions,
   ResolvedOptions,
-  ServiceStats,
   StateHandler,
-  Unsubscribe,
   WebSocketLike,
   WebSocketConstructor,
   Timers,
@@ -27,5 +21,5 @@ export type {
   FetchInit,
   FetchResponseLike,
   TransportOption,
-} from './service.js';
+} from './options.js';
 export type * from './types.js';

@@ -68,6 +68,12 @@
  *
  * The same code is the dashboard page's `window.WebSocketService` (gateway/assets/ws-client.js
  * is built from this package).
+ *
+ * This module is the state machine: connection state, the greeting, recovery and the
+ * state phase, dedupe, heartbeat, backoff, the choice of transport. What it stands on is
+ * beside it: options.ts (the options and their defaults), transport.ts (the WebSocket and
+ * SSE connections), http.ts (URLs, what an SSE refusal means), ids.ts (event ids, the
+ * dedupe window), sse.ts (the event-stream parser).
  */
 import type {
   ClientEventMap,
@@ -79,167 +85,28 @@ import type {
   StatePhase,
   Transport,
 } from './types.js';
-import { SseParser } from './sse.js';
-
-/** Minimal WebSocket surface the service needs (the browser's, `ws`'s, undici's...). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onopen: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onmessage: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onerror: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onclose: ((ev: any) => void) | null;
-}
-
-/** A WebSocket constructor: `new WebSocketImpl(url)`. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-/** What the SSE transport passes to `fetch`. */
-export interface FetchInit {
-  method: 'GET';
-  headers: Record<string, string>;
-  cache: 'no-store';
-  signal?: AbortSignal;
-}
-
-/** The part of a fetch `Response` the SSE transport reads. */
-export interface FetchResponseLike {
-  readonly status: number;
-  readonly headers: { get(name: string): string | null };
-  readonly body: {
-    getReader(): {
-      read(): Promise<{ done: boolean; value?: Uint8Array | string }>;
-      cancel(reason?: unknown): Promise<void>;
-    };
-  } | null;
-  text(): Promise<string>;
-}
-
-/** A `fetch` implementation (the browser's, Node's, undici's...), used by the SSE transport. */
-export type FetchLike = (url: string, init: FetchInit) => Promise<FetchResponseLike>;
-
-/** Which transport the client uses: `auto` (WebSocket, falling back to SSE), or only one. */
-export type TransportOption = 'auto' | Transport;
-
-/** Timer functions (defaults to the global ones, looked up at call time). */
-export interface Timers {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  setTimeout(fn: () => void, ms: number): any;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  clearTimeout(handle: any): void;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  setInterval(fn: () => void, ms: number): any;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  clearInterval(handle: any): void;
-}
-
-/** The parts of `window.location` used to build a same-host URL and read `?token=`. */
-export interface LocationLike {
-  protocol?: string;
-  host?: string;
-  search?: string;
-}
-
-export interface WebSocketServiceOptions {
-  /** Full endpoint URL, e.g. `wss://gw.example/ws/dashboard`. Default: the page's host + `path`. */
-  url?: string | null;
-  /** Path used with the page's host when `url` is not given. Default `/ws/dashboard`. */
-  path?: string;
-  /** JWT, sent as the first frame (see `auth`). Default: the page URL's `token` parameter; `null` for none. */
-  token?: string | null;
-  /**
-   * How the token travels: `'frame'` (default) opens `?auth=frame` and sends
-   * `{"type":"auth","token":...}` first, so the token stays out of URLs and logs;
-   * `'query'` puts it in `?token=` (gateways that predate `?auth=frame`).
-   */
-  auth?: 'frame' | 'query';
-  /**
-   * Called before each connection attempt (sync or async); its result replaces `token`.
-   * Use it with short-lived tokens: return a fresh one (e.g. from your IdP's SDK).
-   */
-  getToken?: (() => TokenResult | Promise<TokenResult>) | null;
-  /** Only these message types (`?types=`); the greeting analytics and pongs always come. */
-  types?: string[] | string | null;
-  /** Resume from this id on the first connection (`?since=`). */
-  since?: string | null;
-  /** Backoff base (ms); attempt n waits random(0, min(maxDelayMs, baseDelayMs * 2^n)). Default 500. */
-  baseDelayMs?: number;
-  /** Backoff cap (ms). Default 30000. */
-  maxDelayMs?: number;
-  /** Reconnection attempts before giving up (state `disconnected`). Default 10. */
-  maxAttempts?: number;
-  /**
-   * How long a connection must stay up past its greeting (past `recovery` when resuming)
-   * to count as healthy and reset the attempt count, if no live event proved it sooner (ms).
-   * Default 5000.
-   */
-  healthyAfterMs?: number;
-  /** Heartbeat ping interval (ms); 0 turns the heartbeat off. Default 15000. */
-  heartbeatMs?: number;
-  /** Silence after a ping before the socket counts as dead (ms); 0: never. Default 10000. */
-  pongTimeoutMs?: number;
-  /** Random source in [0, 1) for the jitter. Default `Math.random` (looked up at call time). */
-  random?: () => number;
-  /** WebSocket implementation (e.g. `ws` in Node < 22). Default `globalThis.WebSocket`. */
-  WebSocket?: WebSocketConstructor;
-  /** Alias of `WebSocket`. */
-  WebSocketImpl?: WebSocketConstructor;
-  /**
-   * `'auto'` (default): WebSocket, falling back to Server-Sent Events when a WebSocket
-   * cannot be opened (see the top of this file); `'websocket'`: never SSE; `'sse'`: only SSE.
-   */
-  transport?: TransportOption;
-  /**
-   * The SSE endpoint, e.g. `https://gw.example/sse/dashboard`. Default: the WebSocket URL
-   * with `http:`/`https:` for `ws:`/`wss:` and its trailing `/ws/dashboard` replaced by
-   * `/sse/dashboard` (no fallback when the path has no `/ws/dashboard`).
-   */
-  sseUrl?: string | null;
-  /** `fetch` for the SSE transport. Default `globalThis.fetch`, looked up at call time. */
-  fetch?: FetchLike;
-  /** Default `globalThis.location`. */
-  location?: LocationLike | null;
-  /** Default the global timer functions. */
-  timers?: Timers;
-  /**
-   * Open on the gateway's keyed state (`?state=1` on both transports), delivered as one
-   * `state` event before the live stream; false: live only. Default true.
-   */
-  state?: boolean;
-  /** Called on every state change with (next, previous). */
-  onStateChange?: StateHandler;
-}
-
-/** What `getToken()` may give: a token, or nothing (connect without one). */
-export type TokenResult = string | null | undefined;
-
-export interface ResolvedOptions {
-  url: string | null;
-  path: string;
-  token: string | null;
-  auth: 'frame' | 'query';
-  getToken: (() => TokenResult | Promise<TokenResult>) | null;
-  types: string[] | null;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  maxAttempts: number;
-  healthyAfterMs: number;
-  heartbeatMs: number;
-  pongTimeoutMs: number;
-  random: () => number;
-  WebSocket: WebSocketConstructor | undefined;
-  transport: TransportOption;
-  sseUrl: string | null;
-  fetch: FetchLike | undefined;
-  location: LocationLike | null;
-  timers: Timers;
-  state: boolean;
-}
+import { SeenIds, compareIds, idOf, isPong, parseStreamId } from './ids.js';
+import { sseUrlOf, withQuery } from './http.js';
+import {
+  fetchImpl,
+  resolveOptions,
+  root,
+  webSocketImpl,
+  type ResolvedOptions,
+  type StateHandler,
+  type TokenResult,
+  type WebSocketLike,
+  type WebSocketServiceOptions,
+} from './options.js';
+import {
+  attachWebSocket,
+  dialSse,
+  newConnection,
+  shut,
+  type Connection,
+  type ConnectionSink,
+  type Ending,
+} from './transport.js';
 
 export interface ServiceStats {
   /** Envelopes received (including pongs, duplicates excluded from nothing). */
@@ -254,7 +121,6 @@ export interface ServiceStats {
   recoveriesFailed: number;
 }
 
-export type StateHandler = (state: ConnectionState, previous: ConnectionState) => void;
 export type Unsubscribe = () => void;
 
 /** Data type of message type `K` given the extra type map `X`. */
@@ -269,174 +135,11 @@ type AnyHandler = (data: any, msg: any) => void;
 
 export const STATES: readonly ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected'];
 
-/** Ids remembered to drop exact duplicates. */
-const DEDUPE_WINDOW = 2048;
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const root: any = typeof globalThis !== 'undefined' ? globalThis : {};
-
-function stripZeros(digits: string): string {
-  const s = digits.replace(/^0+/, '');
-  return s === '' ? '0' : s;
-}
-
-/**
- * A parsed event id: `epoch` (null for a plain Redis stream id), then the ms and seq parts
- * as digit strings without leading zeros.
- */
-export interface StreamId {
-  epoch: string | null;
-  ms: string;
-  seq: string;
-}
-
-/**
- * Parse an event id: `<epoch>:<ms>-<seq>` (epoch: 1-32 of [0-9a-z], the history the id
- * belongs to), or a plain Redis stream id `ms-seq` / `ms`. Null when it is neither.
- */
-export function parseStreamId(id: unknown): StreamId | null {
-  if (typeof id !== 'string') return null;
-  const m = /^(?:([0-9a-z]{1,32}):)?(\d+)(?:-(\d+))?$/.exec(id.trim());
-  if (!m) return null;
-  return { epoch: m[1] ?? null, ms: stripZeros(m[2]), seq: stripZeros(m[3] || '0') };
-}
-
-function compareDigits(a: string, b: string): number {
-  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Order two event ids: ms numerically, then seq. Returns -1, 0 or 1; null when they cannot
- * be ordered: either is not an id, or their epochs differ (ids of two different histories;
- * a plain `ms-seq` id and an epoch id differ too). The client then takes the latest
- * received as its resume point.
- */
-export function compareIds(a: unknown, b: unknown): -1 | 0 | 1 | null {
-  const pa = parseStreamId(a);
-  const pb = parseStreamId(b);
-  if (!pa || !pb || pa.epoch !== pb.epoch) return null;
-  return (compareDigits(pa.ms, pb.ms) || compareDigits(pa.seq, pb.seq)) as -1 | 0 | 1;
-}
-
-function normalizeTypes(types: string[] | string | null | undefined): string[] | null {
-  if (types == null || types === '') return null;
-  const list = (Array.isArray(types) ? types : String(types).split(','))
-    .map((t) => String(t).trim())
-    .filter(Boolean);
-  return list.length ? list : null;
-}
-
-/** An envelope's `id` as a string (a non-empty string, or a number); null when it has none. */
-function idOf(msg: { id?: unknown }): string | null {
-  const id = msg.id;
-  return (typeof id === 'string' && id !== '') || typeof id === 'number' ? String(id) : null;
-}
-
-/** The server's answer to `ping`: `{"type":"analytics_update","data":{"pong":true}}`. */
-export function isPong(msg: { type?: unknown; data?: unknown }): boolean {
-  const d = msg.data as Record<string, unknown> | null;
-  return msg.type === 'analytics_update' && d !== null && typeof d === 'object' &&
-    !Array.isArray(d) && d.pong === true;
-}
-
-function pageParam(loc: LocationLike | null, name: string): string | null {
-  try {
-    if (!loc || typeof loc.search !== 'string') return null;
-    return new URLSearchParams(loc.search).get(name);
-  } catch {
-    return null;
-  }
-}
-
-function num(v: unknown, d: number): number {
-  return typeof v === 'number' && isFinite(v) && v >= 0 ? v : d;
-}
-
 function reportError(e: unknown): void {
   // a subscriber threw: surface it without breaking the dispatch loop
   if (typeof root.setTimeout === 'function') {
     root.setTimeout(() => { throw e; }, 0);
   }
-}
-
-// A socket we dropped may still fire `error` (e.g. `ws` closing during the handshake);
-// keep a no-op handler so that it is never an unhandled error event.
-function noop(): void { /* ignore */ }
-
-function withQuery(base: string, q: string[]): string {
-  if (!q.length) return base;
-  return base + (base.indexOf('?') >= 0 ? '&' : '?') + q.join('&');
-}
-
-// A response not read: release its connection.
-function cancelBody(res: FetchResponseLike): void {
-  try {
-    if (res.body) res.body.getReader().cancel().catch(noop);
-  } catch { /* locked or gone */ }
-}
-
-/**
- * The SSE endpoint of a WebSocket URL: ws: -> http:, wss: -> https:, a trailing
- * `/ws/dashboard` -> `/sse/dashboard`, the query kept. Null when the path has none.
- */
-export function sseUrlOf(wsUrl: string): string | null {
-  const m = /^([a-z][a-z0-9+.-]*:)?(\/\/[^/?#]*)?([^?#]*)(.*)$/i.exec(wsUrl);
-  if (!m) return null;
-  const path = m[3].replace(/\/ws\/dashboard(\/?)$/, '/sse/dashboard$1');
-  if (path === m[3]) return null;
-  const scheme = (m[1] || '').toLowerCase();
-  const httpScheme = scheme === 'wss:' ? 'https:' : scheme === 'ws:' ? 'http:' : m[1] || '';
-  return httpScheme + (m[2] || '') + path + m[4];
-}
-
-/** A `Retry-After` header (seconds, or an HTTP date) in ms; null when absent or invalid. */
-function retryAfterMs(value: string | null): number | null {
-  if (value == null || value.trim() === '') return null;
-  const v = value.trim();
-  if (/^\d+$/.test(v)) return parseInt(v, 10) * 1000;
-  const at = Date.parse(v);
-  return isFinite(at) ? Math.max(0, at - Date.now()) : null;
-}
-
-/** The close code an SSE refusal stands for (the one a WebSocket would have closed with). */
-function refusalCode(status: number): number {
-  if (status === 401) return 4001; // bad or expired token: a fresh one is fetched first
-  if (status === 403 || status === 400) return 1008; // policy: origin, types
-  if (status === 429 || status === 503) return 1013; // limits: try again later
-  return 1006;
-}
-
-/** One connection attempt, over either transport. */
-interface Connection {
-  readonly transport: Transport;
-  /** WebSocket: `open` fired; SSE: a 200 `text/event-stream` response arrived. */
-  opened: boolean;
-  /** A server message arrived on it. */
-  heard: boolean;
-  /** The WebSocket transport's socket. */
-  ws: WebSocketLike | null;
-  /** The SSE transport's request. */
-  abort: AbortController | null;
-  reader: { cancel(reason?: unknown): Promise<void> } | null;
-  parser: SseParser | null;
-  /** SSE: the `event: close` data, when it came. */
-  closeInfo: { code: number; reason: string } | null;
-  /**
-   * In the state phase (after the greeting or a failed `recovery`, before the `state`
-   * marker): the state events collected so far. Null otherwise; a connection that ends
-   * takes what it collected with it.
-   */
-  stateEvents: Envelope[] | null;
-}
-
-interface Ending {
-  code: number | undefined;
-  reason: string | undefined;
-  /** The HTTP status of an SSE refusal. */
-  status?: number;
-  /** An SSE refusal's Retry-After (ms). */
-  retryAfterMs?: number | null;
 }
 
 /**
@@ -489,8 +192,8 @@ export class WebSocketService<X extends object = {}> {
   /** SSE: no bytes for heartbeatMs + pongTimeoutMs ends the connection. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private _livenessTimer: any = null;
-  private _seen = new Set<string>();
-  private _seenOrder: string[] = [];
+  /** The last ids seen (DEDUPE_WINDOW of them): one seen again is a duplicate. */
+  private readonly _seen = new SeenIds();
   private _windowListening = false;
   /** A `getToken()` promise is pending: the socket is about to be opened. */
   private _awaitingToken = false;
@@ -500,37 +203,18 @@ export class WebSocketService<X extends object = {}> {
   private _statePhase: StatePhase;
   /** The last fresh connection's greeting carried an id: its gateway sends no state. */
   private _stateUnsupported = false;
+  /** How a connection's transport reports to the service (transport.ts). */
+  private readonly _sink: ConnectionSink = {
+    isCurrent: (conn) => conn === this._conn,
+    opened: (conn) => this._handleOpen(conn),
+    text: (conn, text) => this._handleText(conn, text),
+    alive: (conn) => this._armLiveness(conn),
+    ended: (conn, end) => this._ended(conn, end),
+  };
 
   constructor(options: WebSocketServiceOptions = {}) {
     const o = options;
-    const loc: LocationLike | null = o.location !== undefined ? o.location : root.location || null;
-    this.options = {
-      url: o.url || null,
-      path: o.path || '/ws/dashboard',
-      token: o.token !== undefined ? o.token : pageParam(loc, 'token'),
-      auth: o.auth === 'query' ? 'query' : 'frame',
-      getToken: typeof o.getToken === 'function' ? o.getToken : null,
-      types: normalizeTypes(o.types),
-      baseDelayMs: num(o.baseDelayMs, 500),
-      maxDelayMs: num(o.maxDelayMs, 30000),
-      maxAttempts: num(o.maxAttempts, 10),
-      healthyAfterMs: num(o.healthyAfterMs, 5000),
-      heartbeatMs: num(o.heartbeatMs, 15000),
-      pongTimeoutMs: num(o.pongTimeoutMs, 10000),
-      random: typeof o.random === 'function' ? o.random : () => Math.random(),
-      WebSocket: o.WebSocket || o.WebSocketImpl,
-      transport: o.transport === 'websocket' || o.transport === 'sse' ? o.transport : 'auto',
-      sseUrl: o.sseUrl || null,
-      fetch: typeof o.fetch === 'function' ? o.fetch : undefined,
-      location: loc,
-      timers: o.timers || {
-        setTimeout: (fn, ms) => root.setTimeout(fn, ms),
-        clearTimeout: (h) => root.clearTimeout(h),
-        setInterval: (fn, ms) => root.setInterval(fn, ms),
-        clearInterval: (h) => root.clearInterval(h),
-      },
-      state: o.state !== false,
-    };
+    this.options = resolveOptions(o);
     this._statePhase = this.options.state ? 'loading' : 'off';
     this.lastId = o.since ? String(o.since) : null;
     this._nextTransport = this.options.transport === 'sse' ? 'sse' : 'websocket';
@@ -662,7 +346,7 @@ export class WebSocketService<X extends object = {}> {
     this._listenWindow(false);
     const conn = this._conn;
     this._conn = null;
-    if (conn) this._shut(conn, 1000, 'client disconnect');
+    if (conn) shut(conn, 1000, 'client disconnect');
     this._wsFailedBeforeOpen = false;
     this._sseProven = false;
     this._nextTransport = this.options.transport === 'sse' ? 'sse' : 'websocket';
@@ -768,10 +452,7 @@ export class WebSocketService<X extends object = {}> {
   }
 
   private _newConnection(transport: Transport): Connection {
-    const conn: Connection = {
-      transport, opened: false, heard: false, ws: null, abort: null, reader: null, parser: null, closeInfo: null,
-      stateEvents: null,
-    };
+    const conn = newConnection(transport);
     this._conn = conn;
     this._awaitingGreeting = true;
     this._awaitingRecovery = this.lastId != null; // the URL carries ?since=
@@ -780,7 +461,7 @@ export class WebSocketService<X extends object = {}> {
   }
 
   private _dialWebSocket(): void {
-    const WS = this._impl();
+    const WS = webSocketImpl(this.options);
     const url = this.buildUrl('websocket');
     let ws: WebSocketLike;
     try {
@@ -791,153 +472,23 @@ export class WebSocketService<X extends object = {}> {
       return;
     }
     const conn = this._newConnection('websocket');
-    conn.ws = ws;
     const o = this.options;
     this._authFrame = o.token && o.auth === 'frame' ? o.token : null;
-    ws.onopen = () => this._handleOpen(conn);
-    ws.onmessage = (ev: { data: unknown }) => this._handleText(conn, ev.data);
-    ws.onerror = noop; // a close event always follows
-    ws.onclose = (ev: { code?: number; reason?: string }) => {
-      if (conn !== this._conn) return;
-      this._detach(ws);
-      this._ended(conn, { code: ev && ev.code, reason: ev && ev.reason });
-    };
+    attachWebSocket(conn, ws, this._sink);
   }
 
-  // GET the SSE endpoint with fetch (the token in Authorization, never in the URL) and
-  // feed each event's data to the same handler as a WebSocket text frame.
+  // GET the SSE endpoint with fetch (transport.ts: the token in Authorization, never in
+  // the URL); each event's data goes to the same handler as a WebSocket text frame.
   private _dialSse(): void {
     const url = this.buildUrl('sse');
     const conn = this._newConnection('sse');
     this._authFrame = null; // the token is in the request's headers
-    const doFetch = this._fetchImpl();
+    const doFetch = fetchImpl(this.options);
     if (!doFetch || !url) {
       this._ended(conn, { code: 1006, reason: 'no fetch or SSE URL' });
       return;
     }
-    const headers: Record<string, string> = { Accept: 'text/event-stream' };
-    const token = this.options.token;
-    if (token) headers.Authorization = 'Bearer ' + token;
-    const init: FetchInit = { method: 'GET', headers, cache: 'no-store' };
-    const AC = root.AbortController;
-    if (typeof AC === 'function') {
-      conn.abort = new AC() as AbortController;
-      init.signal = conn.abort.signal;
-    }
-    const failed = (e: unknown) => {
-      if (conn !== this._conn) return;
-      this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : undefined });
-    };
-    this._armLiveness(conn); // a request that hangs before its headers is as dead
-    let pending: Promise<FetchResponseLike>;
-    try {
-      pending = doFetch(url, init);
-    } catch (e) {
-      failed(e);
-      return;
-    }
-    Promise.resolve(pending).then((res) => {
-      if (conn !== this._conn) {
-        cancelBody(res);
-        return;
-      }
-      const type = (res.headers && res.headers.get('content-type')) || '';
-      if (res.status !== 200 || !/^\s*text\/event-stream/i.test(type) || !res.body) {
-        this._refused(conn, res);
-        return;
-      }
-      this._readSse(conn, res);
-    }, failed);
-  }
-
-  // A refusal: the HTTP status stands for the close code a WebSocket would carry.
-  private _refused(conn: Connection, res: FetchResponseLike): void {
-    const status = res.status;
-    const wait = status === 429 || status === 503 ? retryAfterMs(res.headers && res.headers.get('retry-after')) : null;
-    const end = (reason: string | undefined) => {
-      if (conn !== this._conn) return;
-      this._ended(conn, { code: status === 200 ? 1006 : refusalCode(status), reason, status, retryAfterMs: wait });
-    };
-    if (status === 200) {
-      cancelBody(res);
-      end('not an event stream');
-      return;
-    }
-    let body: Promise<string>;
-    try {
-      body = Promise.resolve(res.text());
-    } catch {
-      end(undefined);
-      return;
-    }
-    body.then((text) => {
-      let reason: string | undefined;
-      try {
-        const e = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
-        if (e && typeof e.code === 'string') reason = e.code;
-        else if (e && typeof e.message === 'string') reason = e.message;
-      } catch { /* not JSON */ }
-      end(reason);
-    }, () => end(undefined));
-  }
-
-  private _readSse(conn: Connection, res: FetchResponseLike): void {
-    const TD = root.TextDecoder;
-    const reader = res.body!.getReader();
-    conn.reader = reader;
-    if (typeof TD !== 'function') {
-      this._shut(conn, 1006, 'no TextDecoder');
-      this._ended(conn, { code: 1006, reason: 'no TextDecoder' });
-      return;
-    }
-    const decoder = new TD('utf-8') as TextDecoder;
-    const parser = new SseParser({
-      event: (ev) => {
-        if (ev.type === 'message') {
-          this._handleText(conn, ev.data);
-        } else if (ev.type === 'close') {
-          // not an envelope: the close code the stream ends with
-          let code = 1006;
-          let reason = '';
-          try {
-            const d = JSON.parse(ev.data) as { code?: unknown; reason?: unknown };
-            if (typeof d.code === 'number') code = d.code;
-            if (typeof d.reason === 'string') reason = d.reason;
-          } catch { /* keep 1006 */ }
-          conn.closeInfo = { code, reason };
-          // the server ends the stream next; do not wait for it (a proxy may hold it open)
-          if (conn === this._conn) this._endSse(conn);
-        }
-        // other event types: not the gateway's; ignored
-      },
-    });
-    conn.parser = parser;
-    this._armLiveness(conn);
-    this._handleOpen(conn);
-    const pump = (): Promise<void> => reader.read().then(({ done, value }) => {
-      if (conn !== this._conn) return undefined;
-      if (done) {
-        parser.feed(decoder.decode());
-        parser.end();
-        if (conn === this._conn) this._endSse(conn);
-        return undefined;
-      }
-      this._armLiveness(conn); // any bytes at all (a `: ping` too) prove it alive
-      parser.feed(typeof value === 'string' ? value : decoder.decode(value, { stream: true }));
-      return conn === this._conn ? pump() : undefined;
-    });
-    pump().catch((e: unknown) => {
-      if (conn !== this._conn) return;
-      this._shut(conn, 1006, 'read error');
-      this._ended(conn, { code: 1006, reason: e instanceof Error ? e.message : undefined });
-    });
-  }
-
-  // The stream ended (or said `event: close`): a close with that code (none: 1006).
-  private _endSse(conn: Connection): void {
-    const info = conn.closeInfo;
-    this._shut(conn, 1000, 'stream ended');
-    this._ended(conn, { code: info ? info.code : 1006, reason: info ? info.reason : '' });
+    dialSse(conn, doFetch, url, this.options.token, this._sink);
   }
 
   private _armLiveness(conn: Connection): void {
@@ -950,27 +501,13 @@ export class WebSocketService<X extends object = {}> {
     }, o.heartbeatMs + o.pongTimeoutMs);
   }
 
-  private _impl(): WebSocketConstructor {
-    const WS = this.options.WebSocket || root.WebSocket;
-    if (typeof WS !== 'function') {
-      throw new TypeError('WebSocketService: no WebSocket implementation; pass options.WebSocket (e.g. the `ws` package in Node < 22)');
-    }
-    return WS;
-  }
-
-  private _fetchImpl(): FetchLike | null {
-    if (this.options.fetch) return this.options.fetch;
-    if (typeof root.fetch !== 'function') return null;
-    return (url, init) => root.fetch(url, init); // called on its global, as browsers require
-  }
-
   // What the configured transport needs, or a TypeError now (not on a later attempt).
   private _requireImpl(): void {
     if (this.options.transport !== 'sse') {
-      this._impl();
+      webSocketImpl(this.options);
       return;
     }
-    if (!this._fetchImpl()) {
+    if (!fetchImpl(this.options)) {
       throw new TypeError("WebSocketService: transport 'sse' needs fetch; pass options.fetch");
     }
     if (this._sseBase() == null) {
@@ -997,27 +534,6 @@ export class WebSocketService<X extends object = {}> {
     if (this.lastId) q.push('since=' + encodeURIComponent(this.lastId));
     if (o.state) q.push('state=1');
     return q;
-  }
-
-  // Stop a connection's transport; no event of it is handled after this.
-  private _shut(conn: Connection, code: number, reason: string): void {
-    const ws = conn.ws;
-    if (ws) {
-      this._detach(ws);
-      try { ws.close(code, reason); } catch { /* already closed */ }
-    }
-    if (conn.parser) conn.parser.stop();
-    if (conn.abort) {
-      try { conn.abort.abort(); } catch { /* ignore */ }
-    }
-    if (conn.reader) conn.reader.cancel().catch(noop);
-  }
-
-  private _detach(ws: WebSocketLike): void {
-    ws.onopen = null;
-    ws.onmessage = null;
-    ws.onclose = null;
-    ws.onerror = noop;
   }
 
   private _handleOpen(conn: Connection): void {
@@ -1070,7 +586,7 @@ export class WebSocketService<X extends object = {}> {
         this._emit('client:duplicate', msg.data, msg);
         return;
       }
-      this._remember(id);
+      this._seen.add(id);
       if (this.lastId == null) {
         this.lastId = id;
       } else {
@@ -1141,7 +657,7 @@ export class WebSocketService<X extends object = {}> {
     const id = idOf(msg);
     if (id != null) {
       this.lastId = id; // the marker's id is the position, whatever came before
-      if (!this._seen.has(id)) this._remember(id);
+      this._seen.add(id); // (a no-op when seen already)
     }
     this._liveSince = Date.now();
     const d = (msg.data || {}) as { count?: unknown };
@@ -1181,14 +697,6 @@ export class WebSocketService<X extends object = {}> {
     if (since != null && Date.now() - since >= this.options.healthyAfterMs) this.attempt = 0;
   }
 
-  private _remember(id: string): void {
-    this._seen.add(id);
-    this._seenOrder.push(id);
-    if (this._seenOrder.length > DEDUPE_WINDOW) {
-      this._seen.delete(this._seenOrder.shift() as string);
-    }
-  }
-
   // A connection ended (closed, refused, failed, dropped): pick the next transport, report
   // the close, and schedule the next attempt.
   private _ended(conn: Connection, end: Ending): void {
@@ -1217,7 +725,7 @@ export class WebSocketService<X extends object = {}> {
     if (conn.transport === 'websocket') {
       if (!conn.opened) this._wsFailedBeforeOpen = true;
       const blocked = !conn.opened || (!conn.heard && end.code === 1006);
-      if (blocked && this._fetchImpl() && this._sseBase() != null) {
+      if (blocked && fetchImpl(this.options) && this._sseBase() != null) {
         this._nextTransport = 'sse';
         return true;
       }
@@ -1273,7 +781,7 @@ export class WebSocketService<X extends object = {}> {
   // drop it (abort the request) and reconnect now.
   private _dropDead(conn: Connection): void {
     if (conn !== this._conn) return;
-    this._shut(conn, 4000, 'heartbeat timeout');
+    shut(conn, 4000, 'heartbeat timeout');
     this._ended(conn, { code: 4000, reason: 'heartbeat timeout' });
   }
 

@@ -214,6 +214,22 @@ describe('messages', () => {
     s.disconnect();
   });
 
+  it('drops a repeat of any of the last 2048 ids, not of an older one', () => {
+    const s = service();
+    const got: unknown[] = [];
+    s.on('alert', (_d, m) => got.push(m.id));
+    s.connect();
+    FakeWebSocket.last.open();
+    for (let i = 1; i <= 2049; i++) FakeWebSocket.last.msg(env('alert', {}, `${i}-0`));
+    expect(got).toHaveLength(2049);
+    FakeWebSocket.last.msg(env('alert', {}, '2-0')); // among the last 2048: a duplicate
+    FakeWebSocket.last.msg(env('alert', {}, '2049-0'));
+    FakeWebSocket.last.msg(env('alert', {}, '1-0')); // forgotten: delivered again
+    expect(got.slice(2049)).toEqual(['1-0']);
+    expect(s.stats).toMatchObject({ received: 2052, duplicates: 2 });
+    s.disconnect();
+  });
+
   it('a throwing subscriber does not stop the others', () => {
     const s = service();
     const got: string[] = [];

@@ -6,7 +6,7 @@
  */
 import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
 import { WebSocketService } from '../service.js';
-import type { WebSocketServiceOptions } from '../service.js';
+import type { WebSocketServiceOptions } from '../options.js';
 import type { ConnectionState, RecoveryData, ServerMessage, StateData, StatePhase, Transport } from '../types.js';
 
 export interface ConnectionOptions extends Omit<WebSocketServiceOptions, 'onStateChange'> {

@@ -11,7 +11,7 @@
  * event's `evicted` keys remove exactly the elements the gateway's state dropped; an
  * element that came without a key is matched by its data (`id`, or `tutor_id` + `window`).
  */
-import { compareIds } from '../service.js';
+import { compareIds } from '../ids.js';
 import { isObject, scalarKey } from './util.js';
 import type { Envelope, ServerMessage } from '../types.js';
 

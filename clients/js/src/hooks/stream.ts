@@ -11,7 +11,7 @@
 import { useReducer } from 'react';
 import { useConnection, type ConnectionOptions } from './connection.js';
 import { isObject, scalarKey } from './util.js';
-import { compareIds } from '../service.js';
+import { compareIds } from '../ids.js';
 import type {
   AlertMessage,
   AnalyticsData,
