@@ -26,6 +26,7 @@ pub const BUS_REJECTED_IDS: &str = "gateway_bus_rejected_ids_total";
 pub const BUS_HISTORY_RESETS: &str = "gateway_bus_history_resets_total";
 pub const STATE_KEYS: &str = "gateway_state_keys";
 pub const STATE_EVICTIONS: &str = "gateway_state_evictions_total";
+pub const STATE_SUPERSEDED: &str = "gateway_state_superseded_total";
 pub const STATE_READS: &str = "gateway_state_reads_total";
 pub const STATE_EVENTS_SENT: &str = "gateway_state_events_sent_total";
 pub const FANOUT_GAPS: &str = "gateway_fanout_gaps_total";
@@ -148,6 +149,10 @@ fn describe() {
     describe_counter!(
         STATE_EVICTIONS,
         "Keys the publish script evicted from the state to stay within STATE_MAX_KEYS / STATE_TTL_SECS"
+    );
+    describe_counter!(
+        STATE_SUPERSEDED,
+        "Keyed events that reached this node after a later event of their key (a Redis Cluster's history re-read), not sent live"
     );
     describe_counter!(STATE_READS, "Clients sent the current state (?state=1)");
     describe_counter!(

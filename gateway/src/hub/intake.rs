@@ -14,7 +14,9 @@ use shared::{DecodeError, Epoch, EventId, Position, kind};
 use thiserror::Error;
 
 use super::{Event, Hub, Recent, Snapshot, State};
-use crate::telemetry::{BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, STATE_EVICTIONS, STATE_KEYS};
+use crate::telemetry::{
+    BUS_INVALID_PAYLOADS, BUS_REJECTED_IDS, STATE_EVICTIONS, STATE_KEYS, STATE_SUPERSEDED,
+};
 
 /// How far ahead of this node's clock a history id may be: history ids are
 /// Redis's clock in ms, so anything further ahead was not assigned by it.
@@ -29,6 +31,11 @@ pub enum Dispatched {
     /// Its id was at or before one already sent (a reconnect's catch-up
     /// overlapping the live stream): dropped so nobody sees it twice.
     Duplicate,
+    /// A keyed event that reached the node after a later one of its key
+    /// (on a Redis Cluster, the history re-read bringing an event whose
+    /// live copy was lost): not its key's latest, so not sent live, where
+    /// a dashboard would go back to it (a replay, in history order, has it).
+    Superseded,
 }
 
 /// Why a bus payload reached no client.
@@ -212,6 +219,17 @@ impl Hub {
                 return Ok(Dispatched::Duplicate);
             }
             state.head = state.head.max(Some(id));
+        }
+        if let Some(change) = change.as_ref().filter(|_| state.recent.is_some())
+            && let Some(id) = frame.id()
+            && state.keyed.superseded(&frame.kind, &change.key, id)
+        {
+            // Its evictions still stand where nothing newer came since;
+            // its own key is not put back.
+            let frame = Arc::new(frame);
+            state.keyed.apply(&frame, change);
+            counter!(STATE_SUPERSEDED).increment(1);
+            return Ok(Dispatched::Superseded);
         }
         // Out of order, an older analytics event must not replace a newer one.
         if snapshot.is_some() && (frame.id().is_none() || frame.id() >= state.analytics_id) {

@@ -14,6 +14,7 @@
 //! Only events the history gave a position are kept: a raw `PUBLISH` is
 //! live-only, here as everywhere.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,82 @@ pub struct Keyed {
     /// meanwhile, applied again on the loaded state where it is later than
     /// the read (on a cluster, live events reach the hub during the read).
     journal: Option<Vec<(Arc<Event>, StateChange)>>,
+    /// `Some` where events can reach the node late, behind later ones of
+    /// their key (a Redis Cluster's history re-read): the keys taken out
+    /// lately, so that a late event of one is known to be stale.
+    gone: Option<Gone>,
+}
+
+/// Keys recently removed or evicted, with the id that took each out: at
+/// most `cap` (the hub's window of recent ids: an event older than the
+/// oldest one forgotten here is older than every id the hub forgot, and
+/// the hub drops it as too old to tell).
+#[derive(Debug, Clone, Default)]
+struct Gone {
+    /// Type → key → the id that took it out.
+    ids: HashMap<Arc<str>, HashMap<Arc<str>, EventId>>,
+    order: VecDeque<(Arc<str>, Arc<str>, EventId)>,
+    cap: usize,
+}
+
+impl Gone {
+    fn insert(&mut self, kind: &Arc<str>, key: &str, id: EventId) {
+        let key: Arc<str> = Arc::from(key);
+        let at = self
+            .ids
+            .entry(kind.clone())
+            .or_default()
+            .entry(key.clone())
+            .or_insert(id);
+        *at = (*at).max(id);
+        self.order.push_back((kind.clone(), key, id));
+        if self.order.len() > self.cap {
+            let (kind, key, id) = self.order.pop_front().expect("not empty");
+            if let Some(keys) = self.ids.get_mut(&kind)
+                && keys.get(&key) == Some(&id)
+            {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.ids.remove(&kind);
+                }
+            }
+        }
+    }
+
+    fn at(&self, kind: &str, key: &str) -> Option<EventId> {
+        self.ids.get(kind)?.get(key).copied()
+    }
 }
 
 impl Keyed {
+    /// A state for a node where events can arrive late (a Redis Cluster):
+    /// it remembers the last `window` keys taken out, for [`Self::superseded`].
+    pub fn remembering_removals(window: usize) -> Self {
+        Self {
+            gone: Some(Gone {
+                cap: window,
+                ..Gone::default()
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the event at `id` of `kind`'s `key` arrived after a later
+    /// one of its key (an update, a removal, an eviction) did: it is not
+    /// the key's latest, and a client applying it would go back in time.
+    /// Only where events can arrive late; elsewhere always false.
+    pub fn superseded(&self, kind: &str, key: &str, id: EventId) -> bool {
+        let Some(gone) = &self.gone else { return false };
+        let had = self.types.get(kind).and_then(|keys| keys.get(key));
+        if let Some(had) = had {
+            return newer(had, id);
+        }
+        // Not held: taken out after it (remembered), or, for an event the
+        // loaded state covers, taken out before the load (else it would be
+        // held, as the key's latest or behind a newer one).
+        gone_after(Some(gone), kind, key, id) || self.floor.is_some_and(|floor| id <= floor)
+    }
+
     /// Applies one event with a position; the keys it evicted, counted.
     pub fn apply(&mut self, event: &Arc<Event>, change: &StateChange) -> usize {
         let Some(id) = event.id() else { return 0 };
@@ -49,23 +123,18 @@ impl Keyed {
         if let Some(journal) = &mut self.journal {
             journal.push((event.clone(), change.clone()));
         }
-        let keys = keys_of(&mut self.types, &event.kind);
+        let (kind, keys) = keys_of(&mut self.types, &event.kind);
         // Nothing newer than the event is taken out or replaced by it: on
         // a Redis Cluster the history re-read may bring an event whose live
         // copy was lost, after later ones of its key. (Taken out, then put
         // back in that rare case: one lookup a key, not two.)
         for key in &change.evicted {
-            if let Some(had) = keys.remove(key.as_str()).filter(|had| newer(had, id)) {
-                keys.insert(Arc::from(key.as_str()), had);
-            }
+            take_out(keys, key, id, &kind, self.gone.as_mut());
         }
-        let key: Arc<str> = Arc::from(change.key.as_str());
         if change.removed {
-            if let Some(had) = keys.remove(&*key).filter(|had| newer(had, id)) {
-                keys.insert(key, had);
-            }
-        } else {
-            put(keys, key, event.clone());
+            take_out(keys, &change.key, id, &kind, self.gone.as_mut());
+        } else if !gone_after(self.gone.as_ref(), &kind, &change.key, id) {
+            put(keys, Arc::from(change.key.as_str()), event.clone());
         }
         change.evicted.len()
     }
@@ -87,10 +156,18 @@ impl Keyed {
         let mut types = imbl::HashMap::new();
         for (event, key) in events {
             // A paged read may bring a key twice: the newer stays.
-            put(keys_of(&mut types, &event.kind), Arc::from(key), event);
+            put(keys_of(&mut types, &event.kind).1, Arc::from(key), event);
         }
         self.types = types;
         self.floor = Some(floor);
+        // What was taken out before `floor` is absent from the load; what
+        // was taken out after it, the journal takes out again.
+        if let Some(gone) = &mut self.gone {
+            *gone = Gone {
+                cap: gone.cap,
+                ..Gone::default()
+            };
+        }
         for (event, change) in journal {
             self.apply(&event, &change);
         }
@@ -98,7 +175,8 @@ impl Keyed {
 
     /// No state (a history created anew: nothing of the old one is current).
     pub fn clear(&mut self) {
-        *self = Self::default();
+        let window = self.gone.as_ref().map(|gone| gone.cap);
+        *self = window.map_or_else(Self::default, Self::remembering_removals);
     }
 
     /// Where the state is current to, if loaded later than the last event
@@ -120,12 +198,35 @@ impl Keyed {
     }
 }
 
-/// A type's keys, made on its first one (the name allocated only then).
-fn keys_of<'a>(types: &'a mut imbl::HashMap<Arc<str>, Keys>, kind: &str) -> &'a mut Keys {
+/// A type's name and keys, made on its first one (the name allocated only
+/// then).
+fn keys_of<'a>(
+    types: &'a mut imbl::HashMap<Arc<str>, Keys>,
+    kind: &str,
+) -> (Arc<str>, &'a mut Keys) {
     if !types.contains_key(kind) {
         types.insert(Arc::from(kind), Keys::default());
     }
-    types.get_mut(kind).expect("inserted above")
+    let (name, keys) = types.get_key_value_mut(kind).expect("inserted above");
+    (name.clone(), keys)
+}
+
+/// Whether `key` was taken out by an event later than `id`.
+fn gone_after(gone: Option<&Gone>, kind: &str, key: &str, id: EventId) -> bool {
+    gone.and_then(|gone| gone.at(kind, key))
+        .is_some_and(|at| at > id)
+}
+
+/// Takes `key` out unless it holds an event newer than `id`; remembered in
+/// `gone` when it was.
+fn take_out(keys: &mut Keys, key: &str, id: EventId, kind: &Arc<str>, gone: Option<&mut Gone>) {
+    if let Some(had) = keys.remove(key).filter(|had| newer(had, id)) {
+        keys.insert(Arc::from(key), had);
+        return;
+    }
+    if let Some(gone) = gone {
+        gone.insert(kind, key, id);
+    }
 }
 
 /// Whether `had` is later than the event at `id`.
@@ -268,6 +369,53 @@ mod tests {
         ];
         keyed.replace(loaded, EventId { ms: 10, seq: 0 });
         assert_eq!(ids(&keyed.view(), &TypeFilter::default()), [5, 12]);
+    }
+
+    #[test]
+    fn a_late_event_behind_a_later_one_of_its_key_is_known_superseded() {
+        let at = |ms| EventId { ms, seq: 0 };
+        let mut keyed = Keyed::remembering_removals(3);
+        keyed.apply(&event("alert", 5), &change("a", false, &[]));
+        keyed.apply(&event("alert", 7), &change("a", true, &[]));
+        keyed.apply(&event("alert", 10), &change("b", false, &[]));
+        keyed.apply(&event("alert", 12), &change("c", false, &["b"]));
+        assert!(keyed.superseded("alert", "a", at(6)), "behind its removal");
+        keyed.apply(&event("alert", 6), &change("a", false, &[]));
+        assert_eq!(
+            ids(&keyed.view(), &TypeFilter::default()),
+            [12],
+            "not put back"
+        );
+        assert!(!keyed.superseded("alert", "a", at(8)), "after it: current");
+        assert!(keyed.superseded("alert", "b", at(9)), "behind its eviction");
+        assert!(keyed.superseded("alert", "c", at(11)), "behind an update");
+        assert!(!keyed.superseded("alert", "c", at(13)));
+        assert!(!keyed.superseded("alert", "d", at(1)), "a key never seen");
+        assert!(!keyed.superseded("metrics_update", "a", at(6)), "per type");
+        // The removals remembered are the last few: the hub forgets ids too.
+        for (ms, key) in [(20, "x"), (21, "y"), (22, "z")] {
+            keyed.apply(&event("alert", ms), &change(key, true, &[]));
+        }
+        assert!(!keyed.superseded("alert", "a", at(6)));
+        assert!(keyed.superseded("alert", "z", at(19)));
+
+        // Loaded: what the load covers and does not hold was taken out.
+        keyed.replace(vec![(event("alert", 30), "k".into())], at(30));
+        assert!(keyed.superseded("alert", "gone-before", at(25)));
+        assert!(keyed.superseded("alert", "k", at(29)));
+        assert!(!keyed.superseded("alert", "k", at(30)), "its own late copy");
+        assert!(!keyed.superseded("alert", "new", at(31)));
+        keyed.clear();
+        keyed.apply(&event("alert", 40), &change("q", true, &[]));
+        assert!(
+            keyed.superseded("alert", "q", at(39)),
+            "still remembering after a clear"
+        );
+
+        // In order (one Redis) nothing arrives late: never superseded.
+        let mut in_order = Keyed::default();
+        in_order.apply(&event("alert", 7), &change("a", true, &[]));
+        assert!(!in_order.superseded("alert", "a", at(6)));
     }
 
     #[test]

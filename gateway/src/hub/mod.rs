@@ -198,8 +198,14 @@ impl Hub {
     /// `ring_bytes`: `RING_BYTES`, what the ring may hold.
     /// `max_event_bytes`: `MAX_EVENT_BYTES`.
     pub fn new(ring_bytes: usize, arrival: Arrival, max_event_bytes: usize) -> Self {
+        let unordered = arrival == Arrival::Unordered;
         let state = State {
-            recent: (arrival == Arrival::Unordered).then(Recent::default),
+            recent: unordered.then(Recent::default),
+            keyed: if unordered {
+                Keyed::remembering_removals(RECENT_IDS)
+            } else {
+                Keyed::default()
+            },
             ..State::default()
         };
         Self {

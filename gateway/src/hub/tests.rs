@@ -248,6 +248,53 @@ fn out_of_order_arrival_keeps_late_events_and_drops_repeats() {
 }
 
 #[test]
+fn on_a_cluster_a_late_event_behind_a_later_one_of_its_key_is_not_sent_and_changes_nothing() {
+    let removal = |id: &str, key: &str| {
+        format!(
+            r#"{{"id":"{EPOCH}:{id}","type":"alert","key":"{key}","removed":true,"data":{{}},"timestamp":"2026-11-25T10:00:00.000Z"}}"#
+        )
+    };
+    let hub = hub(Arrival::Unordered);
+    let mut rx = rx(&hub);
+    for payload in [
+        keyed("5-0", "alert", "a"),
+        removal("7-0", "a"),
+        keyed("10-0", "alert", "b"),
+    ] {
+        hub.dispatch(payload.as_bytes()).unwrap();
+    }
+    // The history re-read brings events whose live copies were lost.
+    assert_eq!(
+        hub.dispatch(keyed("6-0", "alert", "a").as_bytes()),
+        Ok(Dispatched::Superseded),
+        "a removed key does not come back"
+    );
+    assert_eq!(
+        hub.dispatch(keyed("9-0", "alert", "b").as_bytes()),
+        Ok(Dispatched::Superseded),
+        "a key does not go back to an older event"
+    );
+    assert_eq!(
+        hub.dispatch(keyed("8-0", "alert", "c").as_bytes()),
+        Ok(Dispatched::Sent(Some(EventId::new(8, 0)))),
+        "a late event that is its key's latest goes out"
+    );
+    let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|f| f.id().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["5-0", "7-0", "10-0", "8-0"]);
+    let joined = hub.subscribe_with_state();
+    let mut state: Vec<u64> = joined
+        .state
+        .unwrap()
+        .events(&TypeFilter::default(), std::time::Duration::ZERO)
+        .map(|e| e.id().unwrap().ms)
+        .collect();
+    state.sort_unstable();
+    assert_eq!(state, [8, 10]);
+}
+
+#[test]
 fn malformed_payloads_never_reach_a_subscriber() {
     let hub = hub(Arrival::InOrder);
     let mut rx = rx(&hub);
