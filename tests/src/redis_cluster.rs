@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::tls::{TestCa, Usage};
-use crate::{free_port, redis_server, wait_for_port};
+use crate::{free_port, redis_server};
 
 /// A real Redis Cluster on loopback: `masters` masters with one replica
 /// each, `redis-server` processes in cluster mode joined with
@@ -96,8 +96,21 @@ impl RedisCluster {
                 .expect("redis-server starts");
             cluster.children.push(Some(child));
         }
-        for port in &ports {
-            wait_for_port(*port, "redis-server");
+        for (port, child) in ports.iter().zip(&mut cluster.children) {
+            let child = child.as_mut().expect("just started");
+            let deadline = std::time::Instant::now() + crate::PATIENCE;
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "redis-server on port {port} exited ({status}): its port or bus port was taken"
+                    );
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start on port {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -251,9 +264,18 @@ impl Drop for RedisCluster {
 
 /// `count` loopback ports p with p + 10000 (the cluster bus port) free too.
 fn cluster_ports(count: usize) -> Vec<u16> {
+    // Below the kernel's ephemeral range, the port and its cluster bus port
+    // (+10000) alike: a port from that range can be taken between this check
+    // and the node's bind by any outgoing connection of the tests running
+    // beside this one.
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let top = low.saturating_sub(10_000).max(11_000);
     let mut ports = Vec::new();
     while ports.len() < count {
-        let port = fastrand::u16(20_000..45_000);
+        let port = fastrand::u16(10_000..top);
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if !ports.contains(&port) && free(port) && free(port + 10_000) {
             ports.push(port);
