@@ -20,7 +20,10 @@ which dashboards opening with `?state=1` get first.
 Layout: `wire` (types, envelope, state keys, Redis names; no I/O), `state`
 (which events are keyed and removed; no I/O), `settings`
 (environment), `script` (the Lua source), `publisher` (`Publisher`,
-`AsyncPublisher`), `tutormax` (the drop-in `ConnectionManager`), `errors`.
+`AsyncPublisher`), `core` (what both share: encoding, batches, replies,
+errors; no I/O), `connection` (their redis-py clients, from `Settings`),
+`pool` (commands in flight), `tutormax` (the drop-in `ConnectionManager`),
+`errors`.
 """
 
 from .errors import (
