@@ -226,8 +226,8 @@ impl Hub {
         {
             // Its evictions still stand where nothing newer came since;
             // its own key is not put back.
-            let frame = Arc::new(frame);
-            state.keyed.apply(&frame, change);
+            let evicted = state.keyed.apply(&Arc::new(frame), change);
+            counter!(STATE_EVICTIONS).increment(evicted as u64);
             counter!(STATE_SUPERSEDED).increment(1);
             return Ok(Dispatched::Superseded);
         }
