@@ -222,7 +222,7 @@ impl Hub {
         }
         if let Some(change) = change.as_ref().filter(|_| state.recent.is_some())
             && let Some(id) = frame.id()
-            && state.keyed.superseded(&frame.kind, &change.key, id)
+            && state.keyed.superseded(&frame.kind, change, id)
         {
             // Its evictions still stand where nothing newer came since;
             // its own key is not put back.

@@ -102,16 +102,20 @@ impl Keyed {
     /// one of its key (an update, a removal, an eviction) did: it is not
     /// the key's latest, and a client applying it would go back in time.
     /// Only where events can arrive late; elsewhere always false.
-    pub fn superseded(&self, kind: &str, key: &str, id: EventId) -> bool {
+    pub fn superseded(&self, kind: &str, change: &StateChange, id: EventId) -> bool {
         let Some(gone) = &self.gone else { return false };
+        let key = change.key.as_str();
         let had = self.types.get(kind).and_then(|keys| keys.get(key));
         if let Some(had) = had {
             return newer(had, id);
         }
-        // Not held: taken out after it (remembered), or, for an event the
+        // Not held: taken out after it (remembered), or, for an update the
         // loaded state covers, taken out before the load (else it would be
-        // held, as the key's latest or behind a newer one).
-        gone_after(Some(gone), kind, key, id) || self.floor.is_some_and(|floor| id <= floor)
+        // held, as the key's latest or behind a newer one). Not so for a
+        // removal: it may be what took the key out of the load, and sending
+        // one for a key nobody holds changes nothing.
+        gone_after(Some(gone), kind, key, id)
+            || (!change.removed && self.floor.is_some_and(|floor| id <= floor))
     }
 
     /// Applies one event with a position; the keys it evicted, counted.
@@ -379,43 +383,68 @@ mod tests {
         keyed.apply(&event("alert", 7), &change("a", true, &[]));
         keyed.apply(&event("alert", 10), &change("b", false, &[]));
         keyed.apply(&event("alert", 12), &change("c", false, &["b"]));
-        assert!(keyed.superseded("alert", "a", at(6)), "behind its removal");
+        assert!(
+            keyed.superseded("alert", &change("a", false, &[]), at(6)),
+            "behind its removal"
+        );
         keyed.apply(&event("alert", 6), &change("a", false, &[]));
         assert_eq!(
             ids(&keyed.view(), &TypeFilter::default()),
             [12],
             "not put back"
         );
-        assert!(!keyed.superseded("alert", "a", at(8)), "after it: current");
-        assert!(keyed.superseded("alert", "b", at(9)), "behind its eviction");
-        assert!(keyed.superseded("alert", "c", at(11)), "behind an update");
-        assert!(!keyed.superseded("alert", "c", at(13)));
-        assert!(!keyed.superseded("alert", "d", at(1)), "a key never seen");
-        assert!(!keyed.superseded("metrics_update", "a", at(6)), "per type");
+        assert!(
+            !keyed.superseded("alert", &change("a", false, &[]), at(8)),
+            "after it: current"
+        );
+        assert!(
+            keyed.superseded("alert", &change("b", false, &[]), at(9)),
+            "behind its eviction"
+        );
+        assert!(
+            keyed.superseded("alert", &change("c", false, &[]), at(11)),
+            "behind an update"
+        );
+        assert!(!keyed.superseded("alert", &change("c", false, &[]), at(13)));
+        assert!(
+            !keyed.superseded("alert", &change("d", false, &[]), at(1)),
+            "a key never seen"
+        );
+        assert!(
+            !keyed.superseded("metrics_update", &change("a", false, &[]), at(6)),
+            "per type"
+        );
         // The removals remembered are the last few: the hub forgets ids too.
         for (ms, key) in [(20, "x"), (21, "y"), (22, "z")] {
             keyed.apply(&event("alert", ms), &change(key, true, &[]));
         }
-        assert!(!keyed.superseded("alert", "a", at(6)));
-        assert!(keyed.superseded("alert", "z", at(19)));
+        assert!(!keyed.superseded("alert", &change("a", false, &[]), at(6)));
+        assert!(keyed.superseded("alert", &change("z", false, &[]), at(19)));
 
         // Loaded: what the load covers and does not hold was taken out.
         keyed.replace(vec![(event("alert", 30), "k".into())], at(30));
-        assert!(keyed.superseded("alert", "gone-before", at(25)));
-        assert!(keyed.superseded("alert", "k", at(29)));
-        assert!(!keyed.superseded("alert", "k", at(30)), "its own late copy");
-        assert!(!keyed.superseded("alert", "new", at(31)));
+        assert!(keyed.superseded("alert", &change("gone-before", false, &[]), at(25)));
+        assert!(keyed.superseded("alert", &change("k", false, &[]), at(29)));
+        assert!(
+            !keyed.superseded("alert", &change("k", false, &[]), at(30)),
+            "its own late copy"
+        );
+        assert!(!keyed.superseded("alert", &change("new", false, &[]), at(31)));
+        assert!(
+            !keyed.superseded("alert", &change("gone-before", true, &[]), at(25)),
+            "a removal the load covers may be what took its key out: it still goes"
+        );
         keyed.clear();
         keyed.apply(&event("alert", 40), &change("q", true, &[]));
         assert!(
-            keyed.superseded("alert", "q", at(39)),
+            keyed.superseded("alert", &change("q", false, &[]), at(39)),
             "still remembering after a clear"
         );
 
         // In order (one Redis) nothing arrives late: never superseded.
         let mut in_order = Keyed::default();
         in_order.apply(&event("alert", 7), &change("a", true, &[]));
-        assert!(!in_order.superseded("alert", "a", at(6)));
+        assert!(!in_order.superseded("alert", &change("a", false, &[]), at(6)));
     }
 
     #[test]

@@ -295,6 +295,32 @@ fn on_a_cluster_a_late_event_behind_a_later_one_of_its_key_is_not_sent_and_chang
 }
 
 #[test]
+fn on_a_cluster_a_removal_the_load_already_reflects_still_reaches_open_dashboards() {
+    let hub = hub(Arrival::Unordered);
+    hub.dispatch(keyed("100-0", "alert", "a").as_bytes())
+        .unwrap();
+    let mut rx = rx(&hub);
+    // The node reloads its state after the removal at 105 was written and
+    // before its live copy came: the load no longer holds `a`.
+    hub.begin_state_load();
+    hub.load_state(EPOCH, EventId::new(105, 0), &[]);
+    let removal = format!(
+        r#"{{"id":"{EPOCH}:105-0","type":"alert","key":"a","removed":true,"data":{{}},"timestamp":"2026-11-25T10:00:00.000Z"}}"#
+    );
+    assert_eq!(
+        hub.dispatch(removal.as_bytes()),
+        Ok(Dispatched::Sent(Some(EventId::new(105, 0)))),
+        "dashboards opened before the load still show `a`: they must hear of its removal"
+    );
+    assert_eq!(rx.try_recv().unwrap().id(), Some(EventId::new(105, 0)));
+    assert_eq!(
+        hub.dispatch(keyed("104-0", "alert", "a").as_bytes()),
+        Ok(Dispatched::Superseded),
+        "an update the load covers, of a key it does not hold, was taken out since"
+    );
+}
+
+#[test]
 fn malformed_payloads_never_reach_a_subscriber() {
     let hub = hub(Arrival::InOrder);
     let mut rx = rx(&hub);

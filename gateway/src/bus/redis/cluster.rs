@@ -72,12 +72,16 @@ pub(super) async fn follow(
     bus.init_position().await?;
     let mut channels = HashSet::new();
     subscribe_types(bus, &mut conn, &mut channels).await?;
-    bus.subscribed(reconnect).await?;
+    let read = bus.subscribed(reconnect).await?;
     tracing::info!(channels = channels.len(), "subscribed to sharded channels");
 
-    // Everything up to the node's position has been read from the history
-    // by now; the re-read also notices a history created anew.
-    let mut checked = bus.hub.position().ok_or(BusError::Unavailable)?;
+    // The history has been read through `read` by now; the re-read goes on
+    // from there, not from the node's head: live events that came during the
+    // state load may have carried the head past events still to come or lost
+    // between the two. It also notices a history created anew.
+    let mut checked = read
+        .or_else(|| bus.hub.position())
+        .ok_or(BusError::Unavailable)?;
     let mut registry = tokio::time::interval(REGISTRY_REFRESH);
     let mut entropy = tokio::time::interval(ANTI_ENTROPY);
     loop {

@@ -328,18 +328,21 @@ impl RedisBus {
     }
 
     /// After (re)subscribing: load the snapshot, send this node's clients
-    /// what it missed, and report ready.
-    async fn subscribed(&self, reconnect: &mut Reconnect) -> Result<(), BusError> {
+    /// what it missed, and report ready. Returns where the history was read
+    /// through: on a Cluster, where the node's head may run ahead of events
+    /// still to come (or lost), the re-read goes on from there.
+    async fn subscribed(&self, reconnect: &mut Reconnect) -> Result<Option<Position>, BusError> {
         self.load_snapshot().await?;
-        if let Some(position) = self.hub.position() {
-            self.catch_up_only(position).await?;
+        let mut read = self.hub.position();
+        if let Some(position) = read {
+            read = Some(self.catch_up_only(position).await?.0);
         }
         // After the catch-up (once, whether or not it adopted a new
         // history): whatever it could not bring the state read now has.
         self.load_state().await?;
         self.set_ready(true);
         reconnect.succeeded();
-        Ok(())
+        Ok(read)
     }
 
     async fn load_snapshot(&self) -> Result<(), BusError> {
