@@ -220,7 +220,7 @@ impl Hub {
             }
             state.head = state.head.max(Some(id));
         }
-        if let Some(change) = change.as_ref().filter(|_| state.recent.is_some())
+        if let Some(change) = &change
             && let Some(id) = frame.id()
             && state.keyed.superseded(&frame.kind, change, id)
         {

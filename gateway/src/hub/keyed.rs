@@ -57,7 +57,12 @@ struct Gone {
 }
 
 impl Gone {
-    fn insert(&mut self, kind: &Arc<str>, key: &str, id: EventId) {
+    fn insert(&mut self, kind: &str, key: &str, id: EventId) {
+        // The type's name allocated once, on its first removal.
+        let kind = match self.ids.get_key_value(kind) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(kind),
+        };
         let key: Arc<str> = Arc::from(key);
         let at = self
             .ids
@@ -66,7 +71,7 @@ impl Gone {
             .entry(key.clone())
             .or_insert(id);
         *at = (*at).max(id);
-        self.order.push_back((kind.clone(), key, id));
+        self.order.push_back((kind, key, id));
         if self.order.len() > self.cap {
             let (kind, key, id) = self.order.pop_front().expect("not empty");
             if let Some(keys) = self.ids.get_mut(&kind)
@@ -127,17 +132,18 @@ impl Keyed {
         if let Some(journal) = &mut self.journal {
             journal.push((event.clone(), change.clone()));
         }
-        let (kind, keys) = keys_of(&mut self.types, &event.kind);
+        let kind = event.kind.as_str();
+        let keys = keys_of(&mut self.types, kind);
         // Nothing newer than the event is taken out or replaced by it: on
         // a Redis Cluster the history re-read may bring an event whose live
         // copy was lost, after later ones of its key. (Taken out, then put
         // back in that rare case: one lookup a key, not two.)
         for key in &change.evicted {
-            take_out(keys, key, id, &kind, self.gone.as_mut());
+            take_out(keys, key, id, kind, self.gone.as_mut());
         }
         if change.removed {
-            take_out(keys, &change.key, id, &kind, self.gone.as_mut());
-        } else if !gone_after(self.gone.as_ref(), &kind, &change.key, id) {
+            take_out(keys, &change.key, id, kind, self.gone.as_mut());
+        } else if !gone_after(self.gone.as_ref(), kind, &change.key, id) {
             put(keys, Arc::from(change.key.as_str()), event.clone());
         }
         change.evicted.len()
@@ -160,7 +166,7 @@ impl Keyed {
         let mut types = imbl::HashMap::new();
         for (event, key) in events {
             // A paged read may bring a key twice: the newer stays.
-            put(keys_of(&mut types, &event.kind).1, Arc::from(key), event);
+            put(keys_of(&mut types, &event.kind), Arc::from(key), event);
         }
         self.types = types;
         self.floor = Some(floor);
@@ -202,17 +208,12 @@ impl Keyed {
     }
 }
 
-/// A type's name and keys, made on its first one (the name allocated only
-/// then).
-fn keys_of<'a>(
-    types: &'a mut imbl::HashMap<Arc<str>, Keys>,
-    kind: &str,
-) -> (Arc<str>, &'a mut Keys) {
+/// A type's keys, made on its first one (the name allocated only then).
+fn keys_of<'a>(types: &'a mut imbl::HashMap<Arc<str>, Keys>, kind: &str) -> &'a mut Keys {
     if !types.contains_key(kind) {
         types.insert(Arc::from(kind), Keys::default());
     }
-    let (name, keys) = types.get_key_value_mut(kind).expect("inserted above");
-    (name.clone(), keys)
+    types.get_mut(kind).expect("inserted above")
 }
 
 /// Whether `key` was taken out by an event later than `id`.
@@ -223,7 +224,7 @@ fn gone_after(gone: Option<&Gone>, kind: &str, key: &str, id: EventId) -> bool {
 
 /// Takes `key` out unless it holds an event newer than `id`; remembered in
 /// `gone` when it was.
-fn take_out(keys: &mut Keys, key: &str, id: EventId, kind: &Arc<str>, gone: Option<&mut Gone>) {
+fn take_out(keys: &mut Keys, key: &str, id: EventId, kind: &str, gone: Option<&mut Gone>) {
     if let Some(had) = keys.remove(key).filter(|had| newer(had, id)) {
         keys.insert(Arc::from(key), had);
         return;
