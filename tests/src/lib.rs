@@ -75,8 +75,21 @@ pub fn redis_server(port: u16) -> Command {
 
 /// Blocks until something accepts connections on loopback `port`.
 pub fn wait_for_port(port: u16, what: &str) {
+    wait_for_listener(port, what, None);
+}
+
+/// The same for `child`, just spawned to listen there: one that exits
+/// meanwhile (its port taken) fails at once, with its exit status.
+pub fn wait_for_child_port(port: u16, what: &str, child: &mut std::process::Child) {
+    wait_for_listener(port, what, Some(child));
+}
+
+fn wait_for_listener(port: u16, what: &str, mut child: Option<&mut std::process::Child>) {
     let deadline = Instant::now() + PATIENCE;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+            panic!("{what} on port {port} exited ({status}): its port was taken?");
+        }
         assert!(
             Instant::now() < deadline,
             "{what} did not start on port {port}"

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::tls::{TestCa, Usage};
-use crate::{free_port, redis_server};
+use crate::{free_port, redis_server, wait_for_child_port};
 
 /// A real Redis Cluster on loopback: `masters` masters with one replica
 /// each, `redis-server` processes in cluster mode joined with
@@ -98,19 +98,8 @@ impl RedisCluster {
         }
         for (port, child) in ports.iter().zip(&mut cluster.children) {
             let child = child.as_mut().expect("just started");
-            let deadline = std::time::Instant::now() + crate::PATIENCE;
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "redis-server on port {port} exited ({status}): its port or bus port was taken"
-                    );
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start on port {port}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // A node that cannot bind its port, or its bus port (+10000), exits.
+            wait_for_child_port(*port, "redis-server (cluster node)", child);
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
